@@ -1,0 +1,26 @@
+//! # share-chain: the p2pool-rs consensus core
+//!
+//! Everything every node must agree on byte for byte, and nothing else: no sockets, no
+//! async, no clocks (the current time is an argument). The same shares in give the same
+//! chain, the same payouts and the same coinbase bytes out, on every machine.
+//!
+//! Reading order, from the bottom up:
+//! - [`hash`], [`target`], [`encoding`]: identifiers, targets and work, the canonical bytes;
+//! - [`params`]: the network presets and the network id;
+//! - [`share`]: what a share is; [`pow`]: its proof of work;
+//! - [`address`]: Litecoin addresses to and from payout scripts;
+//! - [`pplns`] and [`payout`]: who is owed what over the window, and the exact amounts;
+//! - [`coinbase`] and [`merkle`]: the generation transaction a share commits to;
+//! - [`retarget`]: the share difficulty; [`validation`]: every rule a received share meets;
+//! - [`chain`]: the tree of shares and fork choice; [`store`]: persistence in LevelDB.
+
+pub mod encoding;
+pub mod hash;
+pub mod params;
+pub mod share;
+pub mod target;
+
+pub use hash::ShareHash;
+pub use params::{CoinParams, ConsensusParams, NetworkId, PowAlgorithm, Preset};
+pub use share::{BlockHeader, CoinbaseData, OperatorFee, Share, ShareInfo};
+pub use target::{Target, Work};

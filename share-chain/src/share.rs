@@ -1,0 +1,323 @@
+//! The share: a block header that proves work, plus the data peers need to rebuild the
+//! coinbase that the header commits to.
+//!
+//! A share's identity is `sha256d` of its 80-byte header, exactly like a block. The header's
+//! merkle root commits to the coinbase, the coinbase's last output commits to the share's
+//! [`ShareInfo`], so the proof of work covers everything a share says. Every variable-length
+//! field has a hard bound, checked on decode.
+
+use bincode::{Decode, Encode};
+use thiserror::Error;
+
+use crate::encoding::{decode_canonical, encode_canonical, DecodeError};
+use crate::hash::{sha256d, ShareHash};
+use crate::params::NetworkId;
+
+/// The share format this code produces and accepts.
+pub const SHARE_VERSION: u32 = 1;
+/// Longest payout or fee script (P2WSH and P2TR are 34 bytes; room for future types).
+pub const MAX_SCRIPT_LEN: usize = 80;
+/// Coinbase scriptSig length bounds (Bitcoin's consensus rule).
+pub const MIN_SCRIPT_SIG_LEN: usize = 2;
+pub const MAX_SCRIPT_SIG_LEN: usize = 100;
+/// Longest coinbase merkle branch: 2^24 transactions, far beyond any block.
+pub const MAX_MERKLE_BRANCH: usize = 24;
+/// Most uncle references any preset may allow; presets set their own lower limit.
+pub const MAX_UNCLES: usize = 8;
+
+/// An 80-byte block header, field by field.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct BlockHeader {
+    pub version: i32,
+    /// Hash of the previous block, in internal byte order.
+    pub prev_block: [u8; 32],
+    /// Merkle root of the block's transactions, in internal byte order.
+    pub merkle_root: [u8; 32],
+    pub time: u32,
+    /// The block target, compact form.
+    pub bits: u32,
+    pub nonce: u32,
+}
+
+impl BlockHeader {
+    /// Bitcoin's serialization: the fields little-endian, in order.
+    pub fn to_bytes(&self) -> [u8; 80] {
+        let mut out = [0u8; 80];
+        out[0..4].copy_from_slice(&self.version.to_le_bytes());
+        out[4..36].copy_from_slice(&self.prev_block);
+        out[36..68].copy_from_slice(&self.merkle_root);
+        out[68..72].copy_from_slice(&self.time.to_le_bytes());
+        out[72..76].copy_from_slice(&self.bits.to_le_bytes());
+        out[76..80].copy_from_slice(&self.nonce.to_le_bytes());
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8; 80]) -> Self {
+        let word = |at: usize| [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        let mut prev_block = [0u8; 32];
+        prev_block.copy_from_slice(&bytes[4..36]);
+        let mut merkle_root = [0u8; 32];
+        merkle_root.copy_from_slice(&bytes[36..68]);
+        BlockHeader {
+            version: i32::from_le_bytes(word(0)),
+            prev_block,
+            merkle_root,
+            time: u32::from_le_bytes(word(68)),
+            bits: u32::from_le_bytes(word(72)),
+            nonce: u32::from_le_bytes(word(76)),
+        }
+    }
+
+    /// The block hash, which is also the share's id.
+    pub fn hash(&self) -> ShareHash {
+        ShareHash::hash(&self.to_bytes())
+    }
+}
+
+/// An operator fee: part of the share's weight credited to the node operator's script.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct OperatorFee {
+    pub basis_points: u16,
+    pub script: Vec<u8>,
+}
+
+/// What the share says about the share chain; committed to by the coinbase's last output.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ShareInfo {
+    /// Always [`SHARE_VERSION`].
+    pub version: u32,
+    /// The parent share, or zero for a chain's first share.
+    pub prev_share: ShareHash,
+    /// The target this share's proof of work meets, compact form; at most the required
+    /// target (a miner may choose harder shares and earns weight in proportion).
+    pub share_target_bits: u32,
+    /// Where the miner of this share is paid.
+    pub payout_script: Vec<u8>,
+    pub fee: Option<OperatorFee>,
+    /// Orphaned recent shares this share includes, strictly ascending by hash.
+    pub uncles: Vec<ShareHash>,
+}
+
+impl ShareInfo {
+    /// The 32 bytes the coinbase's last output carries:
+    /// `sha256d("p2pool-rs share v1" || network_id || canonical(info))`.
+    pub fn commitment(&self, network: &NetworkId) -> [u8; 32] {
+        let mut data = b"p2pool-rs share v1".to_vec();
+        data.extend_from_slice(&network.0);
+        data.extend(encode_canonical(self));
+        sha256d(&data)
+    }
+}
+
+/// The parts of the coinbase that peers cannot derive from the share chain.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct CoinbaseData {
+    /// BIP34 height, tag and extranonce; 2 to 100 bytes.
+    pub script_sig: Vec<u8>,
+    /// Total value of the coinbase (subsidy plus fees) in the coin's base unit.
+    pub value: u64,
+    /// The segwit witness commitment of the block's transactions, if the block has one.
+    pub witness_commitment: Option<[u8; 32]>,
+}
+
+/// A share as it travels between peers and sits in the store.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Share {
+    pub header: BlockHeader,
+    pub info: ShareInfo,
+    pub coinbase: CoinbaseData,
+    /// Sibling hashes from the coinbase txid up to the header's merkle root.
+    pub merkle_branch: Vec<[u8; 32]>,
+}
+
+/// A field outside its bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FormatError {
+    #[error("share version {0} is not supported (expected {SHARE_VERSION})")]
+    Version(u32),
+    #[error("payout script of {0} bytes exceeds {MAX_SCRIPT_LEN}")]
+    PayoutScriptTooLong(usize),
+    #[error("payout script is empty")]
+    PayoutScriptEmpty,
+    #[error("fee script of {0} bytes is empty or exceeds {MAX_SCRIPT_LEN}")]
+    FeeScriptLength(usize),
+    #[error("fee of {0} basis points exceeds 10000")]
+    FeeTooLarge(u16),
+    #[error(
+        "coinbase scriptSig of {0} bytes is outside {MIN_SCRIPT_SIG_LEN}..={MAX_SCRIPT_SIG_LEN}"
+    )]
+    ScriptSigLength(usize),
+    #[error("merkle branch of {0} hashes exceeds {MAX_MERKLE_BRANCH}")]
+    MerkleBranchTooLong(usize),
+    #[error("{0} uncles exceed {MAX_UNCLES}")]
+    TooManyUncles(usize),
+    #[error("uncles are not strictly ascending by hash")]
+    UnclesNotSorted,
+}
+
+/// Why bytes are not a share.
+#[derive(Debug, Error)]
+pub enum ShareDecodeError {
+    #[error(transparent)]
+    Encoding(#[from] DecodeError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
+
+impl Share {
+    /// The share's id: `sha256d` of the header.
+    pub fn hash(&self) -> ShareHash {
+        self.header.hash()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        encode_canonical(self)
+    }
+
+    /// Decodes a share from untrusted bytes: bounded, never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Share, ShareDecodeError> {
+        let share: Share = decode_canonical(bytes)?;
+        share.check_format()?;
+        Ok(share)
+    }
+
+    /// Checks every length and range that does not need the chain.
+    pub fn check_format(&self) -> Result<(), FormatError> {
+        let info = &self.info;
+        if info.version != SHARE_VERSION {
+            return Err(FormatError::Version(info.version));
+        }
+        if info.payout_script.is_empty() {
+            return Err(FormatError::PayoutScriptEmpty);
+        }
+        if info.payout_script.len() > MAX_SCRIPT_LEN {
+            return Err(FormatError::PayoutScriptTooLong(info.payout_script.len()));
+        }
+        if let Some(fee) = &info.fee {
+            if fee.script.is_empty() || fee.script.len() > MAX_SCRIPT_LEN {
+                return Err(FormatError::FeeScriptLength(fee.script.len()));
+            }
+            if fee.basis_points > 10_000 {
+                return Err(FormatError::FeeTooLarge(fee.basis_points));
+            }
+        }
+        let sig = self.coinbase.script_sig.len();
+        if !(MIN_SCRIPT_SIG_LEN..=MAX_SCRIPT_SIG_LEN).contains(&sig) {
+            return Err(FormatError::ScriptSigLength(sig));
+        }
+        if self.merkle_branch.len() > MAX_MERKLE_BRANCH {
+            return Err(FormatError::MerkleBranchTooLong(self.merkle_branch.len()));
+        }
+        if info.uncles.len() > MAX_UNCLES {
+            return Err(FormatError::TooManyUncles(info.uncles.len()));
+        }
+        if info.uncles.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(FormatError::UnclesNotSorted);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub fn sample_share() -> Share {
+        Share {
+            header: BlockHeader {
+                version: 0x2000_0000,
+                prev_block: [1; 32],
+                merkle_root: [2; 32],
+                time: 1_700_000_000,
+                bits: 0x207f_ffff,
+                nonce: 42,
+            },
+            info: ShareInfo {
+                version: SHARE_VERSION,
+                prev_share: ShareHash([3; 32]),
+                share_target_bits: 0x207f_ffff,
+                payout_script: vec![
+                    0x00, 0x14, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                ],
+                fee: None,
+                uncles: vec![ShareHash([4; 32]), ShareHash([5; 32])],
+            },
+            coinbase: CoinbaseData {
+                script_sig: vec![0x01, 0x05, 0, 0, 0, 0, 0, 0, 0, 0],
+                value: 625_000_000,
+                witness_commitment: Some([6; 32]),
+            },
+            merkle_branch: vec![[8; 32]],
+        }
+    }
+
+    #[test]
+    fn header_bytes_round_trip_and_hash_like_a_block() {
+        // Litecoin's genesis block header.
+        let bytes = hex::decode("010000000000000000000000000000000000000000000000000000000000000000000000d9ced4ed1130f7b7faad9be25323ffafa33232a17c3edf6cfd97bee6bafbdd97b9aa8e4ef0ff0f1ecd513f7c").unwrap();
+        let header = BlockHeader::from_bytes(&bytes.clone().try_into().unwrap());
+        assert_eq!(header.to_bytes().to_vec(), bytes);
+        assert_eq!(header.nonce, 2_084_524_493);
+        assert_eq!(
+            header.hash().to_string(),
+            "12a765e31ffd4059bada1e25190f6e98c99d9714d334efa41a195a7e7e04bfe2"
+        );
+    }
+
+    #[test]
+    fn share_round_trips() {
+        let share = sample_share();
+        let bytes = share.encode();
+        assert_eq!(Share::decode(&bytes).unwrap(), share);
+    }
+
+    #[test]
+    fn out_of_bounds_fields_are_refused() {
+        let mut s = sample_share();
+        s.info.uncles.reverse();
+        assert!(matches!(
+            Share::decode(&s.encode()),
+            Err(ShareDecodeError::Format(FormatError::UnclesNotSorted))
+        ));
+        let mut s = sample_share();
+        s.coinbase.script_sig = vec![0; 101];
+        assert!(matches!(
+            Share::decode(&s.encode()),
+            Err(ShareDecodeError::Format(FormatError::ScriptSigLength(101)))
+        ));
+        let mut s = sample_share();
+        s.info.payout_script = vec![0; MAX_SCRIPT_LEN + 1];
+        assert!(matches!(
+            Share::decode(&s.encode()),
+            Err(ShareDecodeError::Format(FormatError::PayoutScriptTooLong(
+                _
+            )))
+        ));
+        let mut s = sample_share();
+        s.info.version = 2;
+        assert!(matches!(
+            Share::decode(&s.encode()),
+            Err(ShareDecodeError::Format(FormatError::Version(2)))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = Share::decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_shares_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+            let mut bytes = sample_share().encode();
+            for (at, value) in flips {
+                let n = bytes.len();
+                bytes[at % n] = value;
+            }
+            if let Ok(share) = Share::decode(&bytes) {
+                prop_assert_eq!(share.encode(), bytes);
+            }
+        }
+    }
+}
