@@ -17,6 +17,7 @@
 pub mod encoding;
 pub mod hash;
 pub mod params;
+pub mod pow;
 pub mod share;
 pub mod target;
 
