@@ -14,10 +14,13 @@
 //! - [`retarget`]: the share difficulty; [`validation`]: every rule a received share meets;
 //! - [`chain`]: the tree of shares and fork choice; [`store`]: persistence in LevelDB.
 
+pub mod coinbase;
 pub mod encoding;
 pub mod hash;
 pub mod params;
+pub mod payout;
 pub mod pow;
+pub mod pplns;
 pub mod share;
 pub mod target;
 

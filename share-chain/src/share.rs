@@ -88,6 +88,10 @@ pub struct ShareInfo {
     pub version: u32,
     /// The parent share, or zero for a chain's first share.
     pub prev_share: ShareHash,
+    /// The share target the chain requires of this share (the retarget rule's result),
+    /// compact form. Declared so that a node holding only part of the ancestry can still
+    /// check its descendants; checked against the retarget rule whenever the ancestry is known.
+    pub required_bits: u32,
     /// The target this share's proof of work meets, compact form; at most the required
     /// target (a miner may choose harder shares and earns weight in proportion).
     pub share_target_bits: u32,
@@ -236,6 +240,7 @@ pub(crate) mod tests {
             info: ShareInfo {
                 version: SHARE_VERSION,
                 prev_share: ShareHash([3; 32]),
+                required_bits: 0x207f_ffff,
                 share_target_bits: 0x207f_ffff,
                 payout_script: vec![
                     0x00, 0x14, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,

@@ -1,0 +1,256 @@
+//! From PPLNS weights to coinbase amounts: the exact, dust-free rounding rule.
+//!
+//! Paying `value × weight / total` to every miner in the window leaves fractions to round
+//! and, for small miners, outputs too small to spend. p2pool raised small miners' share
+//! difficulty; Monero's P2Pool (`quantize_rewards`) found a better answer, used here:
+//!
+//! 1. The finder of the block gets `B = floor(value × finder_bonus_bp / 10000)`.
+//! 2. The rest `R = value − B` is paid in whole multiples of a **step**
+//!    `T = max(dust_threshold, ceil(R / (max_payout_outputs − 1)))`: there are
+//!    `U = floor(R / T)` steps to hand out, and `R − U·T` (less than one step) goes to the
+//!    finder too.
+//! 3. Miner `i` with weight `w_i` of total `W` is owed `U·w_i / W` steps. It gets the whole
+//!    part for sure, and one more step with probability equal to the fractional part. The
+//!    draw is *systematic sampling*: miners in ascending script order lay their fractions
+//!    `f_i = (U·w_i) mod W` end to end on a line; points at `s, s + W, s + 2W, …` with
+//!    `s = seed mod W` pick the miners whose segment they fall in. Each miner's chance of an
+//!    extra step is exactly `f_i / W`, and exactly `Σf_i / W` steps are picked, so amounts
+//!    always add up to `value`.
+//!
+//! Every output is at least one step (never dust), there are at most `max_payout_outputs`
+//! of them, and each miner's *expected* payout is exactly its share: a miner owed 0.3 step
+//! gets one step in 30% of blocks. The seed comes from the parent share's hash, which the
+//! miner of the share cannot grind. All arithmetic is on integers (256-bit where products
+//! need it).
+
+use ruint::aliases::U256;
+
+use crate::coinbase::Payout;
+use crate::hash::{sha256d, ShareHash};
+use crate::params::ConsensusParams;
+
+/// The randomness of the rounding draw: `sha256d("p2pool-rs payout seed v1" || prev_share)`.
+pub fn payout_seed(prev_share: &ShareHash) -> [u8; 32] {
+    let mut data = b"p2pool-rs payout seed v1".to_vec();
+    data.extend_from_slice(prev_share.as_bytes());
+    sha256d(&data)
+}
+
+/// The step every payout is a multiple of, for a reward `reward` left after the bonus.
+pub fn payout_step(reward: u64, params: &ConsensusParams) -> u64 {
+    let slots = u64::from(params.max_payout_outputs.saturating_sub(1).max(1));
+    params.dust_threshold.max(reward.div_ceil(slots)).max(1)
+}
+
+/// Splits `value` among `weights` (unique scripts, ascending byte order) and the finder.
+///
+/// Returns the outputs in coinbase order: amount descending, then script ascending. The
+/// amounts sum to exactly `value`; no output is zero.
+pub fn compute_payouts<'a>(
+    weights: impl IntoIterator<Item = (&'a [u8], u128)>,
+    finder_script: &[u8],
+    value: u64,
+    params: &ConsensusParams,
+    seed: &[u8; 32],
+) -> Vec<Payout> {
+    let weights: Vec<(&[u8], u128)> = weights.into_iter().filter(|(_, w)| *w > 0).collect();
+    debug_assert!(
+        weights.windows(2).all(|p| p[0].0 < p[1].0),
+        "scripts must ascend"
+    );
+
+    let bonus = (u128::from(value) * u128::from(params.finder_bonus_basis_points) / 10_000) as u64;
+    let reward = value - bonus;
+    let total: U256 = weights.iter().map(|(_, w)| U256::from(*w)).sum();
+
+    let mut finder_extra = bonus;
+    let mut paid: Vec<Payout> = Vec::with_capacity(weights.len() + 1);
+    if total.is_zero() {
+        finder_extra = value;
+    } else {
+        let step = payout_step(reward, params);
+        let units = reward / step;
+        finder_extra += reward - units * step;
+
+        let units_u = U256::from(units);
+        let mut next_point = U256::from_be_bytes(*seed) % total;
+        let mut line = U256::ZERO;
+        for (script, weight) in &weights {
+            let owed = units_u * U256::from(*weight);
+            let mut whole = owed / total;
+            let fraction = owed % total;
+            if !fraction.is_zero() && next_point < line + fraction {
+                whole += U256::from(1u8);
+                next_point += total;
+            }
+            line += fraction;
+            // `whole <= units`, so this fits in u64 and the product does not overflow.
+            let amount = whole.to::<u64>() * step;
+            if amount > 0 {
+                paid.push(Payout {
+                    script: script.to_vec(),
+                    amount,
+                });
+            }
+        }
+    }
+
+    if finder_extra > 0 {
+        match paid.iter_mut().find(|p| p.script == finder_script) {
+            Some(p) => p.amount += finder_extra,
+            None => paid.push(Payout {
+                script: finder_script.to_vec(),
+                amount: finder_extra,
+            }),
+        }
+    }
+    paid.sort_by(|a, b| {
+        b.amount
+            .cmp(&a.amount)
+            .then_with(|| a.script.cmp(&b.script))
+    });
+    paid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Preset;
+    use proptest::prelude::*;
+
+    fn params(max_outputs: u32, dust: u64) -> ConsensusParams {
+        let mut p = Preset::builtin("litecoin").unwrap().consensus;
+        p.max_payout_outputs = max_outputs;
+        p.dust_threshold = dust;
+        p
+    }
+
+    fn script(i: u32) -> Vec<u8> {
+        let mut s = vec![0x00, 0x14];
+        s.extend_from_slice(&[0u8; 16]);
+        s.extend_from_slice(&i.to_be_bytes());
+        s
+    }
+
+    #[test]
+    fn worked_example_from_protocol_md() {
+        // docs/PROTOCOL.md, "Worked example": three miners, weights 5:3:2, value 10 LTC.
+        let p = params(200, 100_000);
+        let (a, b, c) = (script(1), script(2), script(3));
+        let weights = vec![(a.as_slice(), 5u128), (b.as_slice(), 3), (c.as_slice(), 2)];
+        let seed = [0u8; 32];
+        let out = compute_payouts(weights, &c, 1_000_000_000, &p, &seed);
+        // Bonus 0.5% = 5,000,000. R = 995,000,000. Step = max(100000, ceil(R/199)) = 5,000,000.
+        // U = 199 steps: a is owed 99.5, b 59.7, c 39.8 (fractions 5, 7, 8 tenths: two extra
+        // steps to hand out). Seed 0 puts the points at 0 and 10 (tenths) on the line
+        // a[0,5) b[5,12) c[12,20): a and b get an extra step, c keeps 39 plus the bonus.
+        assert_eq!(
+            out,
+            vec![
+                Payout {
+                    script: a.clone(),
+                    amount: 100 * 5_000_000
+                },
+                Payout {
+                    script: b.clone(),
+                    amount: 60 * 5_000_000
+                },
+                Payout {
+                    script: c.clone(),
+                    amount: 39 * 5_000_000 + 5_000_000
+                },
+            ]
+        );
+        assert_eq!(out.iter().map(|p| p.amount).sum::<u64>(), 1_000_000_000);
+    }
+
+    #[test]
+    fn empty_window_pays_the_finder_everything() {
+        let p = params(200, 100_000);
+        let out = compute_payouts(Vec::new(), &script(9), 12_345, &p, &[7; 32]);
+        assert_eq!(
+            out,
+            vec![Payout {
+                script: script(9),
+                amount: 12_345
+            }]
+        );
+    }
+
+    #[test]
+    fn expected_payout_of_a_tiny_miner_is_exact() {
+        // A miner owed 0.3 of a step gets one step in ~30% of blocks over many seeds.
+        let p = params(3, 1);
+        let (big, tiny) = (script(1), script(2));
+        let value = 1_000_000u64; // bonus 5000, R = 995000, step = 497500, U = 2
+        let mut tiny_total = 0u64;
+        let rounds = 4000u32;
+        for round in 0..rounds {
+            let seed = payout_seed(&ShareHash::hash(&round.to_le_bytes()));
+            // tiny owed 2 * 15 / 100 = 0.3 steps.
+            let w = vec![(big.as_slice(), 85u128), (tiny.as_slice(), 15)];
+            let out = compute_payouts(w, &big, value, &p, &seed);
+            tiny_total += out
+                .iter()
+                .filter(|o| o.script == tiny)
+                .map(|o| o.amount)
+                .sum::<u64>();
+        }
+        let expected = f64::from(rounds) * 0.3 * 497_500.0;
+        let ratio = tiny_total as f64 / expected;
+        assert!((0.93..1.07).contains(&ratio), "ratio {ratio}");
+    }
+
+    proptest! {
+        #[test]
+        fn amounts_sum_exactly_and_respect_cap_and_dust(
+            raw in proptest::collection::btree_map(any::<u32>(), 1u128..u128::MAX / 4096, 0..600),
+            value in 0u64..8_400_000_000_000_000,
+            finder in any::<u32>(),
+            max_outputs in 2u32..400,
+            dust in 1u64..10_000_000,
+            seed in any::<[u8; 32]>(),
+        ) {
+            let p = params(max_outputs, dust);
+            let scripts: Vec<(Vec<u8>, u128)> = raw.iter().map(|(k, w)| (script(*k), *w)).collect();
+            let finder = script(finder);
+            let out = compute_payouts(
+                scripts.iter().map(|(s, w)| (s.as_slice(), *w)), &finder, value, &p, &seed);
+            prop_assert_eq!(out.iter().map(|o| o.amount).sum::<u64>(), value);
+            prop_assert!(out.len() <= max_outputs as usize);
+            prop_assert!(out.iter().all(|o| o.amount > 0));
+            let reward = value - (u128::from(value) * 50 / 10_000) as u64;
+            let step = payout_step(reward, &p);
+            for o in &out {
+                if o.script != finder {
+                    prop_assert_eq!(o.amount % step, 0);
+                }
+            }
+            // Order: amount descending, then script ascending; scripts unique.
+            prop_assert!(out.windows(2).all(|w|
+                w[0].amount > w[1].amount || (w[0].amount == w[1].amount && w[0].script < w[1].script)));
+        }
+
+        #[test]
+        fn each_miner_gets_floor_or_ceil_of_its_share(
+            raw in proptest::collection::btree_map(any::<u32>(), 1u128..1u128 << 100, 1..50),
+            value in 1_000_000u64..100_000_000_000,
+            seed in any::<[u8; 32]>(),
+        ) {
+            let p = params(200, 1000);
+            let scripts: Vec<(Vec<u8>, u128)> = raw.iter().map(|(k, w)| (script(*k), *w)).collect();
+            let finder = vec![0x51]; // not among the miners
+            let out = compute_payouts(
+                scripts.iter().map(|(s, w)| (s.as_slice(), *w)), &finder, value, &p, &seed);
+            let reward = value - value * 50 / 10_000;
+            let step = payout_step(reward, &p);
+            let units = u128::from(reward / step);
+            let total: u128 = scripts.iter().map(|(_, w)| *w).sum();
+            for (s, w) in &scripts {
+                let got = out.iter().find(|o| &o.script == s).map_or(0, |o| o.amount) / step;
+                let exact_floor = (U256::from(units) * U256::from(*w) / U256::from(total)).to::<u64>();
+                prop_assert!(got == exact_floor || got == exact_floor + 1);
+            }
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! PPLNS: who is owed what over the window of recent shares.
+//!
+//! Each share on the chain earns **credits**: its work (`Target::work` of its share target)
+//! to its payout script, less the operator fee it carries, which goes to the fee script.
+//! A share that includes uncles also credits each uncle's miner with the uncle's work less
+//! the uncle penalty, and takes the penalty itself. A share's **weight** is its own work
+//! plus its uncles' work: the sum of its credits before the fee split.
+//!
+//! The window for a new share is the share itself plus up to `window_shares − 1` of its
+//! ancestors, newest first, while their summed weight stays within the **work cap**
+//! (`window_work_blocks ×` the work of the block target in the new share's header). The
+//! ancestor that crosses the cap counts only for the part below it: each of its credits is
+//! scaled by `remaining / weight`, rounded down. The new share counts in full.
+//!
+//! [`WindowWeights`] computes this from scratch, walking the ancestors; [`Window`] keeps it
+//! up to date as the best chain grows, adding the new tip and dropping the oldest share,
+//! so connecting a share does not walk the whole window.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use ruint::aliases::U256;
+
+use crate::hash::ShareHash;
+use crate::params::ConsensusParams;
+use crate::share::Share;
+use crate::target::Target;
+
+/// What one share adds to the window: `(script, weight)` credits and their sum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareCredits {
+    /// Own work plus uncles' work.
+    pub weight: u128,
+    /// Credits by script; a script may appear more than once.
+    pub credits: Vec<(Vec<u8>, u128)>,
+}
+
+/// The work of a share's own share target (1 if the bits are invalid, which validation
+/// refuses before a share ever reaches the chain).
+pub fn share_work(share: &Share) -> u128 {
+    Target::from_compact(share.info.share_target_bits)
+        .map(|t| t.work().0)
+        .unwrap_or(1)
+}
+
+fn split_fee(share: &Share, amount: u128, out: &mut Vec<(Vec<u8>, u128)>) {
+    let (fee, rest) = match &share.info.fee {
+        Some(fee) => {
+            let f = amount * u128::from(fee.basis_points.min(10_000)) / 10_000;
+            (Some((fee.script.clone(), f)), amount - f)
+        }
+        None => (None, amount),
+    };
+    out.push((share.info.payout_script.clone(), rest));
+    if let Some((script, f)) = fee {
+        out.push((script, f));
+    }
+}
+
+/// The credits of `share`, given the uncle shares it includes (in its `uncles` order).
+/// Weights saturate rather than overflow: no real share chain comes near `u128::MAX`.
+pub fn share_credits(share: &Share, uncles: &[&Share], params: &ConsensusParams) -> ShareCredits {
+    let own = share_work(share);
+    let mut weight = own;
+    let mut nephew = own;
+    let mut credits = Vec::with_capacity(2 + 2 * uncles.len());
+    let mut uncle_credits = Vec::with_capacity(2 * uncles.len());
+    for uncle in uncles {
+        let work = share_work(uncle);
+        let penalty = work / 100 * u128::from(params.uncle_penalty_percent)
+            + work % 100 * u128::from(params.uncle_penalty_percent) / 100;
+        weight = weight.saturating_add(work);
+        nephew = nephew.saturating_add(penalty);
+        split_fee(uncle, work - penalty, &mut uncle_credits);
+    }
+    split_fee(share, nephew, &mut credits);
+    credits.extend(uncle_credits);
+    credits.retain(|(_, w)| *w > 0);
+    ShareCredits { weight, credits }
+}
+
+/// The work cap for a share whose header carries block target `block_bits`.
+pub fn window_work_cap(block_bits: u32, params: &ConsensusParams) -> u128 {
+    let block_work = Target::from_compact(block_bits)
+        .map(|t| t.work().0)
+        .unwrap_or(1);
+    block_work.saturating_mul(u128::from(params.window_work_blocks))
+}
+
+/// `floor(value × numerator / denominator)` without overflow.
+fn scale(value: u128, numerator: u128, denominator: u128) -> u128 {
+    (U256::from(value) * U256::from(numerator) / U256::from(denominator)).to::<u128>()
+}
+
+/// Per-script weights of one window, ascending by script.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WindowWeights {
+    pub by_script: BTreeMap<Vec<u8>, u128>,
+}
+
+impl WindowWeights {
+    fn add(&mut self, credits: &[(Vec<u8>, u128)]) {
+        for (script, w) in credits {
+            let slot = self.by_script.entry(script.clone()).or_insert(0);
+            *slot = slot.saturating_add(*w);
+        }
+    }
+
+    fn add_scaled(&mut self, credits: &ShareCredits, remaining: u128) {
+        for (script, w) in &credits.credits {
+            let part = scale(*w, remaining, credits.weight);
+            if part > 0 {
+                let slot = self.by_script.entry(script.clone()).or_insert(0);
+                *slot = slot.saturating_add(part);
+            }
+        }
+    }
+
+    /// The window from scratch: `own` plus `ancestors` (newest first).
+    pub fn from_ancestors<'a>(
+        own: &ShareCredits,
+        ancestors: impl IntoIterator<Item = &'a ShareCredits>,
+        cap: u128,
+        params: &ConsensusParams,
+    ) -> WindowWeights {
+        let mut weights = WindowWeights::default();
+        weights.add(&own.credits);
+        let mut sum = 0u128;
+        let limit = (params.window_shares as usize).saturating_sub(1);
+        for credits in ancestors.into_iter().take(limit) {
+            if sum.saturating_add(credits.weight) <= cap {
+                sum += credits.weight;
+                weights.add(&credits.credits);
+            } else {
+                weights.add_scaled(credits, cap - sum);
+                break;
+            }
+        }
+        weights
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u128)> {
+        self.by_script.iter().map(|(s, w)| (s.as_slice(), *w))
+    }
+}
+
+/// Looks up a share's parent and credits by hash; `None` past the known chain.
+pub trait CreditsLookup {
+    fn credits_of(&self, hash: &ShareHash) -> Option<(ShareHash, Arc<ShareCredits>)>;
+}
+
+/// The window of the best chain, maintained incrementally.
+///
+/// Holds the ancestors that a child of `tip` would count in full, for the cap it was last
+/// balanced to, with their per-script sums. The partially counted boundary share and the
+/// new share's own credits are added when weights are asked for.
+#[derive(Clone, Debug, Default)]
+pub struct Window {
+    tip: Option<ShareHash>,
+    /// Newest first: (hash, parent, credits).
+    full: VecDeque<(ShareHash, ShareHash, Arc<ShareCredits>)>,
+    sums: BTreeMap<Vec<u8>, u128>,
+    full_weight: u128,
+    cap: u128,
+}
+
+impl Window {
+    pub fn tip(&self) -> Option<ShareHash> {
+        self.tip
+    }
+
+    fn add(&mut self, credits: &ShareCredits) {
+        self.full_weight = self.full_weight.saturating_add(credits.weight);
+        for (script, w) in &credits.credits {
+            let slot = self.sums.entry(script.clone()).or_insert(0);
+            *slot = slot.saturating_add(*w);
+        }
+    }
+
+    fn remove(&mut self, credits: &ShareCredits) {
+        self.full_weight = self.full_weight.saturating_sub(credits.weight);
+        for (script, w) in &credits.credits {
+            if let Some(slot) = self.sums.get_mut(script) {
+                *slot = slot.saturating_sub(*w);
+                if *slot == 0 {
+                    self.sums.remove(script);
+                }
+            }
+        }
+    }
+
+    /// Rebuilds the window for `tip` from scratch.
+    pub fn reset(
+        &mut self,
+        tip: ShareHash,
+        cap: u128,
+        chain: &impl CreditsLookup,
+        params: &ConsensusParams,
+    ) {
+        *self = Window {
+            tip: Some(tip),
+            cap,
+            ..Window::default()
+        };
+        if let Some((parent, credits)) = chain.credits_of(&tip) {
+            self.full.push_back((tip, parent, credits.clone()));
+            self.add(&credits);
+        }
+        self.rebalance(cap, chain, params);
+    }
+
+    /// Moves the window to `new_tip`, a child of the current tip; anything else resets.
+    pub fn advance(
+        &mut self,
+        new_tip: ShareHash,
+        cap: u128,
+        chain: &impl CreditsLookup,
+        params: &ConsensusParams,
+    ) {
+        match chain.credits_of(&new_tip) {
+            Some((parent, credits)) if Some(parent) == self.tip => {
+                self.tip = Some(new_tip);
+                self.full.push_front((new_tip, parent, credits.clone()));
+                self.add(&credits);
+                self.rebalance(cap, chain, params);
+            }
+            _ => self.reset(new_tip, cap, chain, params),
+        }
+    }
+
+    /// Re-fits the window to `cap` (and the count limit), at either end.
+    pub fn rebalance(&mut self, cap: u128, chain: &impl CreditsLookup, params: &ConsensusParams) {
+        self.cap = cap;
+        let limit = (params.window_shares as usize).saturating_sub(1);
+        while self.full.len() > limit || self.full_weight > cap {
+            match self.full.pop_back() {
+                Some((_, _, credits)) => self.remove(&credits),
+                None => break,
+            }
+        }
+        while self.full.len() < limit {
+            let Some(older) = self.boundary(chain) else {
+                break;
+            };
+            if self.full_weight.saturating_add(older.2.weight) > cap {
+                break;
+            }
+            self.add(&older.2);
+            self.full.push_back(older);
+        }
+    }
+
+    /// The next older share after the fully counted ones.
+    fn boundary(
+        &self,
+        chain: &impl CreditsLookup,
+    ) -> Option<(ShareHash, ShareHash, Arc<ShareCredits>)> {
+        let next = match self.full.back() {
+            Some((_, parent, _)) => *parent,
+            None => self.tip?,
+        };
+        let (parent, credits) = chain.credits_of(&next)?;
+        Some((next, parent, credits))
+    }
+
+    /// The per-script sums of the fully counted ancestors (balanced by [`Window::extras`]).
+    pub fn sums(&self) -> &BTreeMap<Vec<u8>, u128> {
+        &self.sums
+    }
+
+    /// Balances the window to `cap` and returns what a child of the tip adds to
+    /// [`Window::sums`]: its own credits and the partially counted boundary share.
+    pub fn extras(
+        &mut self,
+        own: &ShareCredits,
+        cap: u128,
+        chain: &impl CreditsLookup,
+        params: &ConsensusParams,
+    ) -> WindowWeights {
+        if cap != self.cap {
+            self.rebalance(cap, chain, params);
+        }
+        let mut extras = WindowWeights::default();
+        extras.add(&own.credits);
+        let limit = (params.window_shares as usize).saturating_sub(1);
+        if self.full.len() < limit {
+            if let Some((_, _, credits)) = self.boundary(chain) {
+                extras.add_scaled(&credits, cap - self.full_weight);
+            }
+        }
+        extras
+    }
+}
+
+/// Merges two ascending per-script maps into one ascending list, adding equal scripts.
+pub fn merge_weights<'a>(
+    a: &'a BTreeMap<Vec<u8>, u128>,
+    b: &'a BTreeMap<Vec<u8>, u128>,
+) -> Vec<(&'a [u8], u128)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let mut a = a.iter().peekable();
+    let mut b = b.iter().peekable();
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some((sa, _)), Some((sb, _))) => sa.cmp(sb),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => break,
+        };
+        match next {
+            std::cmp::Ordering::Less => {
+                if let Some((s, w)) = a.next() {
+                    out.push((s.as_slice(), *w));
+                }
+            }
+            std::cmp::Ordering::Greater => {
+                if let Some((s, w)) = b.next() {
+                    out.push((s.as_slice(), *w));
+                }
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some((s, wa)), Some((_, wb))) = (a.next(), b.next()) {
+                    out.push((s.as_slice(), wa.saturating_add(*wb)));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::Preset;
+    use crate::share::tests::sample_share;
+    use crate::share::OperatorFee;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn params(window: u32) -> ConsensusParams {
+        let mut p = Preset::builtin("litecoin-regtest").unwrap().consensus;
+        p.window_shares = window;
+        p
+    }
+
+    fn share_with(bits: u32, script: u8, fee: Option<u16>) -> Share {
+        let mut s = sample_share();
+        s.info.share_target_bits = bits;
+        s.info.payout_script = vec![script; 22];
+        s.info.fee = fee.map(|bp| OperatorFee {
+            basis_points: bp,
+            script: vec![0xfe; 22],
+        });
+        s
+    }
+
+    #[test]
+    fn credits_split_fee_and_uncle_penalty() {
+        let p = params(10);
+        // 0x1f00ffff has work 65537 (2^256 / (0xffff << 224 + 1), rounded down).
+        let nephew = share_with(0x1f00ffff, 1, Some(1000));
+        let uncle = share_with(0x1f00ffff, 2, None);
+        let w = share_work(&nephew);
+        assert_eq!(w, 65_537);
+        let c = share_credits(&nephew, &[&uncle], &p);
+        assert_eq!(c.weight, 2 * w);
+        let penalty = w * 20 / 100;
+        let nephew_total = w + penalty;
+        let fee = nephew_total / 10;
+        assert_eq!(
+            c.credits,
+            vec![
+                (vec![1; 22], nephew_total - fee),
+                (vec![0xfe; 22], fee),
+                (vec![2; 22], w - penalty),
+            ]
+        );
+        assert_eq!(c.credits.iter().map(|(_, w)| w).sum::<u128>(), c.weight);
+    }
+
+    struct Chain(HashMap<ShareHash, (ShareHash, Arc<ShareCredits>)>);
+    impl CreditsLookup for Chain {
+        fn credits_of(&self, hash: &ShareHash) -> Option<(ShareHash, Arc<ShareCredits>)> {
+            self.0.get(hash).cloned()
+        }
+    }
+
+    fn hash_of(i: usize) -> ShareHash {
+        ShareHash::hash(&(i as u64).to_le_bytes())
+    }
+
+    fn ancestors(chain: &Chain, from: ShareHash) -> Vec<Arc<ShareCredits>> {
+        let mut out = Vec::new();
+        let mut at = from;
+        while let Some((parent, c)) = chain.credits_of(&at) {
+            out.push(c);
+            at = parent;
+        }
+        out
+    }
+
+    proptest! {
+        /// The incremental window always equals the window computed from scratch, as the
+        /// chain grows and the cap moves both ways.
+        #[test]
+        fn incremental_window_equals_from_scratch(
+            shares in proptest::collection::vec((1u128..1000, 0u8..6, 1u128..1000, 0u8..6), 1..80),
+            caps in proptest::collection::vec(1u128..40_000, 80),
+            window in 2u32..30,
+        ) {
+            let p = params(window);
+            let mut chain = Chain(HashMap::new());
+            let mut win = Window::default();
+            let own = ShareCredits { weight: 5, credits: vec![(vec![9], 5)] };
+            let mut parent = ShareHash::ZERO;
+            for (i, (w1, s1, w2, s2)) in shares.iter().enumerate() {
+                let credits = Arc::new(ShareCredits {
+                    weight: w1 + w2,
+                    credits: vec![(vec![*s1], *w1), (vec![*s2], *w2)],
+                });
+                let h = hash_of(i);
+                chain.0.insert(h, (parent, credits));
+                let cap = caps[i];
+                win.advance(h, cap, &chain, &p);
+                parent = h;
+                for probe in [cap, caps[(i * 7) % caps.len()]] {
+                    let extras = win.extras(&own, probe, &chain, &p);
+                    let fast: Vec<(Vec<u8>, u128)> = merge_weights(win.sums(), &extras.by_script)
+                        .into_iter().map(|(s, w)| (s.to_vec(), w)).collect();
+                    let anc = ancestors(&chain, h);
+                    let slow = WindowWeights::from_ancestors(&own, anc.iter().map(|c| c.as_ref()), probe, &p);
+                    let slow: Vec<(Vec<u8>, u128)> = slow.iter().map(|(s, w)| (s.to_vec(), w)).collect();
+                    prop_assert_eq!(fast, slow);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cap_counts_the_crossing_share_partially() {
+        let p = params(100);
+        let a = ShareCredits {
+            weight: 10,
+            credits: vec![(vec![1], 6), (vec![2], 4)],
+        };
+        let b = ShareCredits {
+            weight: 10,
+            credits: vec![(vec![3], 10)],
+        };
+        let own = ShareCredits {
+            weight: 1,
+            credits: vec![(vec![9], 1)],
+        };
+        // Cap 15: a in full (10), b only 5/10 of it.
+        let w = WindowWeights::from_ancestors(&own, [&a, &b], 15, &p);
+        let got: Vec<_> = w.iter().map(|(s, w)| (s.to_vec(), w)).collect();
+        assert_eq!(
+            got,
+            vec![(vec![1], 6), (vec![2], 4), (vec![3], 5), (vec![9], 1)]
+        );
+        // The count limit counts the new share: a window of 2 shares holds own + a.
+        let w = WindowWeights::from_ancestors(&own, [&a, &b], 1000, &params(2));
+        assert_eq!(w.by_script.len(), 3);
+    }
+}
