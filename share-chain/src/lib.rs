@@ -21,6 +21,7 @@ pub mod params;
 pub mod payout;
 pub mod pow;
 pub mod pplns;
+pub mod retarget;
 pub mod share;
 pub mod target;
 
