@@ -1,0 +1,633 @@
+//! The chain index: every known share in a tree, the best chain, and fork choice.
+//!
+//! Shares form a tree through `prev_share`. The best chain ends at the share with the most
+//! cumulative work (own work plus uncles' work, summed from the first share); between equal
+//! work, the share seen first wins. A share arriving before its parent (or an uncle it
+//! names) waits in the [`OrphanPool`] and connects when the missing share does, so shares
+//! may arrive in any order and give the same chain.
+//!
+//! The index also keeps the PPLNS [`Window`] of the best tip up to date, so that checking
+//! or building the next share's coinbase does not walk the whole window. Validation rules
+//! live in [`crate::validation`]; this file only keeps the tree.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::hash::ShareHash;
+use crate::orphans::OrphanPool;
+use crate::params::{ConsensusParams, NetworkId, PowAlgorithm, Preset};
+use crate::pplns::{
+    merge_weights, share_credits, window_work_cap, CreditsLookup, ShareCredits, Window,
+    WindowWeights,
+};
+use crate::retarget::{median_time_past, next_required_bits, RetargetSample};
+use crate::share::Share;
+use crate::target::Target;
+
+/// Most shares waiting for a missing parent or uncle.
+pub const ORPHAN_CAPACITY: usize = 1024;
+
+/// A connected share and what the index derived from it.
+#[derive(Clone, Debug)]
+pub struct ChainEntry {
+    pub hash: ShareHash,
+    pub share: Arc<Share>,
+    /// 0 for a chain's first share.
+    pub height: u64,
+    /// Cumulative weight from the first known share, inclusive.
+    pub chain_work: u128,
+    /// First-seen order, the fork-choice tie-break.
+    pub seq: u64,
+    pub credits: Arc<ShareCredits>,
+}
+
+impl ChainEntry {
+    pub fn parent(&self) -> Option<ShareHash> {
+        let prev = self.share.info.prev_share;
+        (!prev.is_zero()).then_some(prev)
+    }
+}
+
+/// A change of best tip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TipChange {
+    pub old: Option<ShareHash>,
+    pub new: ShareHash,
+    /// Shares of the old best chain no longer on it (0 when the new tip extends the old).
+    pub reorg_depth: u64,
+}
+
+/// The tree of shares.
+#[derive(Debug)]
+pub struct ChainIndex {
+    pub(crate) consensus: ConsensusParams,
+    pub(crate) pow: PowAlgorithm,
+    pub(crate) network_id: NetworkId,
+    pub(crate) max_share_target: Target,
+    pub(crate) max_money: u64,
+    entries: HashMap<ShareHash, ChainEntry>,
+    children: HashMap<ShareHash, Vec<ShareHash>>,
+    best: Option<ShareHash>,
+    next_seq: u64,
+    window: Window,
+    pub(crate) orphans: OrphanPool,
+}
+
+struct Lookup<'a>(&'a HashMap<ShareHash, ChainEntry>);
+
+impl CreditsLookup for Lookup<'_> {
+    fn credits_of(&self, hash: &ShareHash) -> Option<(ShareHash, Arc<ShareCredits>)> {
+        self.0
+            .get(hash)
+            .map(|e| (e.share.info.prev_share, e.credits.clone()))
+    }
+}
+
+impl ChainIndex {
+    pub fn new(preset: &Preset) -> Self {
+        ChainIndex {
+            consensus: preset.consensus.clone(),
+            pow: preset.coin.pow,
+            network_id: preset.network_id(),
+            max_share_target: preset.max_share_target(),
+            max_money: preset.coin.max_money,
+            entries: HashMap::new(),
+            children: HashMap::new(),
+            best: None,
+            next_seq: 0,
+            window: Window::default(),
+            orphans: OrphanPool::new(ORPHAN_CAPACITY),
+        }
+    }
+
+    pub fn params(&self) -> &ConsensusParams {
+        &self.consensus
+    }
+
+    pub fn network_id(&self) -> &NetworkId {
+        &self.network_id
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, hash: &ShareHash) -> Option<&ChainEntry> {
+        self.entries.get(hash)
+    }
+
+    pub fn contains(&self, hash: &ShareHash) -> bool {
+        self.entries.contains_key(hash)
+    }
+
+    /// Known either connected or waiting as an orphan.
+    pub fn knows(&self, hash: &ShareHash) -> bool {
+        self.entries.contains_key(hash) || self.orphans.contains(hash)
+    }
+
+    pub fn best(&self) -> Option<&ChainEntry> {
+        self.best.and_then(|h| self.entries.get(&h))
+    }
+
+    pub fn best_hash(&self) -> Option<ShareHash> {
+        self.best
+    }
+
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+
+    /// Hashes the orphan pool waits for.
+    pub fn missing(&self) -> Vec<ShareHash> {
+        self.orphans.missing().copied().collect()
+    }
+
+    pub fn children_of(&self, hash: &ShareHash) -> &[ShareHash] {
+        self.children.get(hash).map_or(&[], |v| v.as_slice())
+    }
+
+    /// `from` and its known ancestors, newest first.
+    pub fn ancestors(&self, from: ShareHash) -> impl Iterator<Item = &ChainEntry> {
+        let mut next = Some(from);
+        std::iter::from_fn(move || {
+            let entry = self.entries.get(&next?)?;
+            next = entry.parent();
+            Some(entry)
+        })
+    }
+
+    /// The known entry of the chain ending at `from` at `height`.
+    pub fn ancestor_at(&self, from: ShareHash, height: u64) -> Option<&ChainEntry> {
+        let top = self.entries.get(&from)?;
+        if height > top.height {
+            return None;
+        }
+        self.ancestors(from).nth((top.height - height) as usize)
+    }
+
+    /// Whether `maybe_ancestor` is on the chain ending at `from` (inclusive).
+    pub fn is_ancestor(&self, maybe_ancestor: &ShareHash, from: ShareHash) -> bool {
+        match self.entries.get(maybe_ancestor) {
+            Some(a) => self
+                .ancestor_at(from, a.height)
+                .is_some_and(|e| e.hash == *maybe_ancestor),
+            None => false,
+        }
+    }
+
+    /// The required share target (compact) for a child of `parent` (`None`: a first share).
+    pub fn required_bits_for_child(&self, parent: Option<ShareHash>) -> u32 {
+        let lookback: Vec<RetargetSample> = match parent {
+            Some(p) => self
+                .ancestors(p)
+                .take(self.consensus.retarget_window as usize)
+                .map(|e| RetargetSample {
+                    time: e.share.header.time,
+                    weight: e.credits.weight,
+                    required_bits: e.share.info.required_bits,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        next_required_bits(&lookback, self.max_share_target, &self.consensus)
+    }
+
+    /// Median time past for a child of `parent`.
+    pub fn median_time_past(&self, parent: ShareHash) -> Option<u32> {
+        let times: Vec<u32> = self
+            .ancestors(parent)
+            .take(self.consensus.median_time_span as usize)
+            .map(|e| e.share.header.time)
+            .collect();
+        median_time_past(&times, &self.consensus)
+    }
+
+    /// The credits of `share` given the index (its uncles must be connected).
+    pub fn credits_for(&self, share: &Share) -> ShareCredits {
+        let uncles: Vec<&Share> = share
+            .info
+            .uncles
+            .iter()
+            .filter_map(|u| self.entries.get(u).map(|e| e.share.as_ref()))
+            .collect();
+        share_credits(share, &uncles, &self.consensus)
+    }
+
+    /// PPLNS weights for a new share with `own` credits on `parent`, whose header carries
+    /// block target `block_bits`. Incremental on the best tip, from scratch elsewhere.
+    pub fn window_weights(
+        &mut self,
+        parent: Option<ShareHash>,
+        own: &ShareCredits,
+        block_bits: u32,
+    ) -> Vec<(Vec<u8>, u128)> {
+        let cap = window_work_cap(block_bits, &self.consensus);
+        match parent {
+            Some(p) if self.window.tip() == Some(p) => {
+                let lookup = Lookup(&self.entries);
+                let extras = self.window.extras(own, cap, &lookup, &self.consensus);
+                merge_weights(self.window.sums(), &extras.by_script)
+                    .into_iter()
+                    .map(|(s, w)| (s.to_vec(), w))
+                    .collect()
+            }
+            _ => {
+                let ancestors = parent
+                    .into_iter()
+                    .flat_map(|p| self.ancestors(p))
+                    .map(|e| e.credits.as_ref());
+                WindowWeights::from_ancestors(own, ancestors, cap, &self.consensus)
+                    .by_script
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
+
+    /// Adds a share that passed validation (or was validated before it was stored).
+    /// `restored` carries the stored seq, height and chain work of a share loaded from disk.
+    pub(crate) fn insert(
+        &mut self,
+        share: Share,
+        credits: ShareCredits,
+        restored: Option<(u64, u64, u128)>,
+    ) -> (ChainEntry, Option<TipChange>) {
+        let hash = share.hash();
+        let parent = self.entries.get(&share.info.prev_share);
+        let (seq, height, chain_work) = match restored {
+            Some(r) => r,
+            None => (
+                self.next_seq,
+                parent.map_or(0, |p| p.height + 1),
+                parent
+                    .map_or(0, |p| p.chain_work)
+                    .saturating_add(credits.weight),
+            ),
+        };
+        self.next_seq = self.next_seq.max(seq + 1);
+        let entry = ChainEntry {
+            hash,
+            share: Arc::new(share),
+            height,
+            chain_work,
+            seq,
+            credits: Arc::new(credits),
+        };
+        self.children
+            .entry(entry.share.info.prev_share)
+            .or_default()
+            .push(hash);
+        self.entries.insert(hash, entry.clone());
+        let change = self.update_best(&entry);
+        (entry, change)
+    }
+
+    fn update_best(&mut self, entry: &ChainEntry) -> Option<TipChange> {
+        let better = match self.best() {
+            None => true,
+            Some(best) => {
+                entry.chain_work > best.chain_work
+                    || (entry.chain_work == best.chain_work && entry.seq < best.seq)
+            }
+        };
+        if !better {
+            return None;
+        }
+        let old = self.best;
+        let reorg_depth = match old {
+            Some(o) if o == entry.share.info.prev_share => 0,
+            Some(o) => self.reorg_depth(o, entry.hash),
+            None => 0,
+        };
+        self.best = Some(entry.hash);
+        let cap = window_work_cap(entry.share.header.bits, &self.consensus);
+        let lookup = Lookup(&self.entries);
+        self.window
+            .advance(entry.hash, cap, &lookup, &self.consensus);
+        Some(TipChange {
+            old,
+            new: entry.hash,
+            reorg_depth,
+        })
+    }
+
+    /// How many shares of the chain ending at `old` are not on the chain ending at `new`.
+    fn reorg_depth(&self, old: ShareHash, new: ShareHash) -> u64 {
+        let (Some(o), Some(n)) = (self.entries.get(&old), self.entries.get(&new)) else {
+            return 0;
+        };
+        let (mut a, mut b) = (o, n);
+        let mut depth = 0;
+        loop {
+            if a.hash == b.hash {
+                return depth;
+            }
+            if a.height >= b.height {
+                depth += 1;
+                match a.parent().and_then(|p| self.entries.get(&p)) {
+                    Some(p) => a = p,
+                    None => return depth,
+                }
+            } else {
+                match b.parent().and_then(|p| self.entries.get(&p)) {
+                    Some(p) => b = p,
+                    None => return depth + 1 + a.height,
+                }
+            }
+        }
+    }
+
+    /// Recent shares a child of `parent` may include as uncles: within `uncle_depth`,
+    /// off the chain, hanging off it, not included already. Most work first, at most
+    /// `max_uncles`, returned in ascending hash order (as a share lists them).
+    pub fn uncle_candidates(&self, parent: ShareHash) -> Vec<ShareHash> {
+        let Some(top) = self.entries.get(&parent) else {
+            return Vec::new();
+        };
+        let child_height = top.height + 1;
+        let depth = u64::from(self.consensus.uncle_depth);
+        let chain: Vec<&ChainEntry> = self.ancestors(parent).take(depth as usize + 1).collect();
+        let included: std::collections::HashSet<ShareHash> = chain
+            .iter()
+            .flat_map(|e| e.share.info.uncles.iter().copied())
+            .collect();
+        let mut found: Vec<&ChainEntry> = Vec::new();
+        for at in chain.iter().skip(1) {
+            // Siblings of a chain share hang off its parent: at's children other than the
+            // chain share one height above.
+            for child in self.children_of(&at.hash) {
+                let Some(c) = self.entries.get(child) else {
+                    continue;
+                };
+                if child_height.saturating_sub(c.height) > depth
+                    || chain.iter().any(|e| e.hash == *child)
+                    || included.contains(child)
+                {
+                    continue;
+                }
+                found.push(c);
+            }
+        }
+        found.sort_by(|a, b| {
+            b.credits
+                .weight
+                .cmp(&a.credits.weight)
+                .then(a.seq.cmp(&b.seq))
+        });
+        let mut hashes: Vec<ShareHash> = found
+            .into_iter()
+            .take(self.consensus.max_uncles as usize)
+            .map(|e| e.hash)
+            .collect();
+        hashes.sort();
+        hashes
+    }
+
+    /// Removes shares more than `keep` heights below the best tip. Returns their hashes.
+    pub fn prune(&mut self, keep: u64) -> Vec<ShareHash> {
+        let Some(best) = self.best() else {
+            return Vec::new();
+        };
+        let Some(floor) = best.height.checked_sub(keep) else {
+            return Vec::new();
+        };
+        let doomed: Vec<ShareHash> = self
+            .entries
+            .values()
+            .filter(|e| e.height < floor)
+            .map(|e| e.hash)
+            .collect();
+        for hash in &doomed {
+            if let Some(e) = self.entries.remove(hash) {
+                if let Some(siblings) = self.children.get_mut(&e.share.info.prev_share) {
+                    siblings.retain(|h| h != hash);
+                    if siblings.is_empty() {
+                        self.children.remove(&e.share.info.prev_share);
+                    }
+                }
+            }
+        }
+        doomed
+    }
+
+    /// The hashes of the best chain, newest first, at most `n`.
+    pub fn best_chain(&self, n: usize) -> Vec<ShareHash> {
+        match self.best {
+            Some(b) => self.ancestors(b).take(n).map(|e| e.hash).collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{block_context, grow_chain, mine_share, miner, regtest_preset};
+    use proptest::prelude::*;
+
+    const T0: u32 = 1_700_000_000;
+
+    fn index() -> ChainIndex {
+        ChainIndex::new(&regtest_preset("[consensus]\nwindow_shares = 20\n"))
+    }
+
+    fn next_payouts(index: &mut ChainIndex) -> Vec<crate::coinbase::Payout> {
+        index
+            .share_template(&miner(99), block_context(50_0000_0000))
+            .unwrap()
+            .payouts
+    }
+
+    #[test]
+    fn a_linear_chain_grows_the_best_tip() {
+        let mut idx = index();
+        let shares = grow_chain(&mut idx, 5, 3, T0);
+        let best = idx.best().unwrap();
+        assert_eq!(best.hash, shares[4].hash());
+        assert_eq!(best.height, 4);
+        // Each regtest share at the easiest target does work 2.
+        assert_eq!(best.chain_work, 10);
+        assert_eq!(idx.best_chain(10).len(), 5);
+        assert!(idx.is_ancestor(&shares[0].hash(), best.hash));
+    }
+
+    #[test]
+    fn a_child_before_its_parent_waits_then_connects() {
+        let mut source = index();
+        let shares = grow_chain(&mut source, 3, 2, T0);
+        let mut idx = index();
+        idx.connect(shares[0].clone(), u64::from(T0) + 100).unwrap();
+        let err = idx
+            .connect(shares[2].clone(), u64::from(T0) + 100)
+            .unwrap_err();
+        assert_eq!(err, ShareError::UnknownParent(shares[1].hash()));
+        assert_eq!(idx.orphan_count(), 1);
+        assert_eq!(idx.missing(), vec![shares[1].hash()]);
+        let done = idx.connect(shares[1].clone(), u64::from(T0) + 100).unwrap();
+        assert_eq!(done.entries.len(), 2);
+        assert_eq!(idx.best_hash(), Some(shares[2].hash()));
+        assert_eq!(idx.orphan_count(), 0);
+        assert_eq!(
+            idx.connect(shares[1].clone(), u64::from(T0) + 100)
+                .unwrap_err(),
+            ShareError::Duplicate(shares[1].hash())
+        );
+    }
+
+    use crate::validation::ShareError;
+
+    /// Builds a tree: a main chain and a competing branch from `fork_at`. With
+    /// `see_main`, the branch's miner knows the main chain and includes its shares as
+    /// uncles where it may.
+    fn forked(
+        main_len: usize,
+        fork_at: usize,
+        branch_len: usize,
+        see_main: bool,
+    ) -> (Vec<Share>, Vec<Share>) {
+        let mut idx = index();
+        let main = grow_chain(&mut idx, main_len, 3, T0);
+        if !see_main {
+            idx = index();
+            for s in &main[..=fork_at] {
+                idx.connect(s.clone(), u64::from(T0) + 10_000).unwrap();
+            }
+        }
+        let mut branch = Vec::new();
+        let mut parent = main[fork_at].hash();
+        for i in 0..branch_len {
+            let time = T0 + 1000 + i as u32 * 2;
+            let s = mine_share(&mut idx, Some(parent), &miner(10 + i as u32 % 2), time);
+            idx.connect(s.clone(), u64::from(time)).unwrap();
+            parent = s.hash();
+            branch.push(s);
+        }
+        (main, branch)
+    }
+
+    #[test]
+    fn most_work_wins_and_a_reorg_equals_building_the_winner_from_scratch() {
+        let (main, branch) = forked(8, 3, 6, true);
+        assert!(branch.iter().any(|s| !s.info.uncles.is_empty()));
+        // Replay: main chain first, then the heavier branch arrives and takes over.
+        let mut idx = index();
+        for s in &main {
+            idx.connect(s.clone(), u64::from(T0) + 10_000).unwrap();
+        }
+        assert_eq!(idx.best_hash(), Some(main[7].hash()));
+        let mut last_change = None;
+        for s in &branch {
+            if let Some(c) = idx
+                .connect(s.clone(), u64::from(T0) + 10_000)
+                .unwrap()
+                .tip_change
+            {
+                last_change = Some(c);
+            }
+        }
+        let change = last_change.unwrap();
+        assert_eq!(change.new, branch[5].hash());
+        assert_eq!(idx.best_hash(), Some(branch[5].hash()));
+
+        // From scratch: only the winning chain and the uncles it includes.
+        let uncles: Vec<&Share> = main[4..]
+            .iter()
+            .filter(|m| branch.iter().any(|b| b.info.uncles.contains(&m.hash())))
+            .collect();
+        let mut fresh = index();
+        let mut winning: Vec<&Share> = main[..4].iter().chain(branch.iter()).collect();
+        winning.extend(uncles);
+        for s in winning {
+            let _ = fresh.connect(s.clone(), u64::from(T0) + 10_000);
+        }
+        assert_eq!(fresh.orphan_count(), 0);
+        assert_eq!(fresh.best_hash(), idx.best_hash());
+        assert_eq!(next_payouts(&mut fresh), next_payouts(&mut idx));
+        assert_eq!(
+            fresh.best().unwrap().chain_work,
+            idx.best().unwrap().chain_work
+        );
+    }
+
+    #[test]
+    fn equal_work_keeps_the_first_seen_tip() {
+        let (main, branch) = forked(5, 2, 2, false);
+        // main[3], main[4] and branch[0], branch[1] tie in work at height 4.
+        let mut idx = index();
+        for s in main.iter().chain(branch.iter()) {
+            idx.connect(s.clone(), u64::from(T0) + 10_000).unwrap();
+        }
+        assert_eq!(idx.best_hash(), Some(main[4].hash()));
+        let mut idx = index();
+        for s in main[..3]
+            .iter()
+            .chain(branch.iter())
+            .chain(main[3..].iter())
+        {
+            idx.connect(s.clone(), u64::from(T0) + 10_000).unwrap();
+        }
+        assert_eq!(idx.best_hash(), Some(branch[1].hash()));
+    }
+
+    #[test]
+    fn an_orphaned_sibling_becomes_an_uncle_and_earns_reduced_weight() {
+        let mut idx = index();
+        let main = grow_chain(&mut idx, 4, 1, T0);
+        // A sibling of main[3] by another miner, seen after it.
+        let uncle = mine_share(&mut idx, Some(main[2].hash()), &miner(7), T0 + 50);
+        idx.connect(uncle.clone(), u64::from(T0) + 60).unwrap();
+        assert_eq!(idx.best_hash(), Some(main[3].hash()));
+        assert_eq!(idx.uncle_candidates(main[3].hash()), vec![uncle.hash()]);
+        let nephew = mine_share(&mut idx, Some(main[3].hash()), &miner(0), T0 + 70);
+        assert_eq!(nephew.info.uncles, vec![uncle.hash()]);
+        idx.connect(nephew.clone(), u64::from(T0) + 70).unwrap();
+        let e = idx.get(&nephew.hash()).unwrap();
+        // Own work 2 plus the uncle's 2.
+        assert_eq!(e.credits.weight, 4);
+        assert_eq!(
+            e.chain_work,
+            idx.get(&main[3].hash()).unwrap().chain_work + 4
+        );
+        // Already included: not offered again.
+        assert!(idx.uncle_candidates(nephew.hash()).is_empty());
+    }
+
+    #[test]
+    fn pruning_keeps_the_recent_chain() {
+        let mut idx = index();
+        let shares = grow_chain(&mut idx, 30, 2, T0);
+        let before = next_payouts(&mut idx);
+        let gone = idx.prune(22);
+        assert_eq!(gone.len(), 7);
+        assert!(!idx.contains(&shares[0].hash()));
+        assert!(idx.contains(&shares[7].hash()));
+        // Pruning below the window does not change what the next share pays.
+        assert_eq!(next_payouts(&mut idx), before);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+        /// Any arrival order of the same shares gives the same best tip and the same next
+        /// coinbase payouts.
+        #[test]
+        fn arrival_order_does_not_matter(order in Just((0..14usize).collect::<Vec<_>>()).prop_shuffle()) {
+            let (main, branch) = forked(9, 4, 5, true);
+            let all: Vec<Share> = main.into_iter().chain(branch).collect();
+            let mut reference = index();
+            for s in &all {
+                reference.connect(s.clone(), u64::from(T0) + 10_000).unwrap();
+            }
+            let mut idx = index();
+            for i in order {
+                let _ = idx.connect(all[i].clone(), u64::from(T0) + 10_000);
+            }
+            prop_assert_eq!(idx.len(), all.len());
+            prop_assert_eq!(idx.best_hash(), reference.best_hash());
+            prop_assert_eq!(next_payouts(&mut idx), next_payouts(&mut reference));
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Building the next share: what a node hands its miners to work on.
+//!
+//! A share template fixes everything about a new share except what the miner varies (the
+//! extranonce inside the coinbase scriptSig, the header's time, nonce and rolled version
+//! bits). It is built on the best tip for one miner, since the share's own payout script
+//! and difficulty change the coinbase: the payouts are the PPLNS window *with* this share
+//! in it, and the finder bonus goes to this miner.
+
+use crate::chain::ChainIndex;
+use crate::coinbase::{build_coinbase, Coinbase, Payout};
+use crate::hash::ShareHash;
+use crate::merkle::merkle_root_from_branch;
+use crate::payout::{compute_payouts, payout_seed};
+use crate::pplns::share_credits;
+use crate::share::{BlockHeader, CoinbaseData, OperatorFee, Share, ShareInfo, SHARE_VERSION};
+use crate::target::Target;
+
+/// What the coin daemon's block template says about the block being mined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockContext {
+    pub version: i32,
+    /// Previous block hash, internal byte order.
+    pub prev_block: [u8; 32],
+    /// Block target, compact.
+    pub bits: u32,
+    /// Subsidy plus fees.
+    pub coinbase_value: u64,
+    pub witness_commitment: Option<[u8; 32]>,
+    /// The stratum merkle branch of the template's other transactions.
+    pub merkle_branch: Vec<[u8; 32]>,
+}
+
+/// Who a share pays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MinerPayout {
+    pub script: Vec<u8>,
+    pub fee: Option<OperatorFee>,
+    /// A harder share target than required, if the miner asked for one.
+    pub share_target_bits: Option<u32>,
+}
+
+/// Everything fixed about the next share for one miner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareTemplate {
+    pub info: ShareInfo,
+    pub block: BlockContext,
+    pub payouts: Vec<Payout>,
+    pub commitment: [u8; 32],
+    /// The share target the solution must meet.
+    pub share_target: Target,
+    /// The block target (a solution meeting it is also a block).
+    pub block_target: Target,
+}
+
+impl ShareTemplate {
+    pub fn coinbase_data(&self, script_sig: Vec<u8>) -> CoinbaseData {
+        CoinbaseData {
+            script_sig,
+            value: self.block.coinbase_value,
+            witness_commitment: self.block.witness_commitment,
+        }
+    }
+
+    /// The coinbase for a given scriptSig (with the extranonce at its end).
+    pub fn coinbase(&self, script_sig: Vec<u8>) -> Coinbase {
+        build_coinbase(
+            &self.coinbase_data(script_sig),
+            &self.payouts,
+            &self.commitment,
+        )
+    }
+
+    /// The share a miner's solution makes.
+    pub fn share(&self, script_sig: Vec<u8>, version: i32, time: u32, nonce: u32) -> Share {
+        let coinbase = self.coinbase_data(script_sig);
+        let txid = build_coinbase(&coinbase, &self.payouts, &self.commitment).txid();
+        Share {
+            header: BlockHeader {
+                version,
+                prev_block: self.block.prev_block,
+                merkle_root: merkle_root_from_branch(txid, &self.block.merkle_branch),
+                time,
+                bits: self.block.bits,
+                nonce,
+            },
+            info: self.info.clone(),
+            coinbase,
+            merkle_branch: self.block.merkle_branch.clone(),
+        }
+    }
+}
+
+/// Why a template could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("block target {0:#010x} is not a valid compact value")]
+    InvalidBlockBits(u32),
+    #[error("requested share target {0:#010x} is invalid or easier than required")]
+    InvalidShareTarget(u32),
+}
+
+impl ChainIndex {
+    /// The template for `miner`'s next share on the best tip.
+    pub fn share_template(
+        &mut self,
+        miner: &MinerPayout,
+        block: BlockContext,
+    ) -> Result<ShareTemplate, TemplateError> {
+        let parent = self.best_hash();
+        self.share_template_on(parent, miner, block)
+    }
+
+    /// The template for `miner`'s next share on `parent` (`None`: a new chain).
+    pub fn share_template_on(
+        &mut self,
+        parent: Option<ShareHash>,
+        miner: &MinerPayout,
+        block: BlockContext,
+    ) -> Result<ShareTemplate, TemplateError> {
+        let block_target = Target::from_compact(block.bits)
+            .map_err(|_| TemplateError::InvalidBlockBits(block.bits))?;
+        let required_bits = self.required_bits_for_child(parent);
+        let required = Target::from_compact(required_bits)
+            .map_err(|_| TemplateError::InvalidShareTarget(required_bits))?;
+        let share_target_bits = miner.share_target_bits.unwrap_or(required_bits);
+        let share_target = match Target::from_compact(share_target_bits) {
+            Ok(t) if t <= required => t,
+            _ => return Err(TemplateError::InvalidShareTarget(share_target_bits)),
+        };
+        let uncles = parent.map(|p| self.uncle_candidates(p)).unwrap_or_default();
+        let info = ShareInfo {
+            version: SHARE_VERSION,
+            prev_share: parent.unwrap_or(ShareHash::ZERO),
+            required_bits,
+            share_target_bits,
+            payout_script: miner.script.clone(),
+            fee: miner.fee.clone(),
+            uncles,
+        };
+        let uncle_shares: Vec<_> = info
+            .uncles
+            .iter()
+            .filter_map(|u| self.get(u).map(|e| e.share.clone()))
+            .collect();
+        let uncle_refs: Vec<&Share> = uncle_shares.iter().map(|s| s.as_ref()).collect();
+        // The credits only need the share info: build them from a share shell.
+        let shell = Share {
+            header: BlockHeader {
+                version: block.version,
+                prev_block: block.prev_block,
+                merkle_root: [0; 32],
+                time: 0,
+                bits: block.bits,
+                nonce: 0,
+            },
+            info: info.clone(),
+            coinbase: CoinbaseData {
+                script_sig: Vec::new(),
+                value: block.coinbase_value,
+                witness_commitment: block.witness_commitment,
+            },
+            merkle_branch: Vec::new(),
+        };
+        let credits = share_credits(&shell, &uncle_refs, self.params());
+        let weights = self.window_weights(parent, &credits, block.bits);
+        let payouts = compute_payouts(
+            weights.iter().map(|(s, w)| (s.as_slice(), *w)),
+            &info.payout_script,
+            block.coinbase_value,
+            self.params(),
+            &payout_seed(&info.prev_share),
+        );
+        let commitment = info.commitment(self.network_id());
+        Ok(ShareTemplate {
+            info,
+            block,
+            payouts,
+            commitment,
+            share_target,
+            block_target,
+        })
+    }
+}
