@@ -324,3 +324,234 @@ impl ChainIndex {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pow::pow_hash;
+    use crate::share::OperatorFee;
+    use crate::testkit::{grow_chain, mine_share, miner, regtest_preset};
+
+    const T0: u32 = 1_700_000_000;
+    const NOW: u64 = T0 as u64 + 100_000;
+
+    fn setup(overrides: &str) -> (ChainIndex, Vec<Share>) {
+        let mut idx = ChainIndex::new(&regtest_preset(overrides));
+        let shares = grow_chain(&mut idx, 12, 3, T0);
+        (idx, shares)
+    }
+
+    /// Re-grinds the nonce so the proof of work holds again after a tampering.
+    fn regrind(idx: &ChainIndex, share: &mut Share) {
+        let target = Target::from_compact(share.info.share_target_bits).unwrap();
+        while !target.is_met_by(&pow_hash(idx.pow, &share.header.to_bytes())) {
+            share.header.nonce = share.header.nonce.wrapping_add(1);
+        }
+    }
+
+    fn next(idx: &mut ChainIndex) -> Share {
+        let parent = idx.best_hash();
+        mine_share(idx, parent, &miner(5), T0 + 10_000)
+    }
+
+    #[test]
+    fn a_mined_share_is_valid() {
+        let (mut idx, _) = setup("");
+        let s = next(&mut idx);
+        assert!(idx.validate(&s, NOW).is_ok());
+    }
+
+    #[test]
+    fn tampered_payout_script_breaks_the_commitment() {
+        let (mut idx, _) = setup("");
+        let mut s = next(&mut idx);
+        s.info.payout_script = crate::testkit::miner_script(6);
+        regrind(&idx, &mut s);
+        assert_eq!(idx.validate(&s, NOW), Err(ShareError::MerkleRootMismatch));
+    }
+
+    #[test]
+    fn tampered_coinbase_value_or_branch_breaks_the_merkle_root() {
+        let (mut idx, _) = setup("");
+        let mut s = next(&mut idx);
+        s.coinbase.value += 1;
+        regrind(&idx, &mut s);
+        assert_eq!(idx.validate(&s, NOW), Err(ShareError::MerkleRootMismatch));
+        let mut s = next(&mut idx);
+        s.merkle_branch[0][0] ^= 1;
+        regrind(&idx, &mut s);
+        assert_eq!(idx.validate(&s, NOW), Err(ShareError::MerkleRootMismatch));
+    }
+
+    #[test]
+    fn difficulty_rules() {
+        let (mut idx, _) = setup("");
+        let mut s = next(&mut idx);
+        s.info.required_bits = 0x1f00ffff;
+        assert!(matches!(
+            idx.validate(&s, NOW),
+            Err(ShareError::WrongRequiredTarget { .. })
+        ));
+
+        // Required target harder than the floor, so an easier share target exists.
+        let (mut idx, _) = setup("[consensus]\nmax_share_target_bits = 0x1f7fffff\n");
+        let mut s = next(&mut idx);
+        s.info.share_target_bits = 0x207fffff;
+        assert!(matches!(
+            idx.validate(&s, NOW),
+            Err(ShareError::ShareTargetTooEasy { .. })
+        ));
+        let mut s = next(&mut idx);
+        s.info.share_target_bits = 0x04923456;
+        assert!(matches!(
+            idx.validate(&s, NOW),
+            Err(ShareError::InvalidShareTarget(_))
+        ));
+        let mut s = next(&mut idx);
+        s.header.bits = 0;
+        assert!(matches!(
+            idx.validate(&s, NOW),
+            Err(ShareError::InvalidBlockBits(_))
+        ));
+    }
+
+    #[test]
+    fn proof_of_work_is_checked() {
+        let (mut idx, _) = setup("");
+        let mut s = next(&mut idx);
+        let target = Target::from_compact(s.info.share_target_bits).unwrap();
+        while target.is_met_by(&pow_hash(idx.pow, &s.header.to_bytes())) {
+            s.header.nonce = s.header.nonce.wrapping_add(1);
+        }
+        assert_eq!(idx.validate(&s, NOW), Err(ShareError::InsufficientWork));
+    }
+
+    #[test]
+    fn timestamps_are_bounded_both_ways() {
+        let (mut idx, shares) = setup("");
+        let parent = idx.best_hash();
+        let median = idx.median_time_past(parent.unwrap()).unwrap();
+        assert_eq!(median, shares[6].header.time);
+        let s = mine_share(&mut idx, parent, &miner(1), median);
+        assert_eq!(
+            idx.validate(&s, NOW),
+            Err(ShareError::TimestampTooOld {
+                time: median,
+                median
+            })
+        );
+        let s = mine_share(&mut idx, parent, &miner(1), T0 + 10_000);
+        let now = u64::from(T0) + 10_000 - 61;
+        let err = idx.validate(&s, now).unwrap_err();
+        assert!(matches!(err, ShareError::TimestampInFuture { .. }));
+        assert!(!err.is_punishable());
+        assert!(idx.validate(&s, now + 1).is_ok());
+    }
+
+    #[test]
+    fn amounts_and_fees_are_bounded() {
+        let (mut idx, _) = setup("");
+        let parent = idx.best_hash();
+        let mut greedy = miner(1);
+        greedy.fee = Some(OperatorFee {
+            basis_points: 1001,
+            script: crate::testkit::miner_script(77),
+        });
+        let s = mine_share(&mut idx, parent, &greedy, T0 + 10_000);
+        assert_eq!(
+            idx.validate(&s, NOW),
+            Err(ShareError::FeeTooHigh {
+                found: 1001,
+                max: 1000
+            })
+        );
+        let mut s = next(&mut idx);
+        s.coinbase.value = 8_400_000_000_000_001;
+        assert_eq!(
+            idx.validate(&s, NOW),
+            Err(ShareError::ValueTooLarge(8_400_000_000_000_001))
+        );
+    }
+
+    #[test]
+    fn a_fee_within_bounds_pays_the_operator() {
+        // sha256d keeps grinding a harder share (work 65537) quick.
+        let (mut idx, _) = setup("[coin]\npow = \"sha256d\"\n");
+        let parent = idx.best_hash();
+        let mut m = miner(1);
+        m.share_target_bits = Some(0x1f00ffff);
+        m.fee = Some(OperatorFee {
+            basis_points: 1000,
+            script: crate::testkit::miner_script(77),
+        });
+        let s = mine_share(&mut idx, parent, &m, T0 + 10_000);
+        idx.connect(s.clone(), NOW).unwrap();
+        let e = idx.get(&s.hash()).unwrap();
+        assert_eq!(
+            e.credits.credits,
+            vec![
+                (crate::testkit::miner_script(1), 65_537 - 6_553),
+                (crate::testkit::miner_script(77), 6_553),
+            ]
+        );
+    }
+
+    #[test]
+    fn uncle_rules() {
+        let (mut idx, shares) = setup("");
+        // Included once, not twice: a sibling of the tip, included by the next share.
+        let sibling = mine_share(&mut idx, Some(shares[10].hash()), &miner(9), T0 + 7_000);
+        idx.connect(sibling.clone(), NOW).unwrap();
+        let nephew = next(&mut idx);
+        assert!(nephew.info.uncles.contains(&sibling.hash()));
+        idx.connect(nephew.clone(), NOW).unwrap();
+        let mut again = next(&mut idx);
+        assert!(!again.info.uncles.contains(&sibling.hash()));
+        again.info.uncles = vec![sibling.hash()];
+        assert_eq!(
+            idx.validate(&again, NOW),
+            Err(ShareError::UncleAlreadyIncluded(sibling.hash()))
+        );
+        let tip = nephew.hash();
+        // An ancestor is no uncle.
+        let mut s = next(&mut idx);
+        s.info.uncles = vec![shares[10].hash()];
+        assert_eq!(
+            idx.validate(&s, NOW),
+            Err(ShareError::UncleIsAncestor(shares[10].hash()))
+        );
+        // An unknown uncle makes the share wait.
+        let mut s = next(&mut idx);
+        s.info.uncles = vec![ShareHash([7; 32])];
+        let err = idx.validate(&s, NOW).unwrap_err();
+        assert!(err.is_orphan());
+        // Too deep: a sibling of shares[5] is 8 heights below the next share.
+        let old = mine_share(&mut idx, Some(shares[4].hash()), &miner(8), T0 + 5_000);
+        idx.connect(old.clone(), NOW).unwrap();
+        let mut s = next(&mut idx);
+        s.info.uncles = vec![old.hash()];
+        assert!(matches!(
+            idx.validate(&s, NOW),
+            Err(ShareError::UncleOutOfRange { distance: 8, .. })
+        ));
+        // A share on a side branch two deep does not hang off the chain.
+        let side1 = mine_share(&mut idx, Some(shares[8].hash()), &miner(8), T0 + 6_000);
+        idx.connect(side1.clone(), NOW).unwrap();
+        let side2 = mine_share(&mut idx, Some(side1.hash()), &miner(8), T0 + 6_001);
+        idx.connect(side2.clone(), NOW).unwrap();
+        let mut s = next(&mut idx);
+        s.info.uncles = vec![side2.hash()];
+        assert_eq!(
+            idx.validate(&s, NOW),
+            Err(ShareError::UncleNotSibling(side2.hash()))
+        );
+        // Too many uncles.
+        let mut s = next(&mut idx);
+        s.info.uncles = (0..5u8).map(|i| ShareHash([i; 32])).collect();
+        assert!(matches!(
+            idx.validate(&s, NOW),
+            Err(ShareError::TooManyUncles { found: 5, max: 4 })
+        ));
+        assert_eq!(idx.best_hash(), Some(tip));
+    }
+}
