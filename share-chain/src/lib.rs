@@ -14,8 +14,11 @@
 //! - [`retarget`]: the share difficulty; [`validation`]: every rule a received share meets;
 //! - [`chain`]: the tree of shares and fork choice; [`store`]: persistence in LevelDB.
 
+pub mod address;
+pub mod coinbase;
 pub mod encoding;
 pub mod hash;
+pub mod merkle;
 pub mod params;
 pub mod pow;
 pub mod share;
