@@ -58,7 +58,7 @@ pub struct TipChange {
 }
 
 /// The tree of shares.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ChainIndex {
     pub(crate) consensus: ConsensusParams,
     pub(crate) pow: PowAlgorithm,

@@ -14,9 +14,13 @@
 //! - [`retarget`]: the share difficulty; [`validation`]: every rule a received share meets;
 //! - [`chain`]: the tree of shares and fork choice; [`store`]: persistence in LevelDB.
 
+pub mod address;
+pub mod chain;
 pub mod coinbase;
 pub mod encoding;
 pub mod hash;
+pub mod merkle;
+pub mod orphans;
 pub mod params;
 pub mod payout;
 pub mod pow;
@@ -24,6 +28,9 @@ pub mod pplns;
 pub mod retarget;
 pub mod share;
 pub mod target;
+pub mod template;
+pub mod testkit;
+pub mod validation;
 
 pub use hash::ShareHash;
 pub use params::{CoinParams, ConsensusParams, NetworkId, PowAlgorithm, Preset};

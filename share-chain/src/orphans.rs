@@ -11,7 +11,7 @@ use crate::hash::ShareHash;
 use crate::share::Share;
 
 /// Bounded pool of shares waiting for a missing dependency.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct OrphanPool {
     capacity: usize,
     waiting: HashMap<ShareHash, Vec<(ShareHash, Share)>>,
