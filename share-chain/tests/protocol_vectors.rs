@@ -1,0 +1,169 @@
+//! Checks the test vectors written in docs/PROTOCOL.md, section 13, so the spec and the code
+//! cannot drift apart. Each vector is a fenced block tagged `vector` holding TOML with a
+//! `name`. Run with `PRINT_VECTORS=1 cargo test -p share-chain --test protocol_vectors --
+//! --nocapture` to print the values this code computes.
+
+use std::collections::BTreeMap;
+
+use share_chain::chain::ChainIndex;
+use share_chain::coinbase::build_coinbase;
+use share_chain::params::{PowAlgorithm, Preset, BUILTIN_NAMES};
+use share_chain::payout::compute_payouts;
+use share_chain::pow::pow_hash;
+use share_chain::testkit::{grow_chain, regtest_preset};
+use share_chain::{BlockHeader, Target};
+
+type Vectors = BTreeMap<String, toml::Table>;
+
+fn vectors() -> Vectors {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
+    let text = std::fs::read_to_string(path).expect("docs/PROTOCOL.md");
+    let mut out = BTreeMap::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("```vector\n") {
+        let body = &rest[start + 10..];
+        let end = body.find("```").expect("closed vector block");
+        let table: toml::Table = toml::from_str(&body[..end]).expect("vector TOML");
+        let name = table["name"].as_str().expect("name").to_string();
+        assert!(out.insert(name.clone(), table).is_none(), "duplicate {name}");
+        rest = &body[end + 3..];
+    }
+    out
+}
+
+fn vector<'a>(v: &'a Vectors, name: &str) -> &'a toml::Table {
+    v.get(name)
+        .unwrap_or_else(|| panic!("vector {name} missing from PROTOCOL.md"))
+}
+
+fn text<'a>(v: &'a Vectors, name: &str, key: &str) -> &'a str {
+    vector(v, name)
+        .get(key)
+        .and_then(|x| x.as_str())
+        .unwrap_or_else(|| panic!("{name}.{key}"))
+}
+
+fn strings(v: &Vectors, name: &str, key: &str) -> Vec<String> {
+    vector(v, name)[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name}.{key}"))
+        .iter()
+        .map(|x| x.as_str().expect("string").to_string())
+        .collect()
+}
+
+fn display(mut h: [u8; 32]) -> String {
+    h.reverse();
+    hex::encode(h)
+}
+
+fn print_mode() -> bool {
+    std::env::var_os("PRINT_VECTORS").is_some()
+}
+
+#[test]
+fn pow_and_targets() {
+    let v = vectors();
+    let name = "pow/litecoin-genesis";
+    let header: [u8; 80] = hex::decode(text(&v, name, "header"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let scrypt = display(pow_hash(PowAlgorithm::Scrypt, &header));
+    let id = BlockHeader::from_bytes(&header).hash().to_string();
+    if print_mode() {
+        println!("scrypt = \"{scrypt}\"\nid = \"{id}\"");
+    }
+    assert_eq!(scrypt, text(&v, name, "scrypt"));
+    assert_eq!(id, text(&v, name, "id"));
+
+    for name in [
+        "compact/bitcoin-difficulty-1",
+        "compact/regtest",
+        "compact/litecoin-min-share",
+    ] {
+        let bits = text(&v, name, "bits");
+        let bits = u32::from_str_radix(bits.trim_start_matches("0x"), 16).unwrap();
+        let t = Target::from_compact(bits).unwrap();
+        if print_mode() {
+            println!("{name}: target = \"{t}\" work = \"{}\"", t.work().0);
+        }
+        assert_eq!(t.to_string(), text(&v, name, "target"));
+        assert_eq!(t.work().0.to_string(), text(&v, name, "work"));
+    }
+}
+
+#[test]
+fn network_ids() {
+    let v = vectors();
+    for preset in BUILTIN_NAMES {
+        let id = Preset::builtin(preset).unwrap().network_id().to_string();
+        if print_mode() {
+            println!("{preset}: {id}");
+        }
+        assert_eq!(id, text(&v, &format!("network-id/{preset}"), "id"));
+    }
+}
+
+#[test]
+fn payout_worked_example() {
+    let v = vectors();
+    let name = "payout/worked-example";
+    let t = vector(&v, name);
+    let p = Preset::builtin("litecoin").unwrap().consensus;
+    let scripts: Vec<Vec<u8>> = strings(&v, name, "scripts")
+        .iter()
+        .map(|s| hex::decode(s).unwrap())
+        .collect();
+    let weights: Vec<u128> = t["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_integer().unwrap() as u128)
+        .collect();
+    let value = t["value"].as_integer().unwrap() as u64;
+    let finder = hex::decode(text(&v, name, "finder")).unwrap();
+    let seed: [u8; 32] = hex::decode(text(&v, name, "seed"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let out = compute_payouts(
+        scripts.iter().map(|s| s.as_slice()).zip(weights.iter().copied()),
+        &finder,
+        value,
+        &p,
+        &seed,
+    );
+    let got: Vec<String> = out
+        .iter()
+        .map(|o| format!("{}:{}", hex::encode(&o.script), o.amount))
+        .collect();
+    assert_eq!(got, strings(&v, name, "outputs"));
+}
+
+/// A three-share regtest chain mined by the testkit: every consensus rule is in these bytes
+/// (encoding, retarget, PPLNS, payouts, coinbase, commitment, merkle root).
+#[test]
+fn regtest_chain() {
+    let v = vectors();
+    let name = "chain/regtest-three-shares";
+    let mut index = ChainIndex::new(&regtest_preset(""));
+    let shares = grow_chain(&mut index, 3, 2, 1_700_000_000);
+    let ids: Vec<String> = shares.iter().map(|s| s.hash().to_string()).collect();
+    let last = &shares[2];
+    let entry = index.get(&last.hash()).unwrap().clone();
+    let payouts = index.expected_payouts(last, &entry.credits);
+    let coinbase = build_coinbase(
+        &last.coinbase,
+        &payouts,
+        &last.info.commitment(index.network_id()),
+    );
+    let encoded = hex::encode(last.encode());
+    let coinbase_hex = hex::encode(coinbase.to_bytes());
+    if print_mode() {
+        println!("ids = {ids:?}\nshare = \"{encoded}\"\ncoinbase = \"{coinbase_hex}\"");
+    }
+    assert_eq!(ids, strings(&v, name, "ids"));
+    assert_eq!(encoded, text(&v, name, "share"));
+    assert_eq!(coinbase_hex, text(&v, name, "coinbase"));
+}
