@@ -25,7 +25,10 @@ fn vectors() -> Vectors {
         let end = body.find("```").expect("closed vector block");
         let table: toml::Table = toml::from_str(&body[..end]).expect("vector TOML");
         let name = table["name"].as_str().expect("name").to_string();
-        assert!(out.insert(name.clone(), table).is_none(), "duplicate {name}");
+        assert!(
+            out.insert(name.clone(), table).is_none(),
+            "duplicate {name}"
+        );
         rest = &body[end + 3..];
     }
     out
@@ -61,6 +64,15 @@ fn print_mode() -> bool {
     std::env::var_os("PRINT_VECTORS").is_some()
 }
 
+/// Asserts, or in print mode prints what the code computes.
+fn check<T: PartialEq + std::fmt::Debug>(what: &str, got: T, expected: T) {
+    if print_mode() {
+        println!("{what} = {got:?}");
+    } else {
+        assert_eq!(got, expected, "{what}");
+    }
+}
+
 #[test]
 fn pow_and_targets() {
     let v = vectors();
@@ -71,11 +83,8 @@ fn pow_and_targets() {
         .unwrap();
     let scrypt = display(pow_hash(PowAlgorithm::Scrypt, &header));
     let id = BlockHeader::from_bytes(&header).hash().to_string();
-    if print_mode() {
-        println!("scrypt = \"{scrypt}\"\nid = \"{id}\"");
-    }
-    assert_eq!(scrypt, text(&v, name, "scrypt"));
-    assert_eq!(id, text(&v, name, "id"));
+    check("scrypt", scrypt.as_str(), text(&v, name, "scrypt"));
+    check("id", id.as_str(), text(&v, name, "id"));
 
     for name in [
         "compact/bitcoin-difficulty-1",
@@ -85,11 +94,12 @@ fn pow_and_targets() {
         let bits = text(&v, name, "bits");
         let bits = u32::from_str_radix(bits.trim_start_matches("0x"), 16).unwrap();
         let t = Target::from_compact(bits).unwrap();
-        if print_mode() {
-            println!("{name}: target = \"{t}\" work = \"{}\"", t.work().0);
-        }
-        assert_eq!(t.to_string(), text(&v, name, "target"));
-        assert_eq!(t.work().0.to_string(), text(&v, name, "work"));
+        check(name, t.to_string().as_str(), text(&v, name, "target"));
+        check(
+            name,
+            t.work().0.to_string().as_str(),
+            text(&v, name, "work"),
+        );
     }
 }
 
@@ -98,10 +108,8 @@ fn network_ids() {
     let v = vectors();
     for preset in BUILTIN_NAMES {
         let id = Preset::builtin(preset).unwrap().network_id().to_string();
-        if print_mode() {
-            println!("{preset}: {id}");
-        }
-        assert_eq!(id, text(&v, &format!("network-id/{preset}"), "id"));
+        let name = format!("network-id/{preset}");
+        check(&name, id.as_str(), text(&v, &name, "id"));
     }
 }
 
@@ -128,7 +136,10 @@ fn payout_worked_example() {
         .try_into()
         .unwrap();
     let out = compute_payouts(
-        scripts.iter().map(|s| s.as_slice()).zip(weights.iter().copied()),
+        scripts
+            .iter()
+            .map(|s| s.as_slice())
+            .zip(weights.iter().copied()),
         &finder,
         value,
         &p,
@@ -138,7 +149,7 @@ fn payout_worked_example() {
         .iter()
         .map(|o| format!("{}:{}", hex::encode(&o.script), o.amount))
         .collect();
-    assert_eq!(got, strings(&v, name, "outputs"));
+    check(name, got, strings(&v, name, "outputs"));
 }
 
 /// A three-share regtest chain mined by the testkit: every consensus rule is in these bytes
@@ -160,10 +171,11 @@ fn regtest_chain() {
     );
     let encoded = hex::encode(last.encode());
     let coinbase_hex = hex::encode(coinbase.to_bytes());
-    if print_mode() {
-        println!("ids = {ids:?}\nshare = \"{encoded}\"\ncoinbase = \"{coinbase_hex}\"");
-    }
-    assert_eq!(ids, strings(&v, name, "ids"));
-    assert_eq!(encoded, text(&v, name, "share"));
-    assert_eq!(coinbase_hex, text(&v, name, "coinbase"));
+    check("ids", ids, strings(&v, name, "ids"));
+    check("share", encoded.as_str(), text(&v, name, "share"));
+    check(
+        "coinbase",
+        coinbase_hex.as_str(),
+        text(&v, name, "coinbase"),
+    );
 }
