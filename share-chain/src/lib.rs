@@ -19,6 +19,7 @@ pub mod hash;
 pub mod params;
 pub mod pow;
 pub mod share;
+pub mod store;
 pub mod target;
 
 pub use hash::ShareHash;
