@@ -9,6 +9,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use share_chain::chain::ChainIndex;
 use share_chain::params::PowAlgorithm;
 use share_chain::pow::pow_hash;
+use share_chain::sharechain::ShareChain;
 use share_chain::testkit::{block_context, grow_chain, mine_share, miner, regtest_preset};
 
 const T0: u32 = 1_700_000_000;
@@ -62,6 +63,33 @@ fn payouts(c: &mut Criterion) {
     assert!(t.payouts.len() > 150, "{} payouts", t.payouts.len());
 }
 
+fn cold_start(c: &mut Criterion) {
+    let preset = regtest_preset(&format!(
+        "[coin]\npow = \"sha256d\"\n[consensus]\nwindow_shares = {WINDOW}\nshare_period_secs = 15\n"
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (mut chain, _) = ShareChain::open(dir.path(), &preset).expect("open");
+        let mut scratch = ChainIndex::new(&preset);
+        let shares = grow_chain(&mut scratch, WINDOW + 100, 1000, T0);
+        for s in shares {
+            chain
+                .connect(s, u64::from(T0) + 10_000_000)
+                .expect("connect");
+        }
+    }
+    let mut group = c.benchmark_group("cold start");
+    group.sample_size(10);
+    group.bench_function("open store + restore a full window (8740 shares)", |b| {
+        b.iter(|| {
+            let (chain, report) = ShareChain::open(dir.path(), &preset).expect("open");
+            assert!(report.loaded >= WINDOW);
+            chain
+        })
+    });
+    group.finish();
+}
+
 fn scrypt(c: &mut Criterion) {
     let mut header = [0u8; 80];
     c.bench_function("scrypt(1024,1,1) header hash", |b| {
@@ -75,6 +103,6 @@ fn scrypt(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = connect, payouts, scrypt
+    targets = connect, payouts, cold_start, scrypt
 }
 criterion_main!(benches);

@@ -27,6 +27,7 @@ pub mod pow;
 pub mod pplns;
 pub mod retarget;
 pub mod share;
+pub mod sharechain;
 pub mod store;
 pub mod target;
 pub mod template;

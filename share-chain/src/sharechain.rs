@@ -1,0 +1,227 @@
+//! The share chain as a node keeps it: the in-memory [`ChainIndex`] backed by the
+//! [`ShareStore`], so every connected share is on disk before `connect` returns and a
+//! restarted node resumes on the same tip without downloading or re-validating anything.
+//!
+//! Loading trusts the store (its shares were validated when they connected): records are
+//! re-inserted in first-seen order with their stored height and chain work, which restores
+//! the same best tip and the same tie-breaks. Shares deeper than the window plus a margin
+//! are pruned from memory and disk as the chain grows.
+
+use std::path::Path;
+
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::chain::ChainIndex;
+use crate::params::Preset;
+use crate::share::Share;
+use crate::store::{ShareStore, StoreError, StoredShare};
+use crate::validation::{Connected, ShareError};
+
+/// Connects between two prunings.
+const PRUNE_EVERY: u64 = 64;
+const NETWORK_ID_KEY: &str = "network_id";
+
+/// Why the chain could not be opened or a share not connected.
+#[derive(Debug, Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Invalid(#[from] ShareError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the share store belongs to network {found}, not {expected}; use another data directory"
+    )]
+    WrongNetwork { expected: String, found: String },
+}
+
+/// What opening the store found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub loaded: usize,
+    pub corrupt: usize,
+}
+
+/// The persistent share chain.
+pub struct ShareChain {
+    index: ChainIndex,
+    store: ShareStore,
+    prune_depth: u64,
+    connects_since_prune: u64,
+}
+
+impl ShareChain {
+    /// How deep below the best tip shares are kept: the window, the retarget and time
+    /// look-backs, uncles on both sides, and a margin.
+    pub fn prune_depth(preset: &Preset) -> u64 {
+        let c = &preset.consensus;
+        u64::from(c.window_shares)
+            + u64::from(c.retarget_window)
+            + 2 * u64::from(c.uncle_depth)
+            + 16
+    }
+
+    /// Opens (or creates) the store in `dir` and restores the chain from it.
+    pub fn open(dir: &Path, preset: &Preset) -> Result<(ShareChain, LoadReport), ChainError> {
+        let mut store = ShareStore::open(dir)?;
+        let id = preset.network_id();
+        match store.get_meta(NETWORK_ID_KEY)? {
+            Some(found) if found != id.0 => {
+                return Err(ChainError::WrongNetwork {
+                    expected: id.to_string(),
+                    found: hex::encode(found),
+                })
+            }
+            Some(_) => {}
+            None => store.put_meta(NETWORK_ID_KEY, &id.0)?,
+        }
+        let loaded = store.load_all()?;
+        if loaded.corrupt > 0 {
+            warn!(corrupt = loaded.corrupt, "skipped unreadable share records");
+        }
+        let mut index = ChainIndex::new(preset);
+        let report = LoadReport {
+            loaded: loaded.records.len(),
+            corrupt: loaded.corrupt,
+        };
+        for record in loaded.records {
+            let credits = index.credits_for(&record.share);
+            index.insert(
+                record.share,
+                credits,
+                Some((record.seq, record.height, record.chain_work)),
+            );
+        }
+        if let Some(best) = index.best() {
+            info!(
+                shares = report.loaded,
+                tip = %best.hash,
+                height = best.height,
+                "share chain restored"
+            );
+        }
+        Ok((
+            ShareChain {
+                index,
+                store,
+                prune_depth: Self::prune_depth(preset),
+                connects_since_prune: 0,
+            },
+            report,
+        ))
+    }
+
+    pub fn index(&self) -> &ChainIndex {
+        &self.index
+    }
+
+    /// The index, for building templates (which update its window cache).
+    pub fn index_mut(&mut self) -> &mut ChainIndex {
+        &mut self.index
+    }
+
+    /// Validates and connects `share` (and any orphans it unblocks), persisting every
+    /// connected share before returning.
+    pub fn connect(&mut self, share: Share, now: u64) -> Result<Connected, ChainError> {
+        let connected = self.index.connect(share, now)?;
+        let records: Vec<StoredShare> = connected
+            .entries
+            .iter()
+            .map(|e| StoredShare {
+                seq: e.seq,
+                height: e.height,
+                chain_work: e.chain_work,
+                share: (*e.share).clone(),
+            })
+            .collect();
+        self.store.put_batch(&records)?;
+        self.connects_since_prune += records.len() as u64;
+        if self.connects_since_prune >= PRUNE_EVERY {
+            self.prune()?;
+        }
+        Ok(connected)
+    }
+
+    /// Drops shares too deep to matter, from memory and disk. Returns how many.
+    pub fn prune(&mut self) -> Result<usize, ChainError> {
+        self.connects_since_prune = 0;
+        let gone = self.index.prune(self.prune_depth);
+        if !gone.is_empty() {
+            self.store.remove(&gone)?;
+        }
+        Ok(gone.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{block_context, grow_chain, miner, regtest_preset};
+
+    const T0: u32 = 1_700_000_000;
+
+    #[test]
+    fn a_restart_resumes_on_the_same_tip_with_the_same_payouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let preset = regtest_preset("[consensus]\nwindow_shares = 30\n");
+        let (mut chain, report) = ShareChain::open(dir.path(), &preset).unwrap();
+        assert_eq!(report, LoadReport::default());
+        // Mine on a scratch index, connect through the persistent chain.
+        let mut scratch = ChainIndex::new(&preset);
+        let shares = grow_chain(&mut scratch, 200, 4, T0);
+        for s in &shares {
+            chain.connect(s.clone(), u64::from(T0) + 100_000).unwrap();
+        }
+        let tip = chain.index().best_hash();
+        let payouts = chain
+            .index_mut()
+            .share_template(&miner(9), block_context(1_000_000_000))
+            .unwrap()
+            .payouts;
+        let kept = chain.index().len();
+        assert!((72..200).contains(&kept), "pruned to {kept}");
+        drop(chain);
+
+        let (mut again, report) = ShareChain::open(dir.path(), &preset).unwrap();
+        assert_eq!(report.corrupt, 0);
+        assert_eq!(report.loaded, kept);
+        assert_eq!(again.index().best_hash(), tip);
+        let again_payouts = again
+            .index_mut()
+            .share_template(&miner(9), block_context(1_000_000_000))
+            .unwrap()
+            .payouts;
+        assert_eq!(again_payouts, payouts);
+    }
+
+    #[test]
+    fn a_store_of_another_network_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let regtest = regtest_preset("");
+        drop(ShareChain::open(dir.path(), &regtest).unwrap());
+        let testnet = Preset::builtin("litecoin-testnet").unwrap();
+        assert!(matches!(
+            ShareChain::open(dir.path(), &testnet),
+            Err(ChainError::WrongNetwork { .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_shares_are_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let preset = regtest_preset("");
+        let (mut chain, _) = ShareChain::open(dir.path(), &preset).unwrap();
+        let mut scratch = ChainIndex::new(&preset);
+        let mut shares = grow_chain(&mut scratch, 2, 1, T0);
+        shares[1].coinbase.value += 1;
+        chain
+            .connect(shares[0].clone(), u64::from(T0) + 1000)
+            .unwrap();
+        assert!(chain
+            .connect(shares[1].clone(), u64::from(T0) + 1000)
+            .is_err());
+        drop(chain);
+        let (_, report) = ShareChain::open(dir.path(), &preset).unwrap();
+        assert_eq!(report.loaded, 1);
+    }
+}
