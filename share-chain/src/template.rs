@@ -50,6 +50,8 @@ pub struct ShareTemplate {
     pub share_target: Target,
     /// The block target (a solution meeting it is also a block).
     pub block_target: Target,
+    /// The earliest header time the share chain accepts (median time past + 1).
+    pub min_time: u32,
 }
 
 impl ShareTemplate {
@@ -171,6 +173,9 @@ impl ChainIndex {
             &payout_seed(&info.prev_share),
         );
         let commitment = info.commitment(self.network_id());
+        let min_time = parent
+            .and_then(|p| self.median_time_past(p))
+            .map_or(0, |m| m.saturating_add(1));
         Ok(ShareTemplate {
             info,
             block,
@@ -178,6 +183,7 @@ impl ChainIndex {
             commitment,
             share_target,
             block_target,
+            min_time,
         })
     }
 }
