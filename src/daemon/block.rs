@@ -94,7 +94,11 @@ mod tests {
     #[test]
     fn layout_without_mweb() {
         let header = [0xaa; 80];
-        let block = assemble_block(&header, b"CB", &template(vec![b"t1".to_vec(), b"tx2".to_vec()], None));
+        let block = assemble_block(
+            &header,
+            b"CB",
+            &template(vec![b"t1".to_vec(), b"tx2".to_vec()], None),
+        );
         let mut expected = header.to_vec();
         expected.push(3);
         expected.extend_from_slice(b"CBt1tx2");

@@ -37,10 +37,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time allowed to open the TCP connection; a local daemon answers in microseconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Idle pooled connections are dropped well before litecoind's own 30 s
-/// (`-rpcservertimeout`), so a reused connection is never one the daemon is closing.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Longest cookie file read (the real one is ~75 bytes).
 const MAX_COOKIE_BYTES: u64 = 4096;
 
@@ -218,7 +214,11 @@ impl RpcClient {
             .map_err(|e| RpcError::Setup(format!("bad URL {:?}: {e}", config.url)))?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            // No idle keep-alive connections: litecoind 0.21's clean shutdown waits for
+            // every open HTTP connection (measured: `stop` took 7.5 s with a pooled one),
+            // and a pooled connection may be one the daemon is closing. A new loopback
+            // connection per call costs microseconds.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| RpcError::Setup(e.to_string()))?;
         Ok(RpcClient {
@@ -452,7 +452,8 @@ mod tests {
     #[test]
     fn error_body_keeps_code_whatever_the_status() {
         for status in [200, 404, 500] {
-            let body = br#"{"result":null,"error":{"code":-32601,"message":"Method not found"},"id":1}"#;
+            let body =
+                br#"{"result":null,"error":{"code":-32601,"message":"Method not found"},"id":1}"#;
             match decode_envelope("m", status, body) {
                 Err(RpcError::Rpc { code, message }) => {
                     assert_eq!(code, codes::METHOD_NOT_FOUND);
@@ -507,10 +508,9 @@ mod tests {
 
     #[test]
     fn display_hash_is_reversed() {
-        let h = parse_display_hash(
-            "00000000000000000000000000000000000000000000000000000000000000ff",
-        )
-        .unwrap();
+        let h =
+            parse_display_hash("00000000000000000000000000000000000000000000000000000000000000ff")
+                .unwrap();
         assert_eq!(h[0], 0xff);
         assert!(parse_display_hash("zz").is_none());
         assert!(parse_display_hash("00").is_none());

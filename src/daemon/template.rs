@@ -284,8 +284,10 @@ impl BlockTemplate {
             coinbase_value: raw.coinbasevalue,
             target,
             bits,
-            cur_time: u32::try_from(raw.curtime).map_err(|_| out_of_range("curtime", raw.curtime))?,
-            min_time: u32::try_from(raw.mintime).map_err(|_| out_of_range("mintime", raw.mintime))?,
+            cur_time: u32::try_from(raw.curtime)
+                .map_err(|_| out_of_range("curtime", raw.curtime))?,
+            min_time: u32::try_from(raw.mintime)
+                .map_err(|_| out_of_range("mintime", raw.mintime))?,
             height: u32::try_from(raw.height).map_err(|_| out_of_range("height", raw.height))?,
             default_witness_commitment,
             mweb,
@@ -441,7 +443,10 @@ mod tests {
         let wc = t.default_witness_commitment.as_ref().unwrap();
         assert_eq!(wc.commitment, [0xab; 32]);
         assert_eq!(wc.script.len(), 38);
-        assert_eq!(t.mweb.as_deref(), Some(&hex::decode("8230f3cbfe").unwrap()[..]));
+        assert_eq!(
+            t.mweb.as_deref(),
+            Some(&hex::decode("8230f3cbfe").unwrap()[..])
+        );
         assert_eq!(t.total_fees(), 5530);
         assert_eq!(t.weight_limit, Some(4_000_000));
         assert!(t.rules.iter().any(|r| r == "mweb"));
@@ -473,7 +478,10 @@ mod tests {
             ("coinbasevalue", json!(-5)),
             ("coinbasevalue", json!(1.5)),
             ("default_witness_commitment", json!("6a24aa21a9ed00")),
-            ("default_witness_commitment", json!(format!("6a24aa21a9ee{}", "00".repeat(32)))),
+            (
+                "default_witness_commitment",
+                json!(format!("6a24aa21a9ee{}", "00".repeat(32))),
+            ),
             ("mweb", json!("xyz")),
             ("transactions", json!("nope")),
             ("longpollid", json!("x".repeat(MAX_LONGPOLL_ID_LEN + 1))),
@@ -486,7 +494,13 @@ mod tests {
                 "{field} = {bad} was accepted"
             );
         }
-        for missing in ["version", "previousblockhash", "transactions", "bits", "height"] {
+        for missing in [
+            "version",
+            "previousblockhash",
+            "transactions",
+            "bits",
+            "height",
+        ] {
             let mut v = sample();
             v.as_object_mut().unwrap().remove(missing);
             assert!(BlockTemplate::from_json(v).is_err(), "missing {missing}");
@@ -572,7 +586,10 @@ mod tests {
         v["transactions"] = json!([big.clone(), big]);
         assert!(matches!(
             BlockTemplate::from_json(v),
-            Err(TemplateError::TooLarge { what: "transaction bytes", .. })
+            Err(TemplateError::TooLarge {
+                what: "transaction bytes",
+                ..
+            })
         ));
     }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
 use super::rpc::{codes, RpcClient, RpcError};
 use super::template::BlockTemplate;
@@ -176,7 +176,7 @@ impl Publisher {
         if changed {
             warn!(?state, detail, "coin daemon not ready");
         } else {
-            debug!(?state, detail, "coin daemon still not ready");
+            trace!(?state, detail, "coin daemon still not ready");
         }
     }
 
@@ -218,7 +218,11 @@ impl Publisher {
 /// The state a failed call puts the daemon in.
 fn state_for(error: &RpcError) -> DaemonState {
     match error {
-        RpcError::Unreachable(_) | RpcError::Timeout => DaemonState::Unreachable,
+        // 503: litecoind is shutting down (or its RPC work queue is full): it cannot
+        // serve us, like a daemon that is down.
+        RpcError::Unreachable(_) | RpcError::Timeout | RpcError::Http(503) => {
+            DaemonState::Unreachable
+        }
         RpcError::Unauthorized | RpcError::Cookie { .. } => DaemonState::Unauthorized,
         RpcError::Rpc { code, .. } if *code == codes::CLIENT_IN_INITIAL_DOWNLOAD => {
             DaemonState::Syncing
@@ -364,7 +368,11 @@ mod tests {
             message: message.into(),
         };
         assert_eq!(state_for(&RpcError::Timeout), DaemonState::Unreachable);
-        assert_eq!(state_for(&RpcError::Unauthorized), DaemonState::Unauthorized);
+        assert_eq!(state_for(&RpcError::Http(503)), DaemonState::Unreachable);
+        assert_eq!(
+            state_for(&RpcError::Unauthorized),
+            DaemonState::Unauthorized
+        );
         assert_eq!(
             state_for(&rpc(-10, "Litecoin Core is in initial sync")),
             DaemonState::Syncing

@@ -27,7 +27,10 @@ pub const WALLET: &str = "w";
 pub enum NodeAuth {
     /// No `-rpcpassword`: litecoind writes `<datadir>/regtest/.cookie` on every start.
     Cookie,
-    UserPass { user: String, password: String },
+    UserPass {
+        user: String,
+        password: String,
+    },
 }
 
 /// One litecoind process (restartable on the same data directory and ports).
@@ -138,7 +141,11 @@ impl Node {
             match client.get_blockchain_info().await {
                 Ok(_) => return,
                 Err(e) if start.elapsed() > limit => {
-                    panic!("litecoind {} RPC not up after {limit:?}: {e}\n{}", self.name, self.log_tail())
+                    panic!(
+                        "litecoind {} RPC not up after {limit:?}: {e}\n{}",
+                        self.name,
+                        self.log_tail()
+                    )
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -149,7 +156,8 @@ impl Node {
     pub fn log_tail(&self) -> String {
         let mut text = String::new();
         for file in ["stderr.log", "regtest/debug.log"] {
-            let content = std::fs::read_to_string(self.datadir.path().join(file)).unwrap_or_default();
+            let content =
+                std::fs::read_to_string(self.datadir.path().join(file)).unwrap_or_default();
             let lines: Vec<&str> = content.lines().collect();
             let from = lines.len().saturating_sub(20);
             text.push_str(&format!("--- {file}\n{}\n", lines[from..].join("\n")));
@@ -315,10 +323,16 @@ impl RegtestPair {
     }
 
     pub async fn block_count(&self) -> u64 {
-        self.rpc.call("getblockcount", vec![]).await.expect("getblockcount")
+        self.rpc
+            .call("getblockcount", vec![])
+            .await
+            .expect("getblockcount")
     }
 
     pub async fn best_block_hash(&self) -> String {
-        self.rpc.call("getbestblockhash", vec![]).await.expect("getbestblockhash")
+        self.rpc
+            .call("getbestblockhash", vec![])
+            .await
+            .expect("getbestblockhash")
     }
 }
