@@ -509,10 +509,23 @@ async fn refusals_credentials_chain_and_no_peer() {
         nobody.get_blockchain_info().await,
         Err(RpcError::Unreachable(_))
     ));
+    // A missing cookie with nothing listening is a daemon that is down, not bad credentials
+    // (litecoind deletes its cookie when it stops).
+    let nobody_cookie = RpcClient::new(RpcConfig::new(
+        format!("http://127.0.0.1:{}/", free_port()),
+        Auth::CookieFile(node.cookie_path()),
+    ))
+    .unwrap();
+    assert!(matches!(
+        nobody_cookie.get_blockchain_info().await,
+        Err(RpcError::Unreachable(_))
+    ));
 
     // The watcher's states for each.
     let cases: Vec<(Arc<RpcClient>, &str, DaemonState)> = vec![
         (Arc::new(wrong), "regtest", DaemonState::Unauthorized),
+        (Arc::new(no_cookie), "regtest", DaemonState::Unauthorized),
+        (Arc::new(nobody_cookie), "regtest", DaemonState::Unreachable),
         (
             good.clone(),
             "main",

@@ -280,13 +280,37 @@ impl RpcClient {
         timeout: Duration,
         reload_cookie: bool,
     ) -> Result<Value, RpcError> {
-        let (user, password) = self.credentials(reload_cookie)?;
+        let (user, password) = match self.credentials(reload_cookie) {
+            Ok(credentials) => credentials,
+            Err(cookie_error) => {
+                // litecoind deletes its cookie when it stops, so a missing cookie usually
+                // means a daemon that is down. Find out: an unreachable daemon is reported
+                // as such, one that answers gets the cookie error.
+                return match self.send(method, params, timeout, None).await {
+                    Err(e @ (RpcError::Unreachable(_) | RpcError::Timeout)) => Err(e),
+                    _ => Err(cookie_error),
+                };
+            }
+        };
+        self.send(method, params, timeout, Some((&user, &password)))
+            .await
+    }
+
+    /// One HTTP round trip; reads `{result, error}` whatever the status.
+    async fn send(
+        &self,
+        method: &str,
+        params: &[Value],
+        timeout: Duration,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Value, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "1.0", "id": id, "method": method, "params": params});
-        let mut response = self
-            .http
-            .post(&self.url)
-            .basic_auth(user, Some(password))
+        let mut request = self.http.post(&self.url);
+        if let Some((user, password)) = credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        let mut response = request
             .json(&body)
             .timeout(timeout)
             .send()
