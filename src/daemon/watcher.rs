@@ -391,6 +391,204 @@ mod tests {
         ));
     }
 
+    /// A fake daemon on 127.0.0.1: answers each HTTP request with `handler(method, params)`
+    /// = (status, body), one request per connection. For behaviours a real litecoind does
+    /// not show on demand (no long poll, hostile answers).
+    mod fake {
+        use std::sync::Arc;
+
+        use serde_json::Value;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpListener;
+
+        pub type Handler = Arc<dyn Fn(&str, &Value) -> (u16, Vec<u8>) + Send + Sync>;
+
+        /// Starts the server; returns its URL.
+        pub async fn serve(handler: Handler) -> String {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/", listener.local_addr().unwrap());
+            tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        let mut request = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        // Read headers, then the body announced by Content-Length.
+                        let body = loop {
+                            let n = socket.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            request.extend_from_slice(&buf[..n]);
+                            let text = String::from_utf8_lossy(&request).to_string();
+                            if let Some(end) = text.find("\r\n\r\n") {
+                                let length = text
+                                    .lines()
+                                    .find_map(|l| {
+                                        l.to_ascii_lowercase()
+                                            .strip_prefix("content-length:")
+                                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                    })
+                                    .unwrap_or(0);
+                                if request.len() >= end + 4 + length {
+                                    break request[end + 4..end + 4 + length].to_vec();
+                                }
+                            }
+                        };
+                        let call: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let method = call["method"].as_str().unwrap_or("").to_owned();
+                        let (status, answer) = handler(&method, &call["params"]);
+                        let head = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                             Content-Length: {}\r\nConnection: close\r\n\r\n",
+                            answer.len()
+                        );
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        let _ = socket.write_all(&answer).await;
+                        let _ = socket.shutdown().await;
+                    });
+                }
+            });
+            url
+        }
+    }
+
+    fn client_for(url: String) -> RpcClient {
+        RpcClient::new(super::super::rpc::RpcConfig::new(
+            url,
+            super::super::rpc::Auth::UserPass {
+                user: "u".into(),
+                password: "p".into(),
+            },
+        ))
+        .unwrap()
+    }
+
+    fn ok(result: serde_json::Value) -> (u16, Vec<u8>) {
+        let body = serde_json::json!({"result": result, "error": null, "id": 1});
+        (200, body.to_string().into_bytes())
+    }
+
+    #[tokio::test]
+    async fn falls_back_to_polling_when_long_poll_fails() {
+        use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+        use std::sync::Mutex;
+
+        let tip = Arc::new(AtomicU8::new(1));
+        let longpolls = Arc::new(AtomicUsize::new(0));
+        let seen_methods = Arc::new(Mutex::new(Vec::<String>::new()));
+        let handler: fake::Handler = {
+            let (tip, longpolls, seen) = (tip.clone(), longpolls.clone(), seen_methods.clone());
+            Arc::new(move |method: &str, params: &serde_json::Value| {
+                seen.lock().unwrap().push(method.to_owned());
+                let tip_hex = format!("{:02x}", tip.load(Ordering::SeqCst)).repeat(32);
+                match method {
+                    "getblockchaininfo" => ok(serde_json::json!({
+                        "chain": "regtest", "blocks": 1, "headers": 1,
+                        "bestblockhash": tip_hex, "initialblockdownload": false,
+                    })),
+                    "getbestblockhash" => ok(serde_json::json!(tip_hex)),
+                    "getblocktemplate" if params[0].get("longpollid").is_some() => {
+                        longpolls.fetch_add(1, Ordering::SeqCst);
+                        let body = r#"{"result":null,"error":{"code":-1,"message":"no long poll"},"id":1}"#;
+                        (500, body.as_bytes().to_vec())
+                    }
+                    "getblocktemplate" => ok(serde_json::json!({
+                        "version": 536870912, "previousblockhash": tip_hex,
+                        "transactions": [], "coinbasevalue": 5000000000u64,
+                        "target": format!("7fffff{}", "00".repeat(29)), "bits": "207fffff",
+                        "curtime": 1700000000u64, "mintime": 1700000000u64, "height": 2,
+                        "longpollid": format!("{tip_hex}1"),
+                    })),
+                    _ => (404, Vec::new()),
+                }
+            })
+        };
+        let url = fake::serve(handler).await;
+        let mut config = WatcherConfig::new("regtest");
+        config.poll_interval = Duration::from_millis(50);
+        let watcher = Watcher::spawn(Arc::new(client_for(url)), config);
+        let mut rx = watcher.subscribe();
+        let wait = |expected: [u8; 32]| {
+            let mut rx = rx.clone();
+            async move {
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    rx.wait_for(|s| {
+                        s.ready_template().map(|t| t.previous_block_hash) == Some(expected)
+                    }),
+                )
+                .await
+                .expect("template on the expected tip")
+                .expect("watcher alive")
+                .clone()
+            }
+        };
+        wait([1; 32]).await;
+        // Wait until the watcher polls (long poll failed and was left).
+        let polled = || {
+            seen_methods
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|m| m == "getbestblockhash")
+        };
+        let start = tokio::time::Instant::now();
+        while !polled() {
+            assert!(start.elapsed() < Duration::from_secs(5), "never polled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A new tip is found by polling getbestblockhash.
+        tip.store(2, Ordering::SeqCst);
+        let status = wait([2; 32]).await;
+        assert!(status.template_seq >= 2);
+        // Long poll was tried once and then left alone.
+        assert_eq!(longpolls.load(Ordering::SeqCst), 1);
+        // Every status seen since then was Ready with a template.
+        assert!(rx.borrow_and_update().ready_template().is_some());
+    }
+
+    #[tokio::test]
+    async fn hostile_http_answers_are_errors() {
+        let handler: fake::Handler = Arc::new(|method: &str, _: &serde_json::Value| match method {
+            "garbage" => (200, b"\x00\xffnot json".to_vec()),
+            "truncated" => (200, br#"{"result":"#.to_vec()),
+            "unauthorized" => (401, Vec::new()),
+            "huge" => (200, vec![b' '; super::super::rpc::MAX_RESPONSE_BYTES + 1]),
+            "getblocktemplate" => ok(serde_json::json!({"transactions": 5})),
+            _ => (503, Vec::new()),
+        });
+        let client = client_for(fake::serve(handler).await);
+        let call = |m: &'static str| {
+            let client = &client;
+            async move { client.call::<serde_json::Value>(m, vec![]).await }
+        };
+        assert!(matches!(
+            call("garbage").await,
+            Err(RpcError::BadResponse(_))
+        ));
+        assert!(matches!(
+            call("truncated").await,
+            Err(RpcError::BadResponse(_))
+        ));
+        assert!(matches!(
+            call("unauthorized").await,
+            Err(RpcError::Unauthorized)
+        ));
+        assert!(matches!(call("huge").await, Err(RpcError::TooLarge)));
+        assert!(matches!(call("other").await, Err(RpcError::Http(503))));
+        assert!(matches!(
+            client
+                .get_block_template(None, Duration::from_secs(5))
+                .await,
+            Err(RpcError::Template(_))
+        ));
+        assert!(matches!(
+            client.get_best_block_hash().await,
+            Err(RpcError::Http(503))
+        ));
+    }
+
     #[tokio::test]
     async fn status_is_not_ready_without_a_template_and_unreachable_when_nothing_listens() {
         // A port nothing listens on: bind, read the port, close.
