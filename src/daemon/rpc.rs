@@ -99,7 +99,7 @@ impl RpcConfig {
 #[derive(Debug, Error)]
 pub enum RpcError {
     /// No connection: the daemon is down, the port is wrong, or the connection broke.
-    #[error("daemon unreachable: {0}")]
+    #[error("daemon unreachable: {}", error_chain(.0))]
     Unreachable(#[source] reqwest::Error),
     /// The call took longer than allowed (normal for a long poll with nothing new).
     #[error("daemon call timed out")]
@@ -406,6 +406,19 @@ fn classify(error: reqwest::Error) -> RpcError {
     } else {
         RpcError::Unreachable(error)
     }
+}
+
+/// An error and its causes on one line ("error sending request: connection refused"), since
+/// reqwest's own message leaves out the cause an operator needs.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Reads `{result, error}` from a body, whatever the HTTP status.
