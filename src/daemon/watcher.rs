@@ -1,0 +1,623 @@
+//! Follows the daemon: learns of every new block within a second and publishes the newest
+//! block template together with an explicit daemon state.
+//!
+//! Why: a miner working on an old block wastes its hashes, and a miner given work while
+//! the daemon is down, syncing, on the wrong chain or refusing our password finds shares
+//! that can never become blocks. So the state is explicit, and the published template is
+//! `Some` only while the state is [`DaemonState::Ready`]; consumers must still check the
+//! state before handing out work.
+//!
+//! How: `getblocktemplate` with the last `longpollid` returns as soon as the tip changes
+//! (litecoind supports BIP22 long polling). If long polling fails with a daemon error, the
+//! watcher falls back to polling `getbestblockhash` every [`WatcherConfig::poll_interval`].
+//! On any failure it reports the state, waits [`WatcherConfig::retry_interval`] and starts
+//! over, so it resumes by itself when the daemon comes back. State changes are logged once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, trace, warn};
+
+use super::rpc::{codes, RpcClient, RpcError};
+use super::template::BlockTemplate;
+
+/// What the node knows about its daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DaemonState {
+    /// Not heard from it yet.
+    Connecting,
+    /// Answering, on the right chain, synced, serving templates: miners may get work.
+    Ready,
+    /// No connection (down, wrong port, connection broken, call timed out).
+    Unreachable,
+    /// It refused our credentials.
+    Unauthorized,
+    /// It runs a different chain than the preset's.
+    WrongChain { expected: String, found: String },
+    /// It is starting up (loading the block index...): the daemon's message.
+    WarmingUp(String),
+    /// Initial block download.
+    Syncing,
+    /// It answers but serves no usable template (e.g. regtest without a peer); the reason.
+    NoTemplate(String),
+}
+
+impl DaemonState {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, DaemonState::Ready)
+    }
+}
+
+/// What the watcher publishes.
+#[derive(Clone, Debug)]
+pub struct DaemonStatus {
+    pub state: DaemonState,
+    /// The newest template; `Some` only while `state` is `Ready`.
+    pub template: Option<Arc<BlockTemplate>>,
+    /// Counts published templates, so a consumer can tell a new one from the same one.
+    pub template_seq: u64,
+}
+
+impl DaemonStatus {
+    /// The template to build work on, if the daemon is ready.
+    pub fn ready_template(&self) -> Option<&Arc<BlockTemplate>> {
+        if self.state.is_ready() {
+            self.template.as_ref()
+        } else {
+            None
+        }
+    }
+}
+
+/// Tuning of the watcher.
+#[derive(Clone, Debug)]
+pub struct WatcherConfig {
+    /// The chain the daemon must report in `getblockchaininfo.chain`
+    /// (see [`daemon_chain_name`]).
+    pub expected_chain: String,
+    /// Use `getblocktemplate` long polling (else poll `getbestblockhash` from the start,
+    /// for daemons without long poll support).
+    pub use_longpoll: bool,
+    /// Tip polling interval when long polling is unavailable.
+    pub poll_interval: Duration,
+    /// How long one long poll may wait before it is simply re-issued.
+    pub longpoll_timeout: Duration,
+    /// Wait between attempts while the daemon is not ready.
+    pub retry_interval: Duration,
+    /// In polling mode, fetch a fresh template at least this often (new transactions).
+    pub refresh_interval: Duration,
+}
+
+impl WatcherConfig {
+    pub fn new(expected_chain: impl Into<String>) -> Self {
+        WatcherConfig {
+            expected_chain: expected_chain.into(),
+            use_longpoll: true,
+            poll_interval: Duration::from_millis(500),
+            longpoll_timeout: Duration::from_secs(120),
+            retry_interval: Duration::from_secs(1),
+            refresh_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The name litecoind/bitcoind report in `getblockchaininfo.chain` for a preset's chain
+/// name (`litecoin` → `main`, `litecoin-testnet` → `test`, `litecoin-regtest` → `regtest`).
+pub fn daemon_chain_name(preset_chain: &str) -> &'static str {
+    if preset_chain.ends_with("-regtest") {
+        "regtest"
+    } else if preset_chain.ends_with("-testnet") {
+        "test"
+    } else if preset_chain.ends_with("-signet") {
+        "signet"
+    } else {
+        "main"
+    }
+}
+
+/// A running watcher. Dropping it stops the task.
+pub struct Watcher {
+    status: watch::Receiver<DaemonStatus>,
+    task: JoinHandle<()>,
+}
+
+impl Watcher {
+    /// Starts following the daemon on the current tokio runtime.
+    pub fn spawn(client: Arc<RpcClient>, config: WatcherConfig) -> Self {
+        let (tx, rx) = watch::channel(DaemonStatus {
+            state: DaemonState::Connecting,
+            template: None,
+            template_seq: 0,
+        });
+        // The task runs until the `Watcher` is dropped (which aborts it).
+        let task = tokio::spawn(async move {
+            let mut publisher = Publisher { tx, seq: 0 };
+            run(&client, &config, &mut publisher).await;
+        });
+        Watcher { status: rx, task }
+    }
+
+    /// A receiver of every status change.
+    pub fn subscribe(&self) -> watch::Receiver<DaemonStatus> {
+        self.status.clone()
+    }
+
+    /// The current status.
+    pub fn status(&self) -> DaemonStatus {
+        self.status.borrow().clone()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Publisher {
+    tx: watch::Sender<DaemonStatus>,
+    seq: u64,
+}
+
+impl Publisher {
+    /// Sets a state that is not `Ready`, dropping the template; logs only on change.
+    fn set_state(&mut self, state: DaemonState, detail: &str) {
+        let changed = self.tx.send_if_modified(|status| {
+            if status.state == state {
+                return false;
+            }
+            status.state = state.clone();
+            status.template = None;
+            true
+        });
+        if changed {
+            warn!(?state, detail, "coin daemon not ready");
+        } else {
+            trace!(?state, detail, "coin daemon still not ready");
+        }
+    }
+
+    /// Publishes a new template, which makes the state `Ready`.
+    fn publish(&mut self, template: BlockTemplate) {
+        self.seq += 1;
+        let seq = self.seq;
+        let height = template.height;
+        let was_ready = self.tx.borrow().state.is_ready();
+        self.tx.send_modify(|status| {
+            status.state = DaemonState::Ready;
+            status.template = Some(Arc::new(template));
+            status.template_seq = seq;
+        });
+        if !was_ready {
+            info!(height, "coin daemon ready");
+        } else {
+            debug!(height, seq, "new block template");
+        }
+    }
+
+    fn current_tip(&self) -> Option<[u8; 32]> {
+        self.tx
+            .borrow()
+            .template
+            .as_ref()
+            .map(|t| t.previous_block_hash)
+    }
+
+    fn current_longpoll_id(&self) -> Option<String> {
+        self.tx
+            .borrow()
+            .template
+            .as_ref()
+            .and_then(|t| t.longpoll_id.clone())
+    }
+}
+
+/// The state a failed call puts the daemon in.
+fn state_for(error: &RpcError) -> DaemonState {
+    match error {
+        // 503: litecoind is shutting down (or its RPC work queue is full): it cannot
+        // serve us, like a daemon that is down.
+        RpcError::Unreachable(_) | RpcError::Timeout | RpcError::Http(503) => {
+            DaemonState::Unreachable
+        }
+        RpcError::Unauthorized | RpcError::Cookie { .. } => DaemonState::Unauthorized,
+        RpcError::Rpc { code, .. } if *code == codes::CLIENT_IN_INITIAL_DOWNLOAD => {
+            DaemonState::Syncing
+        }
+        RpcError::Rpc { code, message } if *code == codes::IN_WARMUP => {
+            DaemonState::WarmingUp(message.clone())
+        }
+        RpcError::Rpc { message, .. } => DaemonState::NoTemplate(message.clone()),
+        other => DaemonState::NoTemplate(other.to_string()),
+    }
+}
+
+/// Forever: check the daemon, get a template, follow the tip; on failure report and retry.
+async fn run(client: &RpcClient, config: &WatcherConfig, publisher: &mut Publisher) {
+    loop {
+        match connect(client, config).await {
+            Ok(template) => {
+                publisher.publish(template);
+                let error = follow(client, config, publisher).await;
+                publisher.set_state(state_for(&error), &error.to_string());
+            }
+            Err((state, detail)) => publisher.set_state(state, &detail),
+        }
+        tokio::time::sleep(config.retry_interval).await;
+    }
+}
+
+/// Checks chain and sync state, then fetches a first template.
+async fn connect(
+    client: &RpcClient,
+    config: &WatcherConfig,
+) -> Result<BlockTemplate, (DaemonState, String)> {
+    let fail = |e: RpcError| (state_for(&e), e.to_string());
+    let info = client.get_blockchain_info().await.map_err(fail)?;
+    if info.chain != config.expected_chain {
+        let state = DaemonState::WrongChain {
+            expected: config.expected_chain.clone(),
+            found: info.chain,
+        };
+        return Err((state, "getblockchaininfo".into()));
+    }
+    if info.initialblockdownload {
+        return Err((
+            DaemonState::Syncing,
+            format!("{} of {} headers", info.blocks, info.headers),
+        ));
+    }
+    client
+        .get_block_template(None, client_timeout(config))
+        .await
+        .map_err(fail)
+}
+
+/// Time allowed for an ordinary template fetch.
+fn client_timeout(config: &WatcherConfig) -> Duration {
+    // A large template on a slow machine can take a few seconds to build.
+    config.longpoll_timeout.min(Duration::from_secs(30))
+}
+
+/// Follows the tip until a call fails; returns that failure.
+async fn follow(client: &RpcClient, config: &WatcherConfig, publisher: &mut Publisher) -> RpcError {
+    let mut use_longpoll = config.use_longpoll;
+    let mut last_fetch = Instant::now();
+    loop {
+        if use_longpoll {
+            let Some(id) = publisher.current_longpoll_id() else {
+                use_longpoll = false;
+                continue;
+            };
+            match client
+                .get_block_template(Some(&id), config.longpoll_timeout)
+                .await
+            {
+                Ok(template) => publisher.publish(template),
+                // Nothing new for a long time: ask again, with a fresh template.
+                Err(RpcError::Timeout) => match fetch(client, config).await {
+                    Ok(template) => publisher.publish(template),
+                    Err(e) => return e,
+                },
+                Err(e @ (RpcError::Unreachable(_) | RpcError::Unauthorized)) => return e,
+                Err(e) => match fetch(client, config).await {
+                    // A plain fetch fails too: the daemon's state, not long polling, is
+                    // the problem (e.g. it lost its peers).
+                    Err(plain) => return plain,
+                    Ok(template) => {
+                        // The daemon serves templates but long polling does not work.
+                        warn!(error = %e, "long poll failed; polling getbestblockhash instead");
+                        publisher.publish(template);
+                        use_longpoll = false;
+                        last_fetch = Instant::now();
+                    }
+                },
+            }
+        } else {
+            tokio::time::sleep(config.poll_interval).await;
+            let best = match client.get_best_block_hash().await {
+                Ok(best) => best,
+                Err(e) => return e,
+            };
+            if publisher.current_tip() != Some(best)
+                || last_fetch.elapsed() >= config.refresh_interval
+            {
+                match fetch(client, config).await {
+                    Ok(template) => publisher.publish(template),
+                    Err(e) => return e,
+                }
+                last_fetch = Instant::now();
+            }
+        }
+    }
+}
+
+async fn fetch(client: &RpcClient, config: &WatcherConfig) -> Result<BlockTemplate, RpcError> {
+    client
+        .get_block_template(None, client_timeout(config))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names() {
+        assert_eq!(daemon_chain_name("litecoin"), "main");
+        assert_eq!(daemon_chain_name("litecoin-testnet"), "test");
+        assert_eq!(daemon_chain_name("litecoin-regtest"), "regtest");
+        assert_eq!(daemon_chain_name("bitcoin-signet"), "signet");
+        for (preset, chain) in [
+            ("litecoin", "main"),
+            ("litecoin-testnet", "test"),
+            ("litecoin-regtest", "regtest"),
+        ] {
+            let preset = share_chain::Preset::builtin(preset).unwrap();
+            assert_eq!(daemon_chain_name(&preset.coin.chain), chain);
+        }
+    }
+
+    #[test]
+    fn errors_map_to_states() {
+        let rpc = |code: i64, message: &str| RpcError::Rpc {
+            code,
+            message: message.into(),
+        };
+        assert_eq!(state_for(&RpcError::Timeout), DaemonState::Unreachable);
+        assert_eq!(state_for(&RpcError::Http(503)), DaemonState::Unreachable);
+        assert_eq!(
+            state_for(&RpcError::Unauthorized),
+            DaemonState::Unauthorized
+        );
+        assert_eq!(
+            state_for(&rpc(-10, "Litecoin Core is in initial sync")),
+            DaemonState::Syncing
+        );
+        assert_eq!(
+            state_for(&rpc(-28, "Loading block index...")),
+            DaemonState::WarmingUp("Loading block index...".into())
+        );
+        assert_eq!(
+            state_for(&rpc(-9, "Litecoin Core is not connected!")),
+            DaemonState::NoTemplate("Litecoin Core is not connected!".into())
+        );
+        assert!(matches!(
+            state_for(&RpcError::BadResponse("x".into())),
+            DaemonState::NoTemplate(_)
+        ));
+    }
+
+    /// A fake daemon on 127.0.0.1: answers each HTTP request with `handler(method, params)`
+    /// = (status, body), one request per connection. For behaviours a real litecoind does
+    /// not show on demand (no long poll, hostile answers).
+    mod fake {
+        use std::sync::Arc;
+
+        use serde_json::Value;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpListener;
+
+        pub type Handler = Arc<dyn Fn(&str, &Value) -> (u16, Vec<u8>) + Send + Sync>;
+
+        /// Starts the server; returns its URL.
+        pub async fn serve(handler: Handler) -> String {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/", listener.local_addr().unwrap());
+            tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        let mut request = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        // Read headers, then the body announced by Content-Length.
+                        let body = loop {
+                            let n = socket.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 {
+                                return;
+                            }
+                            request.extend_from_slice(&buf[..n]);
+                            let text = String::from_utf8_lossy(&request).to_string();
+                            if let Some(end) = text.find("\r\n\r\n") {
+                                let length = text
+                                    .lines()
+                                    .find_map(|l| {
+                                        l.to_ascii_lowercase()
+                                            .strip_prefix("content-length:")
+                                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                    })
+                                    .unwrap_or(0);
+                                if request.len() >= end + 4 + length {
+                                    break request[end + 4..end + 4 + length].to_vec();
+                                }
+                            }
+                        };
+                        let call: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let method = call["method"].as_str().unwrap_or("").to_owned();
+                        let (status, answer) = handler(&method, &call["params"]);
+                        let head = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                             Content-Length: {}\r\nConnection: close\r\n\r\n",
+                            answer.len()
+                        );
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        let _ = socket.write_all(&answer).await;
+                        let _ = socket.shutdown().await;
+                    });
+                }
+            });
+            url
+        }
+    }
+
+    fn client_for(url: String) -> RpcClient {
+        RpcClient::new(super::super::rpc::RpcConfig::new(
+            url,
+            super::super::rpc::Auth::UserPass {
+                user: "u".into(),
+                password: "p".into(),
+            },
+        ))
+        .unwrap()
+    }
+
+    fn ok(result: serde_json::Value) -> (u16, Vec<u8>) {
+        let body = serde_json::json!({"result": result, "error": null, "id": 1});
+        (200, body.to_string().into_bytes())
+    }
+
+    #[tokio::test]
+    async fn falls_back_to_polling_when_long_poll_fails() {
+        use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+        use std::sync::Mutex;
+
+        let tip = Arc::new(AtomicU8::new(1));
+        let longpolls = Arc::new(AtomicUsize::new(0));
+        let seen_methods = Arc::new(Mutex::new(Vec::<String>::new()));
+        let handler: fake::Handler = {
+            let (tip, longpolls, seen) = (tip.clone(), longpolls.clone(), seen_methods.clone());
+            Arc::new(move |method: &str, params: &serde_json::Value| {
+                seen.lock().unwrap().push(method.to_owned());
+                let tip_hex = format!("{:02x}", tip.load(Ordering::SeqCst)).repeat(32);
+                match method {
+                    "getblockchaininfo" => ok(serde_json::json!({
+                        "chain": "regtest", "blocks": 1, "headers": 1,
+                        "bestblockhash": tip_hex, "initialblockdownload": false,
+                    })),
+                    "getbestblockhash" => ok(serde_json::json!(tip_hex)),
+                    "getblocktemplate" if params[0].get("longpollid").is_some() => {
+                        longpolls.fetch_add(1, Ordering::SeqCst);
+                        let body = r#"{"result":null,"error":{"code":-1,"message":"no long poll"},"id":1}"#;
+                        (500, body.as_bytes().to_vec())
+                    }
+                    "getblocktemplate" => ok(serde_json::json!({
+                        "version": 536870912, "previousblockhash": tip_hex,
+                        "transactions": [], "coinbasevalue": 5000000000u64,
+                        "target": format!("7fffff{}", "00".repeat(29)), "bits": "207fffff",
+                        "curtime": 1700000000u64, "mintime": 1700000000u64, "height": 2,
+                        "longpollid": format!("{tip_hex}1"),
+                    })),
+                    _ => (404, Vec::new()),
+                }
+            })
+        };
+        let url = fake::serve(handler).await;
+        let mut config = WatcherConfig::new("regtest");
+        config.poll_interval = Duration::from_millis(50);
+        let watcher = Watcher::spawn(Arc::new(client_for(url)), config);
+        let mut rx = watcher.subscribe();
+        let wait = |expected: [u8; 32]| {
+            let mut rx = rx.clone();
+            async move {
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    rx.wait_for(|s| {
+                        s.ready_template().map(|t| t.previous_block_hash) == Some(expected)
+                    }),
+                )
+                .await
+                .expect("template on the expected tip")
+                .expect("watcher alive")
+                .clone()
+            }
+        };
+        wait([1; 32]).await;
+        // Wait until the watcher polls (long poll failed and was left).
+        let polled = || {
+            seen_methods
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|m| m == "getbestblockhash")
+        };
+        let start = tokio::time::Instant::now();
+        while !polled() {
+            assert!(start.elapsed() < Duration::from_secs(5), "never polled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A new tip is found by polling getbestblockhash.
+        tip.store(2, Ordering::SeqCst);
+        let status = wait([2; 32]).await;
+        assert!(status.template_seq >= 2);
+        // Long poll was tried once and then left alone.
+        assert_eq!(longpolls.load(Ordering::SeqCst), 1);
+        // Every status seen since then was Ready with a template.
+        assert!(rx.borrow_and_update().ready_template().is_some());
+    }
+
+    #[tokio::test]
+    async fn hostile_http_answers_are_errors() {
+        let handler: fake::Handler = Arc::new(|method: &str, _: &serde_json::Value| match method {
+            "garbage" => (200, b"\x00\xffnot json".to_vec()),
+            "truncated" => (200, br#"{"result":"#.to_vec()),
+            "unauthorized" => (401, Vec::new()),
+            "huge" => (200, vec![b' '; super::super::rpc::MAX_RESPONSE_BYTES + 1]),
+            "getblocktemplate" => ok(serde_json::json!({"transactions": 5})),
+            _ => (503, Vec::new()),
+        });
+        let client = client_for(fake::serve(handler).await);
+        let call = |m: &'static str| {
+            let client = &client;
+            async move { client.call::<serde_json::Value>(m, vec![]).await }
+        };
+        assert!(matches!(
+            call("garbage").await,
+            Err(RpcError::BadResponse(_))
+        ));
+        assert!(matches!(
+            call("truncated").await,
+            Err(RpcError::BadResponse(_))
+        ));
+        assert!(matches!(
+            call("unauthorized").await,
+            Err(RpcError::Unauthorized)
+        ));
+        assert!(matches!(call("huge").await, Err(RpcError::TooLarge)));
+        assert!(matches!(call("other").await, Err(RpcError::Http(503))));
+        assert!(matches!(
+            client
+                .get_block_template(None, Duration::from_secs(5))
+                .await,
+            Err(RpcError::Template(_))
+        ));
+        assert!(matches!(
+            client.get_best_block_hash().await,
+            Err(RpcError::Http(503))
+        ));
+    }
+
+    #[tokio::test]
+    async fn status_is_not_ready_without_a_template_and_unreachable_when_nothing_listens() {
+        // A port nothing listens on: bind, read the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = RpcClient::new(super::super::rpc::RpcConfig::new(
+            format!("http://127.0.0.1:{port}/"),
+            super::super::rpc::Auth::UserPass {
+                user: "u".into(),
+                password: "p".into(),
+            },
+        ))
+        .unwrap();
+        let mut config = WatcherConfig::new("regtest");
+        config.retry_interval = Duration::from_millis(50);
+        let watcher = Watcher::spawn(Arc::new(client), config);
+        let mut rx = watcher.subscribe();
+        let status = tokio::time::timeout(
+            Duration::from_secs(10),
+            rx.wait_for(|s| s.state == DaemonState::Unreachable),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+        assert!(status.template.is_none());
+        assert!(status.ready_template().is_none());
+    }
+}
