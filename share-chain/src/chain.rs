@@ -13,9 +13,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::coinbase::Payout;
 use crate::hash::ShareHash;
 use crate::orphans::OrphanPool;
 use crate::params::{ConsensusParams, NetworkId, PowAlgorithm, Preset};
+use crate::payout::{compute_payouts, payout_seed};
 use crate::pplns::{
     merge_weights, share_credits, window_work_cap, CreditsLookup, ShareCredits, Window,
     WindowWeights,
@@ -217,33 +219,34 @@ impl ChainIndex {
         share_credits(share, &uncles, &self.consensus)
     }
 
-    /// PPLNS weights for a new share with `own` credits on `parent`, whose header carries
-    /// block target `block_bits`. Incremental on the best tip, from scratch elsewhere.
-    pub fn window_weights(
+    /// The payouts of a new share with `own` credits on `parent`, whose header carries
+    /// block target `block_bits` and whose coinbase is worth `value`: the PPLNS window
+    /// (incremental on the best tip, walked from scratch elsewhere) through
+    /// [`compute_payouts`].
+    pub fn window_payouts(
         &mut self,
         parent: Option<ShareHash>,
         own: &ShareCredits,
         block_bits: u32,
-    ) -> Vec<(Vec<u8>, u128)> {
+        value: u64,
+        finder_script: &[u8],
+    ) -> Vec<Payout> {
         let cap = window_work_cap(block_bits, &self.consensus);
+        let seed = payout_seed(&parent.unwrap_or(ShareHash::ZERO));
         match parent {
             Some(p) if self.window.tip() == Some(p) => {
                 let lookup = Lookup(&self.entries);
                 let extras = self.window.extras(own, cap, &lookup, &self.consensus);
-                merge_weights(self.window.sums(), &extras.by_script)
-                    .into_iter()
-                    .map(|(s, w)| (s.to_vec(), w))
-                    .collect()
+                let weights = merge_weights(self.window.sums(), &extras.by_script);
+                compute_payouts(weights, finder_script, value, &self.consensus, &seed)
             }
             _ => {
                 let ancestors = parent
                     .into_iter()
                     .flat_map(|p| self.ancestors(p))
                     .map(|e| e.credits.as_ref());
-                WindowWeights::from_ancestors(own, ancestors, cap, &self.consensus)
-                    .by_script
-                    .into_iter()
-                    .collect()
+                let weights = WindowWeights::from_ancestors(own, ancestors, cap, &self.consensus);
+                compute_payouts(weights.iter(), finder_script, value, &self.consensus, &seed)
             }
         }
     }

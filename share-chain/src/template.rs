@@ -10,7 +10,6 @@ use crate::chain::ChainIndex;
 use crate::coinbase::{build_coinbase, Coinbase, Payout};
 use crate::hash::ShareHash;
 use crate::merkle::merkle_root_from_branch;
-use crate::payout::{compute_payouts, payout_seed};
 use crate::pplns::share_credits;
 use crate::share::{BlockHeader, CoinbaseData, OperatorFee, Share, ShareInfo, SHARE_VERSION};
 use crate::target::Target;
@@ -164,13 +163,12 @@ impl ChainIndex {
             merkle_branch: Vec::new(),
         };
         let credits = share_credits(&shell, &uncle_refs, self.params());
-        let weights = self.window_weights(parent, &credits, block.bits);
-        let payouts = compute_payouts(
-            weights.iter().map(|(s, w)| (s.as_slice(), *w)),
-            &info.payout_script,
+        let payouts = self.window_payouts(
+            parent,
+            &credits,
+            block.bits,
             block.coinbase_value,
-            self.params(),
-            &payout_seed(&info.prev_share),
+            &info.payout_script,
         );
         let commitment = info.commitment(self.network_id());
         let min_time = parent

@@ -12,7 +12,6 @@ use crate::chain::{ChainEntry, ChainIndex, TipChange};
 use crate::coinbase::build_coinbase;
 use crate::hash::ShareHash;
 use crate::merkle::merkle_root_from_branch;
-use crate::payout::{compute_payouts, payout_seed};
 use crate::pow::pow_hash;
 use crate::share::{FormatError, Share};
 use crate::target::{CompactError, Target};
@@ -314,13 +313,12 @@ impl ChainIndex {
         credits: &crate::pplns::ShareCredits,
     ) -> Vec<crate::coinbase::Payout> {
         let parent = (!share.info.prev_share.is_zero()).then_some(share.info.prev_share);
-        let weights = self.window_weights(parent, credits, share.header.bits);
-        compute_payouts(
-            weights.iter().map(|(s, w)| (s.as_slice(), *w)),
-            &share.info.payout_script,
+        self.window_payouts(
+            parent,
+            credits,
+            share.header.bits,
             share.coinbase.value,
-            &self.consensus,
-            &payout_seed(&share.info.prev_share),
+            &share.info.payout_script,
         )
     }
 }
