@@ -6,3 +6,4 @@
 
 pub mod chain_service;
 pub mod daemon;
+pub mod work;

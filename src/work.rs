@@ -1,0 +1,99 @@
+//! Work for miners: from the daemon's block template and the share chain's share template
+//! to the pieces a Stratum job carries, and from a miner's solution back to a share and a
+//! block.
+//!
+//! The coinbase scriptSig is `BIP34 height || push("/p2pool-rs/") || extranonce`, with the
+//! 8-byte extranonce (4 bytes per connection, 4 chosen by the miner) last, so the coinbase
+//! splits into Stratum's `coinb1` and `coinb2` around it. Everything else in the coinbase is
+//! fixed by the share template: the PPLNS payouts, the witness commitment, the share
+//! commitment.
+
+use std::sync::Arc;
+
+use share_chain::coinbase::{coinbase_script_sig, CoinbaseError};
+use share_chain::merkle::coinbase_merkle_branch;
+use share_chain::template::{BlockContext, ShareTemplate};
+use share_chain::Share;
+
+use crate::daemon::block::assemble_block;
+use crate::daemon::template::BlockTemplate;
+
+/// Tag in every coinbase scriptSig this node builds.
+pub const COINBASE_TAG: &[u8] = b"/p2pool-rs/";
+/// Extranonce bytes at the end of the scriptSig: extranonce1 (per connection) and
+/// extranonce2 (the miner's).
+pub const EXTRANONCE_SIZE: usize = 8;
+
+/// The share chain's view of a daemon template.
+pub fn block_context(template: &BlockTemplate) -> BlockContext {
+    let txids: Vec<[u8; 32]> = template.txids().copied().collect();
+    BlockContext {
+        version: template.version as i32,
+        prev_block: template.previous_block_hash,
+        bits: template.bits,
+        coinbase_value: template.coinbase_value,
+        witness_commitment: template
+            .default_witness_commitment
+            .as_ref()
+            .map(|w| w.commitment),
+        merkle_branch: coinbase_merkle_branch(&txids),
+    }
+}
+
+/// The scriptSig before the extranonce.
+pub fn script_sig_prefix(height: u32) -> Vec<u8> {
+    coinbase_script_sig(u64::from(height), COINBASE_TAG, &[])
+}
+
+/// What a job needs beyond the coinbase halves: everything to rebuild the share and block.
+#[derive(Debug)]
+pub struct WorkPayload {
+    pub share: ShareTemplate,
+    pub block: Arc<BlockTemplate>,
+    pub script_sig_prefix: Vec<u8>,
+}
+
+/// One miner's work.
+#[derive(Debug)]
+pub struct MinerWork {
+    pub coinb1: Vec<u8>,
+    pub coinb2: Vec<u8>,
+    /// The header time to start from: the template's, but never below what the share
+    /// chain accepts.
+    pub time: u32,
+    pub payload: WorkPayload,
+}
+
+/// Splits the coinbase of `share` (on `block`) for Stratum.
+pub fn build_work(share: ShareTemplate, block: Arc<BlockTemplate>) -> Result<MinerWork, CoinbaseError> {
+    let prefix = script_sig_prefix(block.height);
+    let mut script_sig = prefix.clone();
+    script_sig.extend_from_slice(&[0; EXTRANONCE_SIZE]);
+    let (coinb1, coinb2) = share.coinbase(script_sig).split_for_stratum(EXTRANONCE_SIZE)?;
+    let time = block.cur_time.max(block.min_time).max(share.min_time);
+    Ok(MinerWork {
+        coinb1,
+        coinb2,
+        time,
+        payload: WorkPayload {
+            share,
+            block,
+            script_sig_prefix: prefix,
+        },
+    })
+}
+
+impl WorkPayload {
+    /// The share a solution makes: `extranonce` is extranonce1 || extranonce2.
+    pub fn share_for(&self, extranonce: &[u8], version: u32, time: u32, nonce: u32) -> Share {
+        let mut script_sig = self.script_sig_prefix.clone();
+        script_sig.extend_from_slice(extranonce);
+        self.share.share(script_sig, version as i32, time, nonce)
+    }
+
+    /// The full block of a share that meets the block target, ready for `submitblock`.
+    pub fn block_bytes(&self, share: &Share) -> Vec<u8> {
+        let coinbase = self.share.coinbase(share.coinbase.script_sig.clone());
+        assemble_block(&share.header.to_bytes(), &coinbase.to_bytes(), &self.block)
+    }
+}
