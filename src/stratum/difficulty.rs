@@ -138,7 +138,10 @@ mod tests {
         let scale = DifficultyScale::new(65536);
         let t = Target::from_compact(0x207fffff).unwrap();
         let d = scale.difficulty(t);
-        assert!((d - 0xffff as f64 / 0x7fffff as f64 / 256.0).abs() < 1e-12, "{d}");
+        assert!(
+            (d - 0xffff as f64 / 0x7fffff as f64 / 256.0).abs() < 1e-12,
+            "{d}"
+        );
     }
 
     proptest! {

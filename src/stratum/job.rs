@@ -76,8 +76,7 @@ const NOTIFY_PREFIX: &str = r#"{"id":null,"method":"mining.notify","params":[""#
 impl<P> Job<P> {
     /// Prepares `template`; refuses templates no miner could work on.
     pub fn new(seq: u64, template: JobTemplate<P>) -> Result<Self, String> {
-        if template.coinb1.len() > MAX_COINBASE_PART || template.coinb2.len() > MAX_COINBASE_PART
-        {
+        if template.coinb1.len() > MAX_COINBASE_PART || template.coinb2.len() > MAX_COINBASE_PART {
             return Err("coinbase part too large".into());
         }
         if template.merkle_branch.len() > MAX_MERKLE_BRANCH {
@@ -200,11 +199,7 @@ pub fn check_ntime(job_time: u32, ntime: u32) -> Result<(), StratumError> {
 /// Miners spell the 6th parameter two ways: only the rolled bits, or the whole rolled
 /// version. Both are accepted; anything that changes a bit outside the negotiated mask
 /// is refused.
-pub fn rolled_version(
-    job_version: u32,
-    mask: u32,
-    bits: Option<u32>,
-) -> Result<u32, StratumError> {
+pub fn rolled_version(job_version: u32, mask: u32, bits: Option<u32>) -> Result<u32, StratumError> {
     let Some(bits) = bits else {
         return Ok(job_version);
     };
@@ -400,16 +395,19 @@ mod tests {
         let job = 0x2000_0000;
         assert_eq!(rolled_version(job, mask, None), Ok(job));
         // Only the rolled bits.
-        assert_eq!(rolled_version(job, mask, Some(0x0000_6000)), Ok(0x2000_6000));
+        assert_eq!(
+            rolled_version(job, mask, Some(0x0000_6000)),
+            Ok(0x2000_6000)
+        );
         // The whole rolled version.
-        assert_eq!(rolled_version(job, mask, Some(0x2000_6000)), Ok(0x2000_6000));
+        assert_eq!(
+            rolled_version(job, mask, Some(0x2000_6000)),
+            Ok(0x2000_6000)
+        );
         // A bit outside the mask.
         assert_eq!(
             rolled_version(job, mask, Some(0x0000_0001)),
-            Err(StratumError::VersionOutsideMask {
-                bits: 1,
-                mask
-            })
+            Err(StratumError::VersionOutsideMask { bits: 1, mask })
         );
         assert!(rolled_version(job, mask, Some(0x4000_0000)).is_err());
         // No rolling negotiated: only "no change" is acceptable.
@@ -434,12 +432,21 @@ mod tests {
         let branch = [leaves[1], pair(&leaves[2], &leaves[3])];
         let root = merkle_root(leaves[0], &branch);
         let expected = bitcoin::merkle_tree::calculate_root(
-            leaves.iter().map(|l| TxMerkleNode::from_raw_hash(bsha::Hash::from_byte_array(*l))),
+            leaves
+                .iter()
+                .map(|l| TxMerkleNode::from_raw_hash(bsha::Hash::from_byte_array(*l))),
         )
         .unwrap();
         assert_eq!(root, expected.to_byte_array());
 
-        let built = header(0x2000_6000, &[3u8; 32], &root, 1_700_000_123, 0x1d00_ffff, 0xdead_beef);
+        let built = header(
+            0x2000_6000,
+            &[3u8; 32],
+            &root,
+            1_700_000_123,
+            0x1d00_ffff,
+            0xdead_beef,
+        );
         let reference = Header {
             version: Version::from_consensus(0x2000_6000),
             prev_blockhash: BlockHash::from_byte_array([3u8; 32]),
@@ -448,7 +455,10 @@ mod tests {
             bits: CompactTarget::from_consensus(0x1d00_ffff),
             nonce: 0xdead_beef,
         };
-        assert_eq!(built.to_vec(), bitcoin::consensus::encode::serialize(&reference));
+        assert_eq!(
+            built.to_vec(),
+            bitcoin::consensus::encode::serialize(&reference)
+        );
     }
 
     #[test]
@@ -462,7 +472,10 @@ mod tests {
             version_bits: None,
         };
         let v = verify(PowAlgorithm::Scrypt, &t, &en1, &sub, t.version, Target::MAX);
-        assert_eq!(v.coinbase, [1, 2, 3, 0xaa, 0xbb, 0xcc, 0xdd, 1, 2, 3, 4, 4, 5]);
+        assert_eq!(
+            v.coinbase,
+            [1, 2, 3, 0xaa, 0xbb, 0xcc, 0xdd, 1, 2, 3, 4, 4, 5]
+        );
         let root = merkle_root(sha256d(&v.coinbase), &t.merkle_branch);
         assert_eq!(&v.header[36..68], &root);
         assert_eq!(&v.header[76..80], &42u32.to_le_bytes());

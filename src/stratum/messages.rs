@@ -114,8 +114,9 @@ mod tests {
 
     #[test]
     fn parses_requests_and_responses() {
-        let r = parse_line(br#"{"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5"]}"#)
-            .unwrap();
+        let r =
+            parse_line(br#"{"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5"]}"#)
+                .unwrap();
         let Incoming::Request(req) = r else {
             panic!("expected a request")
         };

@@ -89,7 +89,9 @@ impl StratumConfig {
     /// Refuses settings the server cannot work with.
     pub fn validate(&self) -> Result<(), ServerError> {
         let bad = |why: &str| Err(ServerError::InvalidConfig(why.to_string()));
-        self.vardiff.validate().map_err(ServerError::InvalidConfig)?;
+        self.vardiff
+            .validate()
+            .map_err(ServerError::InvalidConfig)?;
         if self.max_connections == 0 || self.verify_threads == 0 {
             return bad("max_connections and verify_threads must be positive");
         }
@@ -177,7 +179,12 @@ impl Stats {
     }
 
     /// Runs `f` on the worker's entry, if it is (or can be) tracked.
-    fn with_worker(inner: &mut StatsInner, cap: usize, name: &str, f: impl FnOnce(&mut WorkerStats)) {
+    fn with_worker(
+        inner: &mut StatsInner,
+        cap: usize,
+        name: &str,
+        f: impl FnOnce(&mut WorkerStats),
+    ) {
         if let Some(w) = inner.workers.get_mut(name) {
             f(w);
         } else if inner.workers.len() < cap {
@@ -259,12 +266,13 @@ impl<W: WorkSource> StratumServer<W> {
         work: Arc<W>,
     ) -> Result<Self, ServerError> {
         config.validate()?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
@@ -332,8 +340,16 @@ impl<W: WorkSource> StratumServer<W> {
         workers.sort_by(|a, b| a.username.cmp(&b.username));
         StatsSnapshot {
             connections: self.connections(),
-            refused_connections: self.shared.stats.refused_connections.load(Ordering::Relaxed),
-            hostile_disconnects: self.shared.stats.hostile_disconnects.load(Ordering::Relaxed),
+            refused_connections: self
+                .shared
+                .stats
+                .refused_connections
+                .load(Ordering::Relaxed),
+            hostile_disconnects: self
+                .shared
+                .stats
+                .hostile_disconnects
+                .load(Ordering::Relaxed),
             accepted: inner.accepted,
             accepted_difficulty: inner.accepted_difficulty,
             rejected: inner.rejected.clone(),
@@ -378,7 +394,10 @@ async fn accept_loop<W: WorkSource>(listener: TcpListener, shared: Arc<Shared<W>
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            shared.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "stratum server full, connection refused");
             drop(stream);
             continue;
@@ -391,7 +410,10 @@ async fn accept_loop<W: WorkSource>(listener: TcpListener, shared: Arc<Shared<W>
             shared.sessions.fetch_sub(1, Ordering::Relaxed);
             match result {
                 Err(e) if e.is_hostile() => {
-                    shared.stats.hostile_disconnects.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .stats
+                        .hostile_disconnects
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%peer, reason = %e, "stratum: closing connection");
                 }
                 Err(e) => tracing::debug!(%peer, reason = %e, "stratum: connection ended"),

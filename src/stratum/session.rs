@@ -455,7 +455,10 @@ impl<W: WorkSource> Session<W> {
         let d = request
             .params_array()?
             .first()
-            .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .and_then(|v| {
+                v.as_f64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
             .filter(|d: &f64| d.is_finite() && *d > 0.0)
             .ok_or_else(|| StratumError::malformed("difficulty", "expected a positive number"))?;
         self.fix_difficulty(d);
@@ -581,7 +584,10 @@ impl<W: WorkSource> Session<W> {
     ) -> Result<Pin<Box<dyn Future<Output = Verified> + Send>>, StratumError> {
         let params = request.params_array()?;
         if !(5..=6).contains(&params.len()) {
-            return Err(StratumError::malformed("params", "expected 5 or 6 parameters"));
+            return Err(StratumError::malformed(
+                "params",
+                "expected 5 or 6 parameters",
+            ));
         }
         if !self.subscribed {
             return Err(StratumError::NotSubscribed);

@@ -146,11 +146,20 @@ mod tests {
             (Some("rig1"), Some(512.0))
         );
         let u = Username::parse("rltc1qabc+0.5.rig2").unwrap();
-        assert_eq!((u.worker.as_deref(), u.difficulty), (Some("rig2"), Some(0.5)));
+        assert_eq!(
+            (u.worker.as_deref(), u.difficulty),
+            (Some("rig2"), Some(0.5))
+        );
         let u = Username::parse("rltc1qabc.rig.3+2").unwrap();
-        assert_eq!((u.worker.as_deref(), u.difficulty), (Some("rig.3"), Some(2.0)));
+        assert_eq!(
+            (u.worker.as_deref(), u.difficulty),
+            (Some("rig.3"), Some(2.0))
+        );
         let u = Username::parse("rltc1qabc+1e3.rig2").unwrap();
-        assert_eq!((u.worker.as_deref(), u.difficulty), (Some("rig2"), Some(1000.0)));
+        assert_eq!(
+            (u.worker.as_deref(), u.difficulty),
+            (Some("rig2"), Some(1000.0))
+        );
         assert_eq!(u.full, "rltc1qabc+1e3.rig2");
     }
 
@@ -159,7 +168,10 @@ mod tests {
         assert_eq!(Username::parse(""), Err(UsernameError::Empty));
         assert_eq!(Username::parse(".rig"), Err(UsernameError::NoAddress));
         assert_eq!(Username::parse("addr."), Err(UsernameError::BadWorker));
-        assert_eq!(Username::parse("addr.a+1.b"), Err(UsernameError::TwoWorkers));
+        assert_eq!(
+            Username::parse("addr.a+1.b"),
+            Err(UsernameError::TwoWorkers)
+        );
         assert!(matches!(
             Username::parse("addr+12x"),
             Err(UsernameError::BadDifficulty(_))
