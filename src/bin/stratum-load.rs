@@ -192,7 +192,8 @@ fn load_job(seq: u64, outputs: usize) -> JobTemplate<()> {
     coinb2.extend_from_slice(&[0; 4]);
     let hard = Target::from_u256(U256::from(1u8) << 32);
     JobTemplate {
-        prev_hash: [(seq % 251) as u8; 32],
+        // A new previous block every fourth job (the clean ones).
+        prev_hash: [(seq.div_ceil(4) % 251) as u8; 32],
         coinb1,
         coinb2,
         merkle_branch: vec![[0x11; 32]; 8],
@@ -214,6 +215,10 @@ async fn serve(
     duration: f64,
     outputs: usize,
 ) -> Result<()> {
+    let positive = |x: f64| x.is_finite() && x > 0.0 && x <= 86_400.0;
+    if !(positive(job_interval) && positive(report_interval) && positive(duration)) {
+        bail!("intervals and duration must be in (0, 86400] seconds");
+    }
     let preset = Preset::builtin("litecoin-regtest")?;
     let config = StratumConfig {
         listen,
@@ -252,7 +257,8 @@ async fn serve(
         }
         if now >= next_report {
             let stats = server.stats();
-            let rate = (stats.accepted - last_accepted) as f64 / last_report.elapsed().as_secs_f64();
+            let rate =
+                (stats.accepted - last_accepted) as f64 / last_report.elapsed().as_secs_f64();
             let rss = rss_kib();
             let per_conn = if stats.connections > 0 {
                 (rss.saturating_sub(rss_before)) as f64 * 1024.0 / stats.connections as f64
@@ -307,8 +313,10 @@ async fn run(
     duration: f64,
     connect_concurrency: usize,
 ) -> Result<()> {
-    if connections == 0 || !(rate >= 0.0) || !(duration > 0.0) || duration > 3600.0 {
-        bail!("need connections > 0, rate >= 0 and 0 < duration <= 3600");
+    let rate_ok = rate == 0.0 || (rate.is_finite() && rate >= 0.001);
+    let duration_ok = duration.is_finite() && duration > 0.0 && duration <= 3600.0;
+    if connections == 0 || !rate_ok || !duration_ok {
+        bail!("need connections > 0, rate 0 or >= 0.001, and 0 < duration <= 3600");
     }
     let state = Arc::new(RunState {
         submit_latency_us: Mutex::new(histogram()?),
@@ -357,7 +365,11 @@ async fn run(
         rss_kib()
     );
     // Fan-out is measured only for jobs broadcast while every connection is listening.
-    state.jobs.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clear();
+    state
+        .jobs
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clear();
     let _ = go_tx.send(true);
     let run_start = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(duration)).await;
@@ -390,8 +402,10 @@ async fn run(
         }
     }
     if let (Ok(h), Ok(jobs)) = (state.notify_latency_us.lock(), state.jobs.lock()) {
-        let mut full: Vec<(u64, usize, u64)> =
-            jobs.iter().map(|(seq, (n, max))| (*seq, *n, *max)).collect();
+        let mut full: Vec<(u64, usize, u64)> = jobs
+            .iter()
+            .map(|(seq, (n, max))| (*seq, *n, *max))
+            .collect();
         full.sort();
         for (seq, n, max) in &full {
             println!(
@@ -434,7 +448,8 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
     schedule: Option<(Duration, Duration)>,
 ) {
-    if let Err(e) = connection_inner(addr, index, &state, gate, &mut go, &mut stop, schedule).await {
+    if let Err(e) = connection_inner(addr, index, &state, gate, &mut go, &mut stop, schedule).await
+    {
         if state.ready.load(Ordering::Relaxed) == 0 || index < 3 {
             eprintln!("connection {index}: {e:#}");
         }
@@ -569,5 +584,30 @@ async fn connection_inner(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broadcast_stamp_survives_the_notify_encoding() {
+        let before = unix_nanos();
+        let job = load_job(7, 3);
+        let params = json!([
+            "1",
+            "00",
+            hex::encode(&job.coinb1),
+            hex::encode(&job.coinb2)
+        ]);
+        let (seq, at) = stamp(&params).unwrap();
+        assert_eq!(seq, 7);
+        assert!(at >= before && at <= unix_nanos());
+        assert!(stamp(&json!(["1", "00", "0011"])).is_none());
+        // Clean jobs start a new block; the others keep the previous hash.
+        assert!(job.clean == (7 % 4 == 1));
+        assert_eq!(load_job(5, 0).prev_hash, load_job(8, 0).prev_hash);
+        assert_ne!(load_job(4, 0).prev_hash, load_job(5, 0).prev_hash);
     }
 }

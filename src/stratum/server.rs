@@ -443,6 +443,47 @@ mod tests {
         assert!(bad.validate().is_err());
     }
 
+    struct Nobody;
+    impl WorkSource for Nobody {
+        type Identity = ();
+        type Payload = ();
+        fn validate_username(&self, _: &crate::stratum::Username) -> Result<(), String> {
+            Err("nobody".into())
+        }
+        fn on_solution(&self, _: crate::stratum::Solution<Self>) {}
+    }
+
+    fn future_size<F, Fut>(_: &F) -> usize
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every connection is one task holding this future: keep it small (10,000 miners).
+    #[test]
+    fn a_session_task_is_small() {
+        let config = StratumConfig::default();
+        let shared = Arc::new(Shared {
+            pow: PowAlgorithm::Scrypt,
+            scale: DifficultyScale::new(65536),
+            work: Arc::new(Nobody),
+            jobs: watch::Sender::new(None),
+            extranonce_epoch: watch::Sender::new(0),
+            shutdown: watch::Sender::new(false),
+            next_extranonce1: AtomicU32::new(0),
+            next_job_seq: AtomicU64::new(1),
+            verify_permits: Arc::new(Semaphore::new(1)),
+            stats: Stats::new(1),
+            sessions: AtomicUsize::new(0),
+            config,
+        });
+        let session = Session::new(shared, SocketAddr::from(([127, 0, 0, 1], 1)));
+        let size = future_size(&move |s| session.run(s));
+        println!("session future: {size} bytes");
+        assert!(size < 4096, "session future is {size} bytes");
+    }
+
     #[test]
     fn worker_stats_are_bounded() {
         let stats = Stats::new(2);

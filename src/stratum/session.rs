@@ -39,8 +39,9 @@ use super::{Solution, WorkSource};
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 4096;
-/// A write buffer larger than this is released after use rather than kept.
-const KEEP_WRITE_BUFFER: usize = 4096;
+/// A write buffer larger than this is released after use rather than kept: a job's notify
+/// line is a few KiB, and idle sessions should not each sit on one.
+const KEEP_WRITE_BUFFER: usize = 512;
 /// Longest method name echoed back in an error.
 const MAX_ECHOED_METHOD: usize = 64;
 
