@@ -1,9 +1,15 @@
 //! # p2pool: the p2pool-rs node
 //!
-//! The imperative shell around the `share-chain` consensus core: the coin-daemon client,
-//! (later) the Stratum server, the share-chain network and the node's own API. The `p2pool`
-//! binary (`src/main.rs`) wires these together.
+//! The imperative shell around the `share-chain` consensus core. Reading order:
+//! - [`daemon`]: the coin daemon (litecoind): JSON-RPC, block templates, new-block watcher,
+//!   block assembly;
+//! - [`chain_service`]: the share chain on its own thread;
+//! - [`work`]: from templates to miners' work, and from solutions to shares and blocks;
+//! - [`stratum`]: the Stratum v1 server miners connect to.
+//!
+//! The `p2pool` binary (`src/main.rs`) wires these together.
 
 pub mod chain_service;
 pub mod daemon;
+pub mod stratum;
 pub mod work;

@@ -65,11 +65,16 @@ pub struct MinerWork {
 }
 
 /// Splits the coinbase of `share` (on `block`) for Stratum.
-pub fn build_work(share: ShareTemplate, block: Arc<BlockTemplate>) -> Result<MinerWork, CoinbaseError> {
+pub fn build_work(
+    share: ShareTemplate,
+    block: Arc<BlockTemplate>,
+) -> Result<MinerWork, CoinbaseError> {
     let prefix = script_sig_prefix(block.height);
     let mut script_sig = prefix.clone();
     script_sig.extend_from_slice(&[0; EXTRANONCE_SIZE]);
-    let (coinb1, coinb2) = share.coinbase(script_sig).split_for_stratum(EXTRANONCE_SIZE)?;
+    let (coinb1, coinb2) = share
+        .coinbase(script_sig)
+        .split_for_stratum(EXTRANONCE_SIZE)?;
     let time = block.cur_time.max(block.min_time).max(share.min_time);
     Ok(MinerWork {
         coinb1,
