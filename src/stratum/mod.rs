@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 pub use difficulty::DifficultyScale;
 pub use errors::{ServerError, SessionError, StratumError};
-pub use job::{JobTemplate, EXTRANONCE1_SIZE, EXTRANONCE2_SIZE};
+pub use job::{Job, JobTemplate, EXTRANONCE1_SIZE, EXTRANONCE2_SIZE};
 pub use server::{StatsSnapshot, StratumConfig, StratumServer, WorkerStats};
 pub use username::Username;
 pub use vardiff::VardiffConfig;
@@ -41,7 +41,7 @@ pub use vardiff::VardiffConfig;
 pub trait WorkSource: Send + Sync + Sized + 'static {
     /// What the node keeps about an authorized miner (its payout script, say): the result of
     /// validating the address part of the username.
-    type Identity: Send + Sync + 'static;
+    type Identity: PartialEq + Send + Sync + 'static;
     /// Opaque per-job data the node needs to turn a solution into a share or a block.
     type Payload: Send + Sync + 'static;
 
@@ -52,6 +52,19 @@ pub trait WorkSource: Send + Sync + Sized + 'static {
 
     /// A submission met the job's share target or its block target (see the flags).
     fn on_solution(&self, solution: Solution<Self>);
+
+    /// The job `miner` works on in place of the broadcast `job`. A P2Pool coinbase pays the
+    /// miner of the share its own credit and the finder bonus, so each payout address needs
+    /// its own coinbase. Called on the event loop for every job a session sends: return a
+    /// cached job. The default sends everyone the broadcast job as it is.
+    fn personalize(
+        &self,
+        job: &Arc<job::Job<Self::Payload>>,
+        miner: &Self::Identity,
+    ) -> Arc<job::Job<Self::Payload>> {
+        let _ = miner;
+        job.clone()
+    }
 }
 
 /// A submission that met the share target or the block target of its job.

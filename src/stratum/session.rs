@@ -382,6 +382,13 @@ impl<W: WorkSource> Session<W> {
             .work
             .validate_username(&username)
             .map_err(invalid)?;
+        // Jobs are built for the connection's payout address: one address per connection.
+        if self.workers.first().is_some_and(|w| *w.identity != identity) {
+            return Err(StratumError::Unauthorized(
+                "one payout address per connection: open another connection for this address"
+                    .into(),
+            ));
+        }
         self.workers.push(Worker {
             username: username.full.clone(),
             identity: Arc::new(identity),
@@ -535,6 +542,10 @@ impl<W: WorkSource> Session<W> {
     /// Queues `set_difficulty` (if it changed) and `mining.notify` for `job` under a new id.
     /// `forget_older` drops older job ids (they become stale).
     fn send_job(&mut self, job: Arc<Job<W::Payload>>, clean: bool, forget_older: bool) {
+        let job = match self.workers.first() {
+            Some(worker) => self.shared.work.personalize(&job, &worker.identity),
+            None => job,
+        };
         let (difficulty, target) = self.effective(&job);
         if self.sent_difficulty != Some(difficulty) {
             self.out
