@@ -11,5 +11,9 @@
 
 pub mod chain_service;
 pub mod daemon;
+pub mod devnet;
+pub mod miner;
+pub mod node;
+pub mod regtest;
 pub mod stratum;
 pub mod work;

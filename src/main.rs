@@ -1,1 +1,199 @@
-fn main() {}
+//! The `p2pool` command line: `run` a node, or start a local `devnet` (the default).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use p2pool::daemon::{Auth, RpcConfig};
+use p2pool::devnet::{self, DevnetConfig};
+use p2pool::node::{Node, NodeConfig, NodeEvent};
+use share_chain::address::address_to_script;
+use share_chain::{OperatorFee, Preset};
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(name = "p2pool", version, about = "A decentralized P2Pool node for Litecoin")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node next to a litecoind.
+    Run(RunArgs),
+    /// A local devnet: regtest litecoind, a node and CPU miners (the default).
+    Devnet(DevnetArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// litecoin, litecoin-testnet or litecoin-regtest.
+    #[arg(long, default_value = "litecoin")]
+    network: String,
+    /// A TOML file merged over the network's preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the share chain and peer data are kept.
+    #[arg(long, default_value = "p2pool-data")]
+    datadir: PathBuf,
+    /// litecoind's JSON-RPC URL (default: 127.0.0.1 on the preset's port).
+    #[arg(long)]
+    daemon_rpc: Option<String>,
+    #[arg(long, requires = "daemon_password")]
+    daemon_user: Option<String>,
+    #[arg(long, requires = "daemon_user")]
+    daemon_password: Option<String>,
+    /// litecoind's .cookie file (instead of a user and password).
+    #[arg(long, conflicts_with_all = ["daemon_user", "daemon_password"])]
+    daemon_cookie: Option<PathBuf>,
+    /// Stratum listen address (default: 0.0.0.0 on the preset's port).
+    #[arg(long)]
+    stratum: Option<SocketAddr>,
+    /// Share-chain p2p listen multiaddr.
+    #[arg(long)]
+    p2p: Option<String>,
+    /// JSON-RPC API listen address.
+    #[arg(long)]
+    rpc: Option<SocketAddr>,
+    /// Share-chain peers to connect to (multiaddrs).
+    #[arg(long)]
+    peer: Vec<String>,
+    /// Operator fee in percent of the weight of shares mined through this node.
+    #[arg(long, requires = "fee_address")]
+    fee: Option<f64>,
+    #[arg(long, requires = "fee")]
+    fee_address: Option<String>,
+}
+
+#[derive(Args)]
+struct DevnetArgs {
+    /// CPU miners, each paying its own regtest address.
+    #[arg(long, default_value_t = 3)]
+    miners: usize,
+    /// Stop after this many blocks.
+    #[arg(long)]
+    blocks: Option<u64>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // The devnet prints its own story; the node's log is for `run` (RUST_LOG overrides).
+    let default_filter = match cli.command {
+        Some(Command::Run(_)) => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Some(Command::Run(args)) => run(args).await,
+            Some(Command::Devnet(args)) => devnet_command(args).await,
+            None => {
+                devnet_command(DevnetArgs {
+                    miners: 3,
+                    blocks: None,
+                })
+                .await
+            }
+        }
+    })
+}
+
+async fn devnet_command(args: DevnetArgs) -> Result<()> {
+    let config = DevnetConfig {
+        miners: args.miners,
+        blocks: args.blocks,
+    };
+    devnet::run(config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let user_toml = match &args.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let preset = Preset::load(&args.network, user_toml.as_deref())?;
+    let auth = match (&args.daemon_user, &args.daemon_password, &args.daemon_cookie) {
+        (Some(user), Some(password), None) => Auth::UserPass {
+            user: user.clone(),
+            password: password.clone(),
+        },
+        (None, None, Some(cookie)) => Auth::CookieFile(cookie.clone()),
+        (None, None, None) => bail!(
+            "give litecoind's credentials: --daemon-user and --daemon-password, or --daemon-cookie"
+        ),
+        _ => bail!("give either --daemon-user/--daemon-password or --daemon-cookie"),
+    };
+    let url = args
+        .daemon_rpc
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", preset.coin.daemon_rpc_port));
+    let fee = match (args.fee, &args.fee_address) {
+        (Some(percent), Some(address)) => {
+            if !(0.0..=100.0).contains(&percent) {
+                bail!("--fee is a percentage between 0 and 100");
+            }
+            let basis_points = (percent * 100.0).round() as u16;
+            if u32::from(basis_points) > preset.consensus.max_fee_basis_points {
+                bail!(
+                    "--fee {percent}% exceeds the network's limit of {}%",
+                    f64::from(preset.consensus.max_fee_basis_points) / 100.0
+                );
+            }
+            let script = address_to_script(address, &preset.coin)
+                .with_context(|| format!("--fee-address {address}"))?;
+            Some(OperatorFee {
+                basis_points,
+                script,
+            })
+        }
+        _ => None,
+    };
+    if args.p2p.is_some() || !args.peer.is_empty() {
+        warn!("the share-chain network is not wired in yet: --p2p and --peer are ignored; this node mines its own chain");
+    }
+    if args.rpc.is_some() {
+        warn!("the JSON-RPC API is not available yet: --rpc is ignored");
+    }
+    let stratum = args
+        .stratum
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], preset.ports.stratum)));
+    std::fs::create_dir_all(&args.datadir)
+        .with_context(|| format!("cannot create {}", args.datadir.display()))?;
+    let node = Node::start(NodeConfig {
+        preset,
+        datadir: args.datadir.clone(),
+        daemon: RpcConfig::new(url, auth),
+        stratum,
+        fee,
+    })
+    .await?;
+    info!(stratum = %node.stratum_addr(), "p2pool node running; Ctrl-C stops it");
+    let mut events = node.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            event = events.recv() => {
+                if let Ok(NodeEvent::BlockSubmitted { hash, accepted, .. }) = event {
+                    info!(%hash, accepted, "block submitted");
+                }
+            }
+        }
+    }
+    info!("stopping");
+    Ok(())
+}

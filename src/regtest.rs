@@ -1,0 +1,236 @@
+//! Throw-away litecoind regtest daemons, for the devnet and the end-to-end tests.
+//!
+//! litecoind on regtest serves no block template until it has a peer and while its tip
+//! looks old, so [`RegtestPair`] starts node A (the one the pool mines on, with a wallet)
+//! and node B connected to it, with `-maxtipage` raised. Both listen on 127.0.0.1 only, on
+//! free ports, in temporary data directories, and are killed when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use thiserror::Error;
+
+use crate::daemon::{Auth, RpcClient, RpcConfig, RpcError};
+
+/// The wallet created on node A.
+pub const WALLET: &str = "p2pool";
+const RPC_USER: &str = "p2pool";
+const RPC_PASSWORD: &str = "devnet";
+
+#[derive(Debug, Error)]
+pub enum RegtestError {
+    #[error(
+        "litecoind was not found on PATH (or $LITECOIND). Install it with \
+         `apt-get install litecoind` (Debian/Ubuntu), then run this again."
+    )]
+    NotInstalled,
+    #[error("cannot start litecoind: {0}")]
+    Spawn(std::io::Error),
+    #[error("litecoind {name} did not come up: {detail}")]
+    Startup { name: String, detail: String },
+    #[error("litecoind RPC failed: {0}")]
+    Rpc(#[from] RpcError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn litecoind_binary() -> String {
+    std::env::var("LITECOIND").unwrap_or_else(|_| "litecoind".to_owned())
+}
+
+/// One regtest litecoind process.
+pub struct Daemon {
+    pub name: String,
+    child: Child,
+    datadir: TempDir,
+    pub p2p_port: u16,
+    pub rpc_port: u16,
+}
+
+impl Daemon {
+    /// Starts a daemon and waits until its RPC answers.
+    pub async fn start(name: &str, extra_args: &[String]) -> Result<Daemon, RegtestError> {
+        let datadir = tempfile::Builder::new()
+            .prefix(&format!("p2pool-ltc-{name}-"))
+            .tempdir()?;
+        let (p2p_port, rpc_port) = (free_port()?, free_port()?);
+        let mut args = vec![
+            "-regtest".to_owned(),
+            format!("-datadir={}", datadir.path().display()),
+            format!("-port={p2p_port}"),
+            format!("-rpcport={rpc_port}"),
+            "-bind=127.0.0.1".to_owned(),
+            "-rpcbind=127.0.0.1".to_owned(),
+            "-rpcallowip=127.0.0.1".to_owned(),
+            format!("-rpcuser={RPC_USER}"),
+            format!("-rpcpassword={RPC_PASSWORD}"),
+            "-server=1".to_owned(),
+            "-printtoconsole=0".to_owned(),
+            "-discover=0".to_owned(),
+            "-dnsseed=0".to_owned(),
+            "-listenonion=0".to_owned(),
+            "-upnp=0".to_owned(),
+            "-maxtipage=1000000000".to_owned(),
+            "-fallbackfee=0.0001".to_owned(),
+            "-rpcthreads=8".to_owned(),
+        ];
+        args.extend(extra_args.iter().cloned());
+        let log = std::fs::File::create(datadir.path().join("stderr.log"))?;
+        let child = Command::new(litecoind_binary())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => RegtestError::NotInstalled,
+                _ => RegtestError::Spawn(e),
+            })?;
+        let mut daemon = Daemon {
+            name: name.to_owned(),
+            child,
+            datadir,
+            p2p_port,
+            rpc_port,
+        };
+        daemon.wait_rpc(Duration::from_secs(60)).await?;
+        Ok(daemon)
+    }
+
+    pub fn rpc_config(&self) -> RpcConfig {
+        RpcConfig::new(
+            self.url(),
+            Auth::UserPass {
+                user: RPC_USER.to_owned(),
+                password: RPC_PASSWORD.to_owned(),
+            },
+        )
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.rpc_port)
+    }
+
+    pub fn client(&self) -> Result<RpcClient, RpcError> {
+        RpcClient::new(self.rpc_config())
+    }
+
+    pub fn datadir(&self) -> &Path {
+        self.datadir.path()
+    }
+
+    async fn wait_rpc(&mut self, limit: Duration) -> Result<(), RegtestError> {
+        let client = self.client()?;
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(RegtestError::Startup {
+                    name: self.name.clone(),
+                    detail: format!("exited ({status}): {}", self.log_tail()),
+                });
+            }
+            match client.get_blockchain_info().await {
+                Ok(_) => return Ok(()),
+                Err(e) if start.elapsed() > limit => {
+                    return Err(RegtestError::Startup {
+                        name: self.name.clone(),
+                        detail: format!("no RPC after {limit:?}: {e}"),
+                    })
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// The end of the daemon's logs, for error messages.
+    pub fn log_tail(&self) -> String {
+        let mut text = String::new();
+        for file in ["stderr.log", "regtest/debug.log"] {
+            let content = std::fs::read_to_string(self.datadir.path().join(file)).unwrap_or_default();
+            let lines: Vec<&str> = content.lines().collect();
+            let from = lines.len().saturating_sub(15);
+            text.push_str(&lines[from..].join("\n"));
+        }
+        text
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Node A (mined on, with a wallet) and node B (its peer).
+pub struct RegtestPair {
+    pub a: Daemon,
+    pub b: Daemon,
+    client: RpcClient,
+}
+
+impl RegtestPair {
+    pub async fn start() -> Result<RegtestPair, RegtestError> {
+        let a = Daemon::start("a", &[]).await?;
+        let b = Daemon::start("b", &[format!("-connect=127.0.0.1:{}", a.p2p_port)]).await?;
+        let client = a.client()?;
+        let pair = RegtestPair { a, b, client };
+        pair.wait_connected(Duration::from_secs(30)).await?;
+        let _: Value = pair.client.call("createwallet", vec![json!(WALLET)]).await?;
+        Ok(pair)
+    }
+
+    pub fn client(&self) -> &RpcClient {
+        &self.client
+    }
+
+    async fn wait_connected(&self, limit: Duration) -> Result<(), RegtestError> {
+        let start = Instant::now();
+        loop {
+            let peers: u64 = self.client.call("getconnectioncount", vec![]).await?;
+            if peers > 0 {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                return Err(RegtestError::Startup {
+                    name: "b".into(),
+                    detail: "never connected to a".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A new wallet address of `kind` (`legacy`, `p2sh-segwit`, `bech32`).
+    pub async fn new_address(&self, kind: &str) -> Result<String, RegtestError> {
+        Ok(self
+            .client
+            .call("getnewaddress", vec![json!(""), json!(kind)])
+            .await?)
+    }
+
+    pub async fn mine_blocks(&self, n: u64, address: &str) -> Result<Vec<String>, RegtestError> {
+        Ok(self
+            .client
+            .call("generatetoaddress", vec![json!(n), json!(address)])
+            .await?)
+    }
+
+    pub async fn block_count(&self) -> Result<u64, RegtestError> {
+        Ok(self.client.call("getblockcount", vec![]).await?)
+    }
+
+    /// Node A's data directory.
+    pub fn datadir(&self) -> PathBuf {
+        self.a.datadir().to_path_buf()
+    }
+}
