@@ -43,7 +43,9 @@ pub async fn run(
     println!("starting a regtest litecoind pair (127.0.0.1, throw-away data directories)...");
     let daemons = RegtestPair::start().await?;
     let preset = Preset::builtin("litecoin-regtest").expect("the regtest preset is built in");
-    let datadir = tempfile::Builder::new().prefix("p2pool-devnet-").tempdir()?;
+    let datadir = tempfile::Builder::new()
+        .prefix("p2pool-devnet-")
+        .tempdir()?;
     let node = Node::start(NodeConfig {
         preset: preset.clone(),
         datadir: datadir.path().to_path_buf(),

@@ -13,7 +13,11 @@ use share_chain::{OperatorFee, Preset};
 use tracing::{info, warn};
 
 #[derive(Parser)]
-#[command(name = "p2pool", version, about = "A decentralized P2Pool node for Litecoin")]
+#[command(
+    name = "p2pool",
+    version,
+    about = "A decentralized P2Pool node for Litecoin"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -127,7 +131,11 @@ async fn run(args: RunArgs) -> Result<()> {
         None => None,
     };
     let preset = Preset::load(&args.network, user_toml.as_deref())?;
-    let auth = match (&args.daemon_user, &args.daemon_password, &args.daemon_cookie) {
+    let auth = match (
+        &args.daemon_user,
+        &args.daemon_password,
+        &args.daemon_cookie,
+    ) {
         (Some(user), Some(password), None) => Auth::UserPass {
             user: user.clone(),
             password: password.clone(),

@@ -147,7 +147,10 @@ pub async fn mine(
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let send = |id: u64, method: &str, params: Value| {
-        format!("{}\n", json!({"id": id, "method": method, "params": params}))
+        format!(
+            "{}\n",
+            json!({"id": id, "method": method, "params": params})
+        )
     };
     write
         .write_all(send(1, "mining.subscribe", json!(["p2pool-rs-cpuminer/1"])).as_bytes())
@@ -256,17 +259,18 @@ fn spawn_grinder(
         let mut counter: u32 = 0;
         while !shared.stop.load(Ordering::Relaxed) {
             let generation = shared.generation.load(Ordering::Relaxed);
-            let Some((job, target)) = shared
-                .job
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
+            let Some((job, target)) = shared.job.lock().unwrap_or_else(|p| p.into_inner()).clone()
             else {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             };
             counter = counter.wrapping_add(1);
-            let extranonce2 = [thread, (counter >> 16) as u8, (counter >> 8) as u8, counter as u8];
+            let extranonce2 = [
+                thread,
+                (counter >> 16) as u8,
+                (counter >> 8) as u8,
+                counter as u8,
+            ];
             let extranonce = [&extranonce1[..], &extranonce2[..]].concat();
             let ntime = job.time;
             for nonce in 0..=u32::MAX {

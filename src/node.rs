@@ -118,7 +118,8 @@ impl Node {
             listen: config.stratum,
             ..StratumConfig::default()
         };
-        let stratum = Arc::new(StratumServer::bind(stratum_config, &preset.coin, work.clone()).await?);
+        let stratum =
+            Arc::new(StratumServer::bind(stratum_config, &preset.coin, work.clone()).await?);
 
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(feed_jobs(
@@ -262,11 +263,7 @@ impl WorkSource for NodeWork {
         let _ = self.solutions.send(solution);
     }
 
-    fn personalize(
-        &self,
-        job: &Arc<Job<WorkPayload>>,
-        miner: &Vec<u8>,
-    ) -> Arc<Job<WorkPayload>> {
+    fn personalize(&self, job: &Arc<Job<WorkPayload>>, miner: &Vec<u8>) -> Arc<Job<WorkPayload>> {
         let mut cache = match self.cache.lock() {
             Ok(cache) => cache,
             Err(poisoned) => poisoned.into_inner(),
@@ -359,21 +356,34 @@ async fn handle_solutions(
     coin: CoinParams,
     events: broadcast::Sender<NodeEvent>,
 ) {
+    // Once a block on some previous block is accepted, more blocks on it are stale: they
+    // are not worth a submitblock (on regtest, where nearly every hash is a block, they
+    // would flood litecoind).
+    let mut accepted_on: Option<[u8; 32]> = None;
     while let Some(solution) = solutions.recv().await {
         let payload = &solution.job.payload;
         let mut extranonce = solution.extranonce1.to_vec();
         extranonce.extend_from_slice(&solution.extranonce2);
-        let share = payload.share_for(&extranonce, solution.version, solution.ntime, solution.nonce);
+        let share = payload.share_for(
+            &extranonce,
+            solution.version,
+            solution.ntime,
+            solution.nonce,
+        );
         if share.header.to_bytes() != solution.header {
             error!("a solution's header does not match the share rebuilt from its job");
             continue;
         }
         let miner = describe(&solution.miner, &coin);
-        if solution.meets_block_target {
+        let stale = accepted_on == Some(share.header.prev_block);
+        if solution.meets_block_target && !stale {
             // The block first: every millisecond counts against an orphaned block.
             let block = payload.block_bytes(&share);
             let (accepted, result) = match rpc.submit_block(&block).await {
-                Ok(SubmitOutcome::Accepted) => (true, "accepted".to_string()),
+                Ok(SubmitOutcome::Accepted) => {
+                    accepted_on = Some(share.header.prev_block);
+                    (true, "accepted".to_string())
+                }
                 Ok(other) => (false, format!("{other:?}")),
                 Err(e) => (false, e.to_string()),
             };
@@ -403,10 +413,7 @@ async fn handle_solutions(
             let outcome = chain.call(move |c| c.connect(share, now_secs())).await;
             match outcome {
                 Ok(Ok(connected)) => {
-                    let height = connected
-                        .entries
-                        .first()
-                        .map_or(0, |e| e.height);
+                    let height = connected.entries.first().map_or(0, |e| e.height);
                     info!(share = %hash, height, "share by {miner}");
                     let _ = events.send(NodeEvent::ShareAccepted {
                         hash,

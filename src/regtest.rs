@@ -155,7 +155,8 @@ impl Daemon {
     pub fn log_tail(&self) -> String {
         let mut text = String::new();
         for file in ["stderr.log", "regtest/debug.log"] {
-            let content = std::fs::read_to_string(self.datadir.path().join(file)).unwrap_or_default();
+            let content =
+                std::fs::read_to_string(self.datadir.path().join(file)).unwrap_or_default();
             let lines: Vec<&str> = content.lines().collect();
             let from = lines.len().saturating_sub(15);
             text.push_str(&lines[from..].join("\n"));
@@ -185,7 +186,10 @@ impl RegtestPair {
         let client = a.client()?;
         let pair = RegtestPair { a, b, client };
         pair.wait_connected(Duration::from_secs(30)).await?;
-        let _: Value = pair.client.call("createwallet", vec![json!(WALLET)]).await?;
+        let _: Value = pair
+            .client
+            .call("createwallet", vec![json!(WALLET)])
+            .await?;
         Ok(pair)
     }
 

@@ -12,9 +12,15 @@ use crate::pow::pow_hash;
 use crate::share::Share;
 use crate::template::{BlockContext, MinerPayout};
 
-/// The regtest preset with overrides (TOML), for tests.
+/// The regtest preset with overrides (TOML), for tests. Unless the overrides say
+/// otherwise, the easiest share target is the regtest block target (`0x207fffff`, about
+/// two hashes a share), so tests mine real shares quickly.
 pub fn regtest_preset(overrides: &str) -> Preset {
-    Preset::load("litecoin-regtest", Some(overrides)).expect("valid test preset")
+    let mut preset = Preset::load("litecoin-regtest", Some(overrides)).expect("valid test preset");
+    if !overrides.contains("max_share_target_bits") {
+        preset.consensus.max_share_target_bits = 0x207f_ffff;
+    }
+    preset
 }
 
 /// A block context on the regtest block target paying `value`.

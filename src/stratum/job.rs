@@ -63,8 +63,11 @@ pub struct Job<P> {
     /// Server-wide sequence number (sessions give miners their own job ids).
     pub seq: u64,
     pub template: Arc<JobTemplate<P>>,
-    /// The easier of the share and block targets: a session's pseudo-share target is never
-    /// harder, so no miner ever withholds a share or a block for want of difficulty.
+    /// The share target: a session's pseudo-share target is never harder, so no miner ever
+    /// withholds a share for want of difficulty. Nor a block, where blocks are harder than
+    /// shares (every real network). Where they are easier (regtest, on which nearly every
+    /// hash is a block) a block is only reported when it is also a share: capping at the
+    /// block target would have miners submit half their hashes.
     pub easiest_target: Target,
     /// `","prevhash","coinb1","coinb2",[branch],"version","bits","time",` — everything
     /// between the job id and `clean_jobs`.
@@ -97,7 +100,7 @@ impl<P> Job<P> {
             template.bits,
             template.time,
         );
-        let easiest_target = template.share_target.max(template.block_target);
+        let easiest_target = template.share_target;
         Ok(Job {
             seq,
             template: Arc::new(template),

@@ -383,7 +383,11 @@ impl<W: WorkSource> Session<W> {
             .validate_username(&username)
             .map_err(invalid)?;
         // Jobs are built for the connection's payout address: one address per connection.
-        if self.workers.first().is_some_and(|w| *w.identity != identity) {
+        if self
+            .workers
+            .first()
+            .is_some_and(|w| *w.identity != identity)
+        {
             return Err(StratumError::Unauthorized(
                 "one payout address per connection: open another connection for this address"
                     .into(),

@@ -1,0 +1,235 @@
+//! End to end against the real litecoind (regtest): a p2pool node, two CPU miners paying
+//! two addresses over real Stratum, real scrypt. Blocks are accepted by litecoind, before
+//! and after MWEB activation, and each block's coinbase pays both miners in proportion to
+//! the work in the share chain's PPLNS window.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p2pool::miner::{mine, MinerConfig, MinerStats};
+use p2pool::node::{Node, NodeConfig, NodeEvent};
+use p2pool::regtest::RegtestPair;
+use serde_json::{json, Value};
+use share_chain::address::address_to_script;
+use share_chain::payout::payout_step;
+use share_chain::pplns::{window_work_cap, WindowWeights};
+use share_chain::{Preset, ShareHash};
+
+struct Pool {
+    daemons: RegtestPair,
+    node: Node,
+    addresses: Vec<String>,
+    _datadir: tempfile::TempDir,
+}
+
+impl Pool {
+    /// Starts one CPU miner per address; they run until the returned flag is set.
+    fn start_miners(&self) -> Arc<AtomicBool> {
+        let preset = Preset::builtin("litecoin-regtest").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        for address in &self.addresses {
+            let config = MinerConfig {
+                server: self.node.stratum_addr(),
+                username: format!("{address}.test"),
+                threads: 1,
+                pow: preset.coin.pow,
+                difficulty_multiplier: preset.coin.stratum_difficulty_multiplier,
+            };
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let _ = mine(config, Arc::new(MinerStats::default()), stop).await;
+            });
+        }
+        stop
+    }
+}
+
+async fn start_pool() -> Pool {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let daemons = RegtestPair::start().await.expect("litecoind pair");
+    let preset = Preset::builtin("litecoin-regtest").unwrap();
+    let datadir = tempfile::tempdir().unwrap();
+    let node = Node::start(NodeConfig {
+        preset: preset.clone(),
+        datadir: datadir.path().to_path_buf(),
+        daemon: daemons.a.rpc_config(),
+        stratum: "127.0.0.1:0".parse().unwrap(),
+        fee: None,
+    })
+    .await
+    .expect("node starts");
+    let mut addresses = Vec::new();
+    for kind in ["bech32", "legacy"] {
+        addresses.push(daemons.new_address(kind).await.unwrap());
+    }
+    Pool {
+        daemons,
+        node,
+        addresses,
+        _datadir: datadir,
+    }
+}
+
+/// Waits until both miners have shares on the chain and then for `n` blocks accepted by
+/// litecoind that are also shares (so the share chain holds the coinbase they paid).
+async fn accepted_share_blocks(pool: &Pool, n: usize, limit: Duration) -> Vec<ShareHash> {
+    let mut events = pool.node.subscribe();
+    let start = Instant::now();
+    let mut miners_seen = std::collections::HashSet::new();
+    let mut blocks = std::collections::HashSet::new();
+    let mut found = Vec::new();
+    while found.len() < n {
+        let left = limit.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Ok(NodeEvent::BlockSubmitted {
+                hash,
+                accepted: true,
+                ..
+            })) => {
+                blocks.insert(hash);
+            }
+            Ok(Ok(NodeEvent::ShareAccepted { hash, miner, .. })) => {
+                if miners_seen.len() == 2 && blocks.contains(&hash) {
+                    found.push(hash);
+                }
+                miners_seen.insert(miner);
+            }
+            Ok(_) => {}
+            Err(_) => panic!(
+                "only {} of {n} share blocks ({} miners with shares) in {limit:?}",
+                found.len(),
+                miners_seen.len()
+            ),
+        }
+    }
+    found
+}
+
+/// Checks the block's coinbase on litecoind against the share chain's window.
+async fn check_coinbase_pays_window(pool: &Pool, block: ShareHash) {
+    let preset = Preset::builtin("litecoin-regtest").unwrap();
+    let rpc = pool.daemons.client();
+    let raw: Value = rpc
+        .call("getblock", vec![json!(block.to_string()), json!(2)])
+        .await
+        .expect("litecoind knows the block");
+    let coinbase = &raw["tx"][0];
+    let mut paid: Vec<(Vec<u8>, u64)> = Vec::new();
+    for out in coinbase["vout"].as_array().unwrap() {
+        let sats = (out["value"].as_f64().unwrap() * 1e8).round() as u64;
+        let script = hex::decode(out["scriptPubKey"]["hex"].as_str().unwrap()).unwrap();
+        if sats > 0 {
+            paid.push((script, sats));
+        }
+    }
+    let value: u64 = paid.iter().map(|(_, v)| v).sum();
+
+    // The window the share chain says this block's share pays, from the node's own chain.
+    let (weights, finder) = pool
+        .node
+        .chain
+        .call(move |chain| {
+            let index = chain.index();
+            let entry = index.get(&block).expect("the block is a share").clone();
+            let ancestors = entry
+                .parent()
+                .into_iter()
+                .flat_map(|p| index.ancestors(p))
+                .map(|e| e.credits.as_ref());
+            let cap = window_work_cap(entry.share.header.bits, index.params());
+            let w = WindowWeights::from_ancestors(&entry.credits, ancestors, cap, index.params());
+            (w.by_script, entry.share.info.payout_script.clone())
+        })
+        .await
+        .unwrap();
+    let total: u128 = weights.values().sum();
+    let scripts: Vec<Vec<u8>> = pool
+        .addresses
+        .iter()
+        .map(|a| address_to_script(a, &preset.coin).unwrap())
+        .collect();
+    for s in &scripts {
+        assert!(
+            weights.contains_key(s),
+            "both miners have work in the window"
+        );
+    }
+    let bonus = value * u64::from(preset.consensus.finder_bonus_basis_points) / 10_000;
+    let reward = value - bonus;
+    let step = payout_step(reward, &preset.consensus);
+    for (script, weight) in &weights {
+        let exact = reward as f64 * *weight as f64 / total as f64;
+        let got = paid
+            .iter()
+            .find(|(s, _)| s == script)
+            .map_or(0, |(_, v)| *v) as f64;
+        let extra = if *script == finder {
+            (bonus + step) as f64
+        } else {
+            0.0
+        };
+        assert!(
+            (got - exact).abs() <= step as f64 + extra,
+            "paid {got}, owed {exact} (step {step})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_pay_every_miner_before_and_after_mweb() {
+    let pool = start_pool().await;
+
+    // Before MWEB: the pool's own blocks, each paying both miners by their work.
+    let miners = pool.start_miners();
+    let blocks = accepted_share_blocks(&pool, 2, Duration::from_secs(180)).await;
+    check_coinbase_pays_window(&pool, *blocks.last().unwrap()).await;
+    miners.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Jump to just below MWEB activation (height 432) and put a peg-in in the mempool:
+    // the first MWEB block must carry one.
+    let spare = pool.daemons.new_address("bech32").await.unwrap();
+    while pool.daemons.block_count().await.unwrap() < 431 {
+        let height = pool.daemons.block_count().await.unwrap();
+        pool.daemons
+            .mine_blocks((431 - height).min(50), &spare)
+            .await
+            .unwrap();
+    }
+    assert_eq!(pool.daemons.block_count().await.unwrap(), 431);
+    let mweb: String = pool
+        .daemons
+        .client()
+        .call("getnewaddress", vec![json!(""), json!("mweb")])
+        .await
+        .unwrap();
+    let _: Value = pool
+        .daemons
+        .client()
+        .call("sendtoaddress", vec![json!(mweb), json!(1.0)])
+        .await
+        .expect("peg-in");
+
+    let miners = pool.start_miners();
+    let blocks = accepted_share_blocks(&pool, 2, Duration::from_secs(180)).await;
+    let tip = pool.daemons.block_count().await.unwrap();
+    assert!(
+        tip >= 434,
+        "the pool mined past MWEB activation (tip {tip})"
+    );
+    let info: Value = pool
+        .daemons
+        .client()
+        .call("getblock", vec![json!(blocks[0].to_string()), json!(2)])
+        .await
+        .unwrap();
+    assert!(info["height"].as_u64().unwrap() >= 432);
+    check_coinbase_pays_window(&pool, *blocks.last().unwrap()).await;
+    miners.store(true, Ordering::Relaxed);
+}
