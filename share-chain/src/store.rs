@@ -529,3 +529,55 @@ mod tests {
         assert_eq!(store.load_all().unwrap().records, vec![record]);
     }
 }
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+    use crate::share::tests::sample_share;
+    use std::collections::BTreeMap;
+
+    fn record(id: u64) -> StoredShare {
+        let mut share = sample_share();
+        share.header.nonce = id as u32;
+        share.header.time = (id >> 32) as u32;
+        StoredShare { seq: id, height: id, chain_work: id.into(), share }
+    }
+
+    /// Random puts, batches and removes against a model, with reopen (clean close) in between.
+    #[test]
+    fn random_operations_with_clean_reopens_match_a_model() {
+        let seed = fastrand::u64(..);
+        eprintln!("seed {seed}");
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let mut model: BTreeMap<u64, bool> = BTreeMap::new();
+        let mut next = 0u64;
+        for round in 0..30 {
+            let opts = StoreOptions { write_buffer_size: [16 << 10, 64 << 10][rng.usize(0..2)] };
+            let mut store = ShareStore::open_with(dir.path(), &opts).unwrap();
+            let loaded = store.load_all().unwrap();
+            let found: std::collections::BTreeSet<u64> = loaded.records.iter().map(|r| r.seq).collect();
+            for (&id, &present) in &model {
+                assert_eq!(found.contains(&id), present, "round {round}: id {id} present={present}");
+            }
+            assert_eq!(found.len(), model.values().filter(|p| **p).count());
+            let mut present: Vec<u64> = found.into_iter().collect();
+            for _ in 0..rng.usize(0..800) {
+                let roll = rng.u32(0..100);
+                if roll < 30 && !present.is_empty() {
+                    let n = rng.usize(1..=present.len().min(60));
+                    let ids: Vec<u64> = (0..n).map(|_| present.swap_remove(rng.usize(0..present.len()))).collect();
+                    let hashes: Vec<ShareHash> = ids.iter().map(|&i| record(i).share.hash()).collect();
+                    store.remove(&hashes).unwrap();
+                    ids.iter().for_each(|&i| { model.insert(i, false); });
+                } else {
+                    let n = rng.usize(1..=40);
+                    let recs: Vec<StoredShare> = (next..next + n as u64).map(record).collect();
+                    store.put_batch(&recs).unwrap();
+                    for i in next..next + n as u64 { model.insert(i, true); present.push(i); }
+                    next += n as u64;
+                }
+            }
+        }
+    }
+}
