@@ -28,7 +28,7 @@ use share_chain::store::{ShareStore, StoreOptions, StoredShare};
 use share_chain::ShareHash;
 
 const TEST_NAME: &str = "kill_9_never_loses_acknowledged_writes";
-/// Set in the child: `dir|seed|first_id|write_buffer_size`.
+/// Set in the child: `dir|seed|first_id|write_buffer_size|sync (0 or 1)`.
 const WRITER_ENV: &str = "P2POOL_STORE_CRASH_WRITER";
 /// The writer stops writing (and waits to be killed) after this many operations.
 const WRITER_MAX_OPS: usize = 4000;
@@ -102,7 +102,7 @@ fn kill_9_never_loses_acknowledged_writes() {
 
 fn run_writer(spec: &str) -> ! {
     let parts: Vec<&str> = spec.split('|').collect();
-    let [dir, seed, first_id, buffer] = parts.as_slice() else {
+    let [dir, seed, first_id, buffer, sync] = parts.as_slice() else {
         fail_child(&format!("bad writer spec {spec:?}"));
     };
     let parse = |s: &str| -> u64 { s.parse().unwrap_or_else(|_| fail_child("bad number")) };
@@ -110,6 +110,7 @@ fn run_writer(spec: &str) -> ! {
     let mut next_id = parse(first_id);
     let options = StoreOptions {
         write_buffer_size: parse(buffer) as usize,
+        sync: *sync == "1",
     };
     let mut store = ShareStore::open_with(Path::new(dir), &options)
         .unwrap_or_else(|e| fail_child(&format!("open: {e}")));
@@ -184,10 +185,7 @@ fn fail_child(why: &str) -> ! {
 }
 
 fn join(ids: &[u64]) -> String {
-    ids.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -256,12 +254,15 @@ fn run_parent() {
             _ => KillAt::AfterDelay(Duration::from_millis(rng.u64(20..=1500))),
         };
         let write_buffer_size = [32 << 10, 64 << 10, 256 << 10, 4 << 20][rng.usize(0..4)];
+        // Both durability modes must survive kill -9; sync only adds power-loss safety.
+        let sync = rng.bool();
         let spec = format!(
-            "{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}",
             dir.path().display(),
             rng.u64(..),
             (round as u64 + 1) * ID_STRIDE,
-            write_buffer_size
+            write_buffer_size,
+            u8::from(sync)
         );
         let outcome = run_round(&spec, kill_at);
         totals.acks += outcome.acked.len();
@@ -291,8 +292,8 @@ fn run_parent() {
             None => {}
         }
         println!(
-            "round {round:2}: {kill_at:?}, buffer {write_buffer_size}, open after {:?}, killed \
-             after {:?}, {} acks, in flight {}, store holds {} records",
+            "round {round:2}: {kill_at:?}, buffer {write_buffer_size}, sync {sync}, open after \
+             {:?}, killed after {:?}, {} acks, in flight {}, store holds {} records",
             outcome.ready_after,
             outcome.killed_after,
             outcome.acked.len(),
@@ -491,7 +492,10 @@ fn verify(
     }
     let len = store.len().map_err(|e| format!("len: {e}"))?;
     if len != loaded.records.len() {
-        return Err(format!("len {len} disagrees with load_all ({})", loaded.records.len()));
+        return Err(format!(
+            "len {len} disagrees with load_all ({})",
+            loaded.records.len()
+        ));
     }
     let mut found: BTreeMap<u64, StoredShare> = BTreeMap::new();
     for record in loaded.records {
