@@ -5,13 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v litecoind >/dev/null 2>&1; then
-    echo "==> installing litecoind from the Debian packages"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq litecoind >/dev/null
-fi
+bash scripts/deps.sh
 litecoind -version | head -n 1
 
 echo "==> cargo fmt --check"

@@ -28,7 +28,7 @@ use share_chain::store::{ShareStore, StoreOptions, StoredShare};
 use share_chain::ShareHash;
 
 const TEST_NAME: &str = "kill_9_never_loses_acknowledged_writes";
-/// Set in the child: `dir|seed|first_id|write_buffer_size`.
+/// Set in the child: `dir|seed|first_id|write_buffer_size|sync (0 or 1)`.
 const WRITER_ENV: &str = "P2POOL_STORE_CRASH_WRITER";
 /// The writer stops writing (and waits to be killed) after this many operations.
 const WRITER_MAX_OPS: usize = 4000;
@@ -103,7 +103,7 @@ fn kill_9_never_loses_acknowledged_writes() {
 
 fn run_writer(spec: &str) -> ! {
     let parts: Vec<&str> = spec.split('|').collect();
-    let [dir, seed, first_id, buffer] = parts.as_slice() else {
+    let [dir, seed, first_id, buffer, sync] = parts.as_slice() else {
         fail_child(&format!("bad writer spec {spec:?}"));
     };
     let parse = |s: &str| -> u64 { s.parse().unwrap_or_else(|_| fail_child("bad number")) };
@@ -111,6 +111,7 @@ fn run_writer(spec: &str) -> ! {
     let mut next_id = parse(first_id);
     let options = StoreOptions {
         write_buffer_size: parse(buffer) as usize,
+        sync: *sync == "1",
     };
     let mut store = ShareStore::open_with(Path::new(dir), &options)
         .unwrap_or_else(|e| fail_child(&format!("open: {e}")));
@@ -125,7 +126,8 @@ fn run_writer(spec: &str) -> ! {
             std::process::exit(4);
         }
     };
-    say(&format!("ready {}", present.len()));
+    // The test harness has already printed "test <name> ... " without a newline.
+    say(&format!("\nready {}", present.len()));
 
     for _ in 0..WRITER_MAX_OPS {
         let remove_bias = if present.len() > WRITER_TARGET_RECORDS {
@@ -249,16 +251,19 @@ fn run_parent() {
         let kill_at = match round % 4 {
             0 => KillAt::DuringOpen(Duration::from_millis(rng.u64(0..=40))),
             1 => KillAt::AfterReady,
-            2 => KillAt::AfterAcks(rng.usize(1..=3000)),
+            2 => KillAt::AfterAcks(rng.usize(1..=1500)),
             _ => KillAt::AfterDelay(Duration::from_millis(rng.u64(20..=1500))),
         };
-        let write_buffer_size = [16 << 10, 64 << 10, 256 << 10, 4 << 20][rng.usize(0..4)];
+        let write_buffer_size = [32 << 10, 64 << 10, 256 << 10, 4 << 20][rng.usize(0..4)];
+        // Both durability modes must survive kill -9; sync only adds power-loss safety.
+        let sync = rng.bool();
         let spec = format!(
-            "{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}",
             dir.path().display(),
             rng.u64(..),
             (round as u64 + 1) * ID_STRIDE,
-            write_buffer_size
+            write_buffer_size,
+            u8::from(sync)
         );
         let outcome = run_round(&spec, kill_at);
         totals.acks += outcome.acked.len();
@@ -268,15 +273,30 @@ fn run_parent() {
         for op in &outcome.acked {
             apply(&mut model, op);
         }
-        let applied = verify(dir.path(), &mut model, outcome.in_flight.as_ref(), round);
+        // Verification reopens the store, which recovers and rewrites it: keep a copy of the
+        // files exactly as the kill left them, to look at if the check fails.
+        let as_killed = copy_dir(dir.path());
+        let applied = match verify(dir.path(), &mut model, outcome.in_flight.as_ref()) {
+            Ok(applied) => applied,
+            Err(why) => {
+                let kept = as_killed.keep();
+                panic!(
+                    "round {round} ({kill_at:?}, seed {seed}): {why}; the store as the kill \
+                     left it is in {}",
+                    kept.display()
+                );
+            }
+        };
         match applied {
             Some(true) => totals.in_flight_applied += 1,
             Some(false) => totals.in_flight_not_applied += 1,
             None => {}
         }
         println!(
-            "round {round:2}: {kill_at:?}, buffer {write_buffer_size}, {} acks, in flight {}, \
-             store holds {} records",
+            "round {round:2}: {kill_at:?}, buffer {write_buffer_size}, sync {sync}, open after \
+             {:?}, killed after {:?}, {} acks, in flight {}, store holds {} records",
+            outcome.ready_after,
+            outcome.killed_after,
             outcome.acked.len(),
             match applied {
                 Some(true) => "applied",
@@ -301,6 +321,10 @@ fn run_parent() {
 
 struct RoundOutcome {
     ready: bool,
+    /// When the parent saw the child's "ready" (the store open), if it did before the kill.
+    ready_after: Option<Duration>,
+    /// When the kill was sent.
+    killed_after: Duration,
     acked: Vec<Op>,
     in_flight: Option<Op>,
 }
@@ -322,6 +346,8 @@ fn run_round(spec: &str, kill_at: KillAt) -> RoundOutcome {
 
     let mut outcome = RoundOutcome {
         ready: false,
+        ready_after: None,
+        killed_after: Duration::ZERO,
         acked: Vec::new(),
         in_flight: None,
     };
@@ -343,7 +369,11 @@ fn run_round(spec: &str, kill_at: KillAt) -> RoundOutcome {
         };
         match lines.recv_timeout(wait) {
             Ok(line) => {
-                if handle_line(&line, &mut outcome) == Flow::Idle {
+                let flow = handle_line(&line, &mut outcome);
+                if outcome.ready && outcome.ready_after.is_none() {
+                    outcome.ready_after = Some(spawned.elapsed());
+                }
+                if flow == Flow::Idle {
                     break;
                 }
             }
@@ -359,6 +389,7 @@ fn run_round(spec: &str, kill_at: KillAt) -> RoundOutcome {
         }
     }
     // SIGKILL: Child::kill on Unix.
+    outcome.killed_after = spawned.elapsed();
     child.0.kill().expect("kill the writer");
     let status = child.0.wait().expect("reap the writer");
     assert!(!status.success(), "writer was not killed: {status:?}");
@@ -385,7 +416,7 @@ fn handle_line(line: &str, outcome: &mut RoundOutcome) -> Flow {
             .map(|id| id.parse().expect("id in writer line"))
             .collect()
     };
-    if line.starts_with("ready") {
+    if line.starts_with("ready ") {
         outcome.ready = true;
     } else if let Some(ids) = line.strip_prefix("? P ") {
         outcome.in_flight = Some(Op::Put(parse_ids(ids)));
@@ -435,79 +466,80 @@ fn apply(model: &mut BTreeMap<u64, bool>, op: &Op) {
     }
 }
 
+fn copy_dir(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::Builder::new()
+        .prefix("store-crash-as-killed-")
+        .tempdir()
+        .expect("temp dir");
+    for entry in std::fs::read_dir(from).expect("read store dir") {
+        let entry = entry.expect("dir entry");
+        std::fs::copy(entry.path(), to.path().join(entry.file_name())).expect("copy store file");
+    }
+    to
+}
+
 /// Reopens the store and checks it against the model; returns whether the in-flight
 /// operation (if any) was applied, and folds it into the model.
 fn verify(
     dir: &Path,
     model: &mut BTreeMap<u64, bool>,
     in_flight: Option<&Op>,
-    round: usize,
-) -> Option<bool> {
-    let mut store = ShareStore::open(dir)
-        .unwrap_or_else(|e| panic!("round {round}: store does not reopen after kill -9: {e}"));
-    let loaded = store.load_all().expect("load_all");
-    assert_eq!(loaded.corrupt, 0, "round {round}: corrupt records");
-    assert_eq!(
-        store.len().expect("len"),
-        loaded.records.len(),
-        "round {round}: len disagrees with load_all"
-    );
+) -> Result<Option<bool>, String> {
+    let mut store =
+        ShareStore::open(dir).map_err(|e| format!("store does not reopen after kill -9: {e}"))?;
+    let loaded = store.load_all().map_err(|e| format!("load_all: {e}"))?;
+    if loaded.corrupt != 0 {
+        return Err(format!("{} corrupt records", loaded.corrupt));
+    }
+    let len = store.len().map_err(|e| format!("len: {e}"))?;
+    if len != loaded.records.len() {
+        return Err(format!(
+            "len {len} disagrees with load_all ({})",
+            loaded.records.len()
+        ));
+    }
     let mut found: BTreeMap<u64, StoredShare> = BTreeMap::new();
     for record in loaded.records {
         let seq = record.seq;
-        let expected = make_record(seq);
-        assert_eq!(
-            encode_canonical(&record),
-            encode_canonical(&expected),
-            "round {round}: record {seq} is not byte-identical"
-        );
-        assert!(
-            found.insert(seq, record).is_none(),
-            "round {round}: seq {seq} twice"
-        );
+        if encode_canonical(&record) != encode_canonical(&make_record(seq)) {
+            return Err(format!("record {seq} is not byte-identical"));
+        }
+        if found.insert(seq, record).is_some() {
+            return Err(format!("seq {seq} twice"));
+        }
     }
 
     // The operation in flight at the kill: all or nothing.
-    let applied = in_flight.map(|op| {
+    let mut applied = None;
+    if let Some(op) = in_flight {
         let (ids, applied_means_present) = match op {
             Op::Put(ids) => (ids, true),
             Op::Remove(ids) => (ids, false),
         };
         let present = ids.iter().filter(|id| found.contains_key(id)).count();
-        let applied = if applied_means_present {
-            present == ids.len()
-        } else {
-            present == 0
-        };
-        assert!(
-            present == 0 || present == ids.len(),
-            "round {round}: in-flight {op:?} half applied ({present} of {} present)",
-            ids.len()
-        );
-        applied
-    });
-    if let (Some(true), Some(op)) = (applied, in_flight) {
-        apply(model, op);
+        if present != 0 && present != ids.len() {
+            return Err(format!(
+                "in-flight {op:?} half applied ({present} of {} present)",
+                ids.len()
+            ));
+        }
+        let done = (present == ids.len()) == applied_means_present;
+        if done {
+            apply(model, op);
+        }
+        applied = Some(done);
     }
 
     for (&id, &present) in model.iter() {
-        if present {
-            assert!(
-                found.contains_key(&id),
-                "round {round}: acknowledged put of {id} lost"
-            );
-        } else {
-            assert!(
-                !found.contains_key(&id),
-                "round {round}: acknowledged remove of {id} undone"
-            );
+        if present && !found.contains_key(&id) {
+            return Err(format!("acknowledged put of {id} lost"));
+        }
+        if !present && found.contains_key(&id) {
+            return Err(format!("acknowledged remove of {id} undone"));
         }
     }
-    for id in found.keys() {
-        assert!(
-            model.contains_key(id),
-            "round {round}: record {id} was never written"
-        );
+    if let Some(id) = found.keys().find(|id| !model.contains_key(id)) {
+        return Err(format!("record {id} was never written"));
     }
-    applied
+    Ok(applied)
 }
