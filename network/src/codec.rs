@@ -61,6 +61,9 @@ pub enum RefuseReason {
     Busy,
     /// The responder's node did not answer (it is shutting down or dropped the request).
     Unavailable,
+    /// The request was malformed or over the responder's limits (and was charged to the
+    /// requester).
+    InvalidRequest,
 }
 
 impl RefuseReason {
@@ -69,6 +72,7 @@ impl RefuseReason {
             RefuseReason::RateLimited => 0,
             RefuseReason::Busy => 1,
             RefuseReason::Unavailable => 2,
+            RefuseReason::InvalidRequest => 3,
         }
     }
 
@@ -77,6 +81,7 @@ impl RefuseReason {
             0 => Ok(RefuseReason::RateLimited),
             1 => Ok(RefuseReason::Busy),
             2 => Ok(RefuseReason::Unavailable),
+            3 => Ok(RefuseReason::InvalidRequest),
             other => Err(CodecError::UnknownRefuseReason(other)),
         }
     }
@@ -391,6 +396,13 @@ pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, body: &[u8]) -> io::
     io.flush().await
 }
 
+/// A request as the codec carries it. Inbound, a request that breaks the format or the
+/// limits is delivered as `Err` rather than failing the stream: libp2p's request-response
+/// does not report read failures to the behaviour, and we want to both charge the peer and
+/// tell it why ([`RefuseReason::InvalidRequest`]). Outbound, only `Ok` is ever written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireRequest(pub Result<SyncRequest, CodecError>);
+
 /// The request-response codec: frames as above, limits from the node's [`SyncLimits`].
 #[derive(Clone, Debug)]
 pub struct SyncCodec {
@@ -405,15 +417,21 @@ impl SyncCodec {
 
 impl request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
-    type Request = SyncRequest;
+    type Request = WireRequest;
     type Response = SyncResponse;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<WireRequest>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let body = read_frame(io, max_request_len(&self.limits)).await?;
-        Ok(decode_request(&body, &self.limits)?)
+        match read_frame(io, max_request_len(&self.limits)).await {
+            Ok(body) => Ok(WireRequest(decode_request(&body, &self.limits))),
+            Err(e) => match CodecError::from_io(&e) {
+                // An oversized frame is refused from its prefix; its body is never read.
+                Some(ce) => Ok(WireRequest(Err(ce.clone()))),
+                None => Err(e),
+            },
+        }
     }
 
     async fn read_response<T>(
@@ -432,12 +450,12 @@ impl request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: SyncRequest,
+        req: WireRequest,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let body = encode_request(&req, &self.limits)?;
+        let body = encode_request(&req.0?, &self.limits)?;
         write_frame(io, &body).await
     }
 
@@ -509,6 +527,7 @@ mod tests {
             SyncResponse::Refused(RefuseReason::RateLimited),
             SyncResponse::Refused(RefuseReason::Busy),
             SyncResponse::Refused(RefuseReason::Unavailable),
+            SyncResponse::Refused(RefuseReason::InvalidRequest),
         ] {
             let body = encode_response(&resp, &l).unwrap();
             assert!(body.len() as u64 <= max_response_len(&l));
@@ -580,8 +599,8 @@ mod tests {
         assert_eq!(decode_request(&[], &l), Err(CodecError::Truncated));
         assert_eq!(decode_request(&[7], &l), Err(CodecError::UnknownTag(7)));
         assert_eq!(
-            decode_response(&[RESP_REFUSED, 9], &l),
-            Err(CodecError::UnknownRefuseReason(9))
+            decode_response(&[RESP_REFUSED, 4], &l),
+            Err(CodecError::UnknownRefuseReason(4))
         );
         assert_eq!(
             decode_response(&[RESP_TIP, 2], &l),

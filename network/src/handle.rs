@@ -117,6 +117,8 @@ pub struct NetworkStatus {
     pub mesh_peers: usize,
     /// Current bans and their remaining time.
     pub banned_peers: Vec<(PeerId, Duration)>,
+    /// Peers recently found to be on another network (disconnected, not redialed).
+    pub foreign_peers: usize,
     /// Peers in the peer store.
     pub known_peers: usize,
     /// Sync requests we sent that are awaiting an answer.

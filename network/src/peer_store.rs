@@ -112,7 +112,8 @@ impl PeerStore {
             let Ok(peer) = e.peer_id.parse::<PeerId>() else {
                 continue;
             };
-            for a in e.addrs.iter().take(MAX_ADDRS_PER_PEER) {
+            // Stored most recent first; `insert` puts each at the front, so replay backwards.
+            for a in e.addrs.iter().take(MAX_ADDRS_PER_PEER).rev() {
                 if let Ok(addr) = a.parse::<Multiaddr>() {
                     store.insert(peer, addr, e.last_seen);
                 }

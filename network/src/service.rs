@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::behaviour::{build_swarm, Behaviour, BehaviourEvent};
-use crate::codec::{CodecError, RefuseReason, SyncRequest, SyncResponse};
+use crate::codec::{CodecError, RefuseReason, SyncRequest, SyncResponse, WireRequest};
 use crate::config::NetworkConfig;
 use crate::handle::{
     Command, NetworkEvent, NetworkHandle, NetworkStatus, PeerInfo, SyncResponder, Verdict,
@@ -395,7 +395,7 @@ impl Service {
             .swarm
             .behaviour_mut()
             .sync
-            .send_request(&peer, request);
+            .send_request(&peer, WireRequest(Ok(request)));
         self.outbound.insert(
             id,
             Outbound {
@@ -534,7 +534,7 @@ impl Service {
         }
     }
 
-    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+    fn on_sync(&mut self, event: request_response::Event<WireRequest, SyncResponse>) {
         use request_response::{Event, Message};
         match event {
             Event::Message {
@@ -599,16 +599,9 @@ impl Service {
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
+                // Codec errors arrive as `WireRequest(Err)`; this is transport trouble.
                 if let InboundFailure::Io(e) = &error {
-                    if let Some(ce) = CodecError::from_io(e) {
-                        let kind = match ce {
-                            CodecError::Oversized { .. } => Misbehaviour::Oversized,
-                            e if e.is_over_limits() => Misbehaviour::RequestOverLimits,
-                            _ => Misbehaviour::Garbage,
-                        };
-                        info!(%peer, error = %ce, "bad sync request");
-                        self.penalize(peer, kind);
-                    }
+                    debug_assert!(CodecError::from_io(e).is_none());
                 }
                 debug!(%peer, %error, "inbound sync request failed");
             }
@@ -619,9 +612,23 @@ impl Service {
     fn on_inbound_request(
         &mut self,
         peer: PeerId,
-        request: SyncRequest,
+        request: WireRequest,
         channel: ResponseChannel<SyncResponse>,
     ) {
+        let request = match request.0 {
+            Ok(r) => r,
+            Err(ce) => {
+                let kind = match ce {
+                    CodecError::Oversized { .. } => Misbehaviour::Oversized,
+                    ref e if e.is_over_limits() => Misbehaviour::RequestOverLimits,
+                    _ => Misbehaviour::Garbage,
+                };
+                info!(%peer, error = %ce, "invalid sync request");
+                self.respond(channel, SyncResponse::Refused(RefuseReason::InvalidRequest));
+                self.penalize(peer, kind);
+                return;
+            }
+        };
         let allowed = self
             .swarm
             .behaviour_mut()
@@ -890,6 +897,7 @@ impl Service {
             topic_peers,
             mesh_peers: b.gossipsub.mesh_peers(&self.topic).count(),
             banned_peers: b.gate.scores().banned_peers(now),
+            foreign_peers: self.foreign.len(),
             known_peers: self.peer_store.len(),
             pending_outbound_requests: self.outbound.len(),
             pending_inbound_requests: self.inbound.len(),
