@@ -135,7 +135,8 @@ impl CodecError {
 
     /// Finds a `CodecError` inside an I/O error produced by this codec.
     pub fn from_io(err: &io::Error) -> Option<&CodecError> {
-        err.get_ref().and_then(|inner| inner.downcast_ref::<CodecError>())
+        err.get_ref()
+            .and_then(|inner| inner.downcast_ref::<CodecError>())
     }
 }
 
@@ -434,11 +435,7 @@ impl request_response::Codec for SyncCodec {
         }
     }
 
-    async fn read_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-    ) -> io::Result<SyncResponse>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse>
     where
         T: AsyncRead + Unpin + Send,
     {

@@ -182,10 +182,7 @@ impl NetworkHandle {
         self.local_peer_id
     }
 
-    async fn call<T>(
-        &self,
-        make: impl FnOnce(Reply<T>) -> Command,
-    ) -> Result<T, NetworkError> {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetworkError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(make(tx))

@@ -53,9 +53,7 @@ mod service;
 
 pub use codec::{CodecError, RefuseReason, SyncRequest, SyncResponse, TipInfo};
 pub use config::{GossipConfig, NetworkConfig, ScoreConfig, SyncLimits};
-pub use handle::{
-    NetworkEvent, NetworkHandle, NetworkStatus, PeerInfo, SyncResponder, Verdict,
-};
+pub use handle::{NetworkEvent, NetworkHandle, NetworkStatus, PeerInfo, SyncResponder, Verdict};
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::{Multiaddr, PeerId};
 pub use score::Misbehaviour;

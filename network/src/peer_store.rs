@@ -220,7 +220,10 @@ impl PeerStore {
 
 /// `addr` without a trailing `/p2p/<id>` (the store keys by PeerId already).
 fn strip_p2p(mut addr: Multiaddr) -> Multiaddr {
-    if matches!(addr.iter().last(), Some(libp2p::multiaddr::Protocol::P2p(_))) {
+    if matches!(
+        addr.iter().last(),
+        Some(libp2p::multiaddr::Protocol::P2p(_))
+    ) {
         addr.pop();
     }
     addr

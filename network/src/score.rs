@@ -38,14 +38,16 @@ pub enum Misbehaviour {
 
 impl Misbehaviour {
     /// Score points this costs. With the default threshold of -100: four invalid shares, two
-    /// oversized frames or ten excess requests in quick succession get a peer banned.
+    /// oversized frames or nine excess requests in quick succession get a peer banned. (No
+    /// penalty divides 100 exactly: decay between two penalties would leave the sum a hair
+    /// above the threshold.)
     pub fn penalty(self) -> f64 {
         match self {
             Misbehaviour::Garbage => 30.0,
-            Misbehaviour::Oversized => 50.0,
-            Misbehaviour::InvalidShare => 25.0,
+            Misbehaviour::Oversized => 60.0,
+            Misbehaviour::InvalidShare => 30.0,
             Misbehaviour::RequestOverLimits => 30.0,
-            Misbehaviour::Flood => 10.0,
+            Misbehaviour::Flood => 12.0,
             Misbehaviour::UnexpectedResponse => 30.0,
             Misbehaviour::Other => 10.0,
         }
@@ -143,8 +145,7 @@ impl Scoreboard {
         let rec = self.record(peer, now);
         rec.score = score;
         rec.score_at = now;
-        let banned_until = if score <= self.cfg.ban_threshold && !self.is_peer_banned(&peer, now)
-        {
+        let banned_until = if score <= self.cfg.ban_threshold && !self.is_peer_banned(&peer, now) {
             Some(self.ban(peer, ips, now))
         } else {
             None
@@ -169,7 +170,9 @@ impl Scoreboard {
     }
 
     pub fn is_peer_banned(&self, peer: &PeerId, now: Instant) -> bool {
-        self.banned_peers.get(peer).is_some_and(|until| *until > now)
+        self.banned_peers
+            .get(peer)
+            .is_some_and(|until| *until > now)
     }
 
     /// Loopback addresses are never banned.
@@ -270,7 +273,7 @@ mod tests {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         for i in 1..=3 {
             let out = sb.penalize(peer, Misbehaviour::InvalidShare, &[ip, lo], now);
-            assert_eq!(out.score, -25.0 * i as f64);
+            assert_eq!(out.score, -30.0 * i as f64);
             assert_eq!(out.banned_until, None);
         }
         assert!(!sb.is_peer_banned(&peer, now));
@@ -293,14 +296,17 @@ mod tests {
         let mut sb = Scoreboard::new(cfg());
         let now = Instant::now();
         let peer = PeerId::random();
-        sb.penalize(peer, Misbehaviour::Oversized, &[], now);
-        assert_eq!(sb.score(&peer, now), -50.0);
+        sb.penalize(peer, Misbehaviour::InvalidShare, &[], now);
+        assert_eq!(sb.score(&peer, now), -30.0);
         let s = sb.score(&peer, now + Duration::from_secs(100));
-        assert!((s + 25.0).abs() < 1e-9, "{s}");
-        // Decayed penalties do not add up to a ban: 3 x 50 spread over time stays above -100.
-        sb.penalize(peer, Misbehaviour::Oversized, &[], now + Duration::from_secs(200));
-        let out = sb.penalize(peer, Misbehaviour::Oversized, &[], now + Duration::from_secs(400));
-        assert!(out.banned_until.is_none(), "{out:?}");
+        assert!((s + 15.0).abs() < 1e-9, "{s}");
+        // Decayed penalties do not add up to a ban: 5 x 30 spread over time stays above -100,
+        // where 4 at once would ban.
+        for t in [200, 400, 600, 700] {
+            let at = now + Duration::from_secs(t);
+            let out = sb.penalize(peer, Misbehaviour::InvalidShare, &[], at);
+            assert!(out.banned_until.is_none(), "{out:?}");
+        }
         // Forgotten once decayed and disconnected, kept while connected.
         let far = now + Duration::from_secs(10_000);
         sb.expire(far, |_| true);

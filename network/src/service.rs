@@ -246,15 +246,20 @@ impl Service {
         }
     }
 
-    fn emit(&self, event: NetworkEvent) -> Result<(), NetworkEvent> {
-        self.events.try_send(event).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
-        })
+    /// Hands `event` to the node without waiting; false if its queue is full or closed.
+    fn emit(&self, event: NetworkEvent) -> bool {
+        match self.events.try_send(event) {
+            Ok(()) => true,
+            Err(e) => {
+                debug!(event = ?e.into_inner(), "node event queue full or closed");
+                false
+            }
+        }
     }
 
     fn emit_or_warn(&self, event: NetworkEvent) {
-        if let Err(ev) = self.emit(event) {
-            warn!(?ev, "node event queue full or closed; event dropped");
+        if !self.emit(event) {
+            warn!("node event queue full or closed; event dropped");
         }
     }
 
@@ -422,10 +427,10 @@ impl Service {
                     p.rtt = Some(rtt);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => {
-                if let kad::Event::RoutingUpdated { peer, .. } = &e {
-                    debug!(%peer, "kademlia routing updated");
-                }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, ..
+            })) => {
+                debug!(%peer, "kademlia routing updated");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(list))) => {
                 for (peer, addr) in list {
@@ -514,7 +519,7 @@ impl Service {
                     msg_id: message_id.clone(),
                     data: message.data,
                 };
-                if self.emit(ev).is_err() {
+                if !self.emit(ev) {
                     // The node cannot take it now: drop it without blaming the peer.
                     warn!("node event queue full; gossiped share ignored");
                     self.swarm
@@ -658,14 +663,17 @@ impl Service {
             request: request.clone(),
             reply: SyncResponder { tx },
         };
-        if self.emit(ev).is_err() {
+        if !self.emit(ev) {
             self.respond(channel, SyncResponse::Refused(RefuseReason::Busy));
             return;
         }
         let timeout = self.config.request_timeout;
         self.inbound.push(
             async move {
-                let response = tokio::time::timeout(timeout, rx).await.ok().and_then(Result::ok);
+                let response = tokio::time::timeout(timeout, rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
                 InboundDone {
                     channel,
                     request,
@@ -695,7 +703,11 @@ impl Service {
             }
             (SyncRequest::GetShares { .. }, Some(r @ SyncResponse::Refused(_))) => r,
             (req, Some(resp)) => {
-                warn!(?req, ?resp, "the node answered a sync request with the wrong kind");
+                warn!(
+                    ?req,
+                    ?resp,
+                    "the node answered a sync request with the wrong kind"
+                );
                 SyncResponse::Refused(RefuseReason::Unavailable)
             }
         };
@@ -873,7 +885,7 @@ impl Service {
                 in_mesh: mesh.contains(peer),
             })
             .collect();
-        list.sort_by(|a, b| a.peer.cmp(&b.peer));
+        list.sort_by_key(|p| p.peer);
         list
     }
 

@@ -13,8 +13,7 @@ use p2pool_network::{
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -51,7 +50,10 @@ async fn a_published_share_crosses_a_five_node_line() {
         let from_expected = nodes[i - 1].id;
         match nodes[i].gossip_data(10, &share).await {
             Seen::Gossip { from, accepted, .. } => {
-                assert_eq!(from, from_expected, "node {i} got it from its left neighbour");
+                assert_eq!(
+                    from, from_expected,
+                    "node {i} got it from its left neighbour"
+                );
                 assert!(accepted);
             }
             other => panic!("{other:?}"),
@@ -79,7 +81,11 @@ async fn a_rejected_share_is_not_forwarded() {
     };
     let mut nodes = line(3, script).await;
     let (a, b) = (nodes[0].id, nodes[1].id);
-    nodes[0].handle.publish_share(b"bad-1".to_vec()).await.unwrap();
+    nodes[0]
+        .handle
+        .publish_share(b"bad-1".to_vec())
+        .await
+        .unwrap();
     match nodes[1].gossip_data(10, b"bad-1").await {
         Seen::Gossip { from, accepted, .. } => {
             assert_eq!(from, a);
@@ -89,7 +95,11 @@ async fn a_rejected_share_is_not_forwarded() {
     }
     // A good share published after the bad one reaches C: had B forwarded the bad one, it
     // would have arrived first on the same path.
-    nodes[0].handle.publish_share(b"good-1".to_vec()).await.unwrap();
+    nodes[0]
+        .handle
+        .publish_share(b"good-1".to_vec())
+        .await
+        .unwrap();
     match nodes[2].gossip_data(10, b"good-1").await {
         Seen::Gossip { from, .. } => assert_eq!(from, b),
         other => panic!("{other:?}"),
@@ -103,7 +113,10 @@ async fn a_rejected_share_is_not_forwarded() {
     // B charged A for the invalid share.
     let peers = nodes[1].handle.peers().await.unwrap();
     let score_a = peers.iter().find(|p| p.peer == a).unwrap().score;
-    assert!(score_a <= -Misbehaviour::InvalidShare.penalty() + 1.0, "{score_a}");
+    assert!(
+        score_a <= -Misbehaviour::InvalidShare.penalty() + 1.0,
+        "{score_a}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,21 +160,30 @@ async fn sync_round_trip_with_limits_enforced() {
     assert_eq!(got, shares[..4].to_vec());
     let seen = server
         .wait_for(5, "clamped request", |x| {
-            matches!(x, Seen::SyncRequest(_, p2pool_network::SyncRequest::GetShares { max: 4, .. }))
+            matches!(
+                x,
+                Seen::SyncRequest(_, p2pool_network::SyncRequest::GetShares { max: 4, .. })
+            )
         })
         .await;
     assert!(matches!(seen, Seen::SyncRequest(p, _) if p == client.id));
     let score = |peers: Vec<p2pool_network::PeerInfo>, who| {
         peers.iter().find(|p| p.peer == who).map(|p| p.score)
     };
-    assert_eq!(score(server.handle.peers().await.unwrap(), client.id), Some(0.0));
+    assert_eq!(
+        score(server.handle.peers().await.unwrap(), client.id),
+        Some(0.0)
+    );
 
     // Over our own limit: refused locally, nothing sent.
     let over_own = client
         .handle
         .request_shares(s, vec![ShareHash([0; 32]); 1001], None, 1)
         .await;
-    assert!(matches!(over_own, Err(NetworkError::InvalidRequest(_))), "{over_own:?}");
+    assert!(
+        matches!(over_own, Err(NetworkError::InvalidRequest(_))),
+        "{over_own:?}"
+    );
 
     // Over the server's limit (500 > 64 locator hashes): the server refuses the frame from
     // its length prefix, says so, and charges the client.
@@ -170,7 +192,10 @@ async fn sync_round_trip_with_limits_enforced() {
         .request_shares(s, vec![ShareHash([0; 32]); 500], None, 1)
         .await;
     assert!(
-        matches!(oversized, Err(NetworkError::Refused(RefuseReason::InvalidRequest))),
+        matches!(
+            oversized,
+            Err(NetworkError::Refused(RefuseReason::InvalidRequest))
+        ),
         "{oversized:?}"
     );
     let sc = score(server.handle.peers().await.unwrap(), client.id).unwrap();
@@ -181,7 +206,10 @@ async fn sync_round_trip_with_limits_enforced() {
         .request_shares(s, vec![ShareHash([0; 32]); 65], None, 1)
         .await;
     assert!(
-        matches!(over_count, Err(NetworkError::Refused(RefuseReason::InvalidRequest))),
+        matches!(
+            over_count,
+            Err(NetworkError::Refused(RefuseReason::InvalidRequest))
+        ),
         "{over_count:?}"
     );
     let sc = score(server.handle.peers().await.unwrap(), client.id).unwrap();
@@ -203,7 +231,10 @@ async fn an_oversized_response_is_refused_and_charged_to_the_responder() {
     let mut server = start(server_cfg, server_script).await;
     let mut client = start(config(net(1)), Script::default()).await;
     connect(&mut client, &mut server).await;
-    let r = client.handle.request_shares(server.id, vec![], None, 1).await;
+    let r = client
+        .handle
+        .request_shares(server.id, vec![], None, 1)
+        .await;
     assert!(matches!(r, Err(NetworkError::RequestIo(_))), "{r:?}");
     let peers = client.handle.peers().await.unwrap();
     let sc = peers.iter().find(|p| p.peer == server.id).map(|p| p.score);
@@ -222,10 +253,8 @@ async fn a_request_flood_is_rate_limited_and_charged() {
     let mut server = start(server_cfg, Script::default()).await;
     let mut client = start(config(net(1)), Script::default()).await;
     connect(&mut client, &mut server).await;
-    let results = futures::future::join_all(
-        (0..8).map(|_| client.handle.request_tip(server.id)),
-    )
-    .await;
+    let results =
+        futures::future::join_all((0..8).map(|_| client.handle.request_tip(server.id))).await;
     let ok = results.iter().filter(|r| matches!(r, Ok(None))).count();
     let limited = results
         .iter()
@@ -251,17 +280,22 @@ async fn a_garbage_flooder_is_banned_while_others_keep_exchanging() {
     let mut y = start(config(net(1)), script).await;
     connect(&mut x, &mut v).await;
     connect(&mut y, &mut v).await;
-    wait_mesh(&[&v], &[2]).await;
+    wait_mesh(&[&v, &x, &y], &[2, 1, 1]).await;
 
     // Four invalid shares at 25 points each reach the -100 threshold.
     for i in 0..6 {
         // After the ban X may have no peer left to publish to; that is fine.
-        let _ = x.handle.publish_share(format!("garbage-{i}").into_bytes()).await;
+        let _ = x
+            .handle
+            .publish_share(format!("garbage-{i}").into_bytes())
+            .await;
     }
     let xid = x.id;
-    v.wait_for(10, "ban of the flooder", |s| {
-        matches!(s, Seen::Banned(p, Misbehaviour::InvalidShare) if *p == xid)
-    })
+    v.wait_for(
+        10,
+        "ban of the flooder",
+        |s| matches!(s, Seen::Banned(p, Misbehaviour::InvalidShare) if *p == xid),
+    )
     .await;
     x.wait_for(10, "disconnect from V", |s| *s == Seen::Disconnected(v.id))
         .await;
@@ -306,21 +340,32 @@ async fn nodes_of_different_networks_never_exchange() {
     connect(&mut a, &mut c).await;
     wait_mesh(&[&a, &c], &[1, 1]).await;
 
-    // A dials B: transport and identify work, then A and B hang up on each other.
+    // A dials B: transport and identify work, then they hang up. Whichever side reads the
+    // other's identify first hangs up; the other may only see the connection close.
     a.handle.dial(b.addr.clone()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    for n in [&a, &b] {
-        loop {
-            let st = n.handle.status().await.unwrap();
-            if st.foreign_peers == 1 && st.connected_peers == usize::from(n.id == a.id) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no foreign-network hang-up: {st:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    loop {
+        let (sa, sb) = (
+            a.handle.status().await.unwrap(),
+            b.handle.status().await.unwrap(),
+        );
+        if sa.foreign_peers + sb.foreign_peers >= 1
+            && sa.connected_peers == 1
+            && sb.connected_peers == 0
+        {
+            break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "no foreign-network hang-up: {sa:?} {sb:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    a.handle.publish_share(b"net1-share".to_vec()).await.unwrap();
+    a.handle
+        .publish_share(b"net1-share".to_vec())
+        .await
+        .unwrap();
     c.gossip_data(10, b"net1-share").await;
     b.drain_for(500).await;
     a.drain_for(100).await;
@@ -353,7 +398,9 @@ async fn key_and_peers_persist_and_are_redialed_on_restart() {
     assert_eq!(second.id, id);
     let oid = other.id;
     second
-        .wait_for(10, "redial of the stored peer", |s| *s == Seen::Connected(oid))
+        .wait_for(10, "redial of the stored peer", |s| {
+            *s == Seen::Connected(oid)
+        })
         .await;
     let st = second.handle.status().await.unwrap();
     assert!(st.known_peers >= 1);
@@ -364,4 +411,54 @@ async fn default_limits_are_consistent() {
     let l = SyncLimits::default();
     assert!(p2pool_network::codec::max_request_len(&l) < 4096);
     assert!(p2pool_network::codec::max_response_len(&l) <= 3 * 1024 * 1024);
+}
+
+/// Not a benchmark, but a guard and a figure: a share crosses a 10-node mesh (ring plus
+/// chords, degree 4, diameter 3), each hop validated by the scripted node. Prints the
+/// median and worst crossing time over 20 shares published from varying nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_node_mesh_crossing_time() {
+    init_tracing();
+    const N: usize = 10;
+    let mut nodes = Vec::new();
+    for _ in 0..N {
+        nodes.push(start(config(net(1)), Script::default()).await);
+    }
+    for i in 0..N {
+        for step in [1, 3] {
+            let j = (i + step) % N;
+            let (lo, hi) = (i.min(j), i.max(j));
+            let (left, right) = nodes.split_at_mut(hi);
+            connect(&mut left[lo], &mut right[0]).await;
+        }
+    }
+    let refs: Vec<&TestNode> = nodes.iter().collect();
+    wait_mesh(&refs, &[4; N]).await;
+
+    let mut times = Vec::new();
+    for k in 0..20usize {
+        let origin = (k * 3) % N;
+        let data = format!("crossing-{k}").into_bytes();
+        let t0 = Instant::now();
+        nodes[origin]
+            .handle
+            .publish_share(data.clone())
+            .await
+            .unwrap();
+        let mut worst = Duration::ZERO;
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if i != origin {
+                n.gossip_data(10, &data).await;
+                worst = worst.max(t0.elapsed());
+            }
+        }
+        times.push(worst);
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    let max = times[times.len() - 1];
+    eprintln!("10-node mesh crossing: median {median:?}, worst {max:?} (20 shares)");
+    // Generous bound for a loaded 2-core CI machine running debug builds; the design
+    // target (< 100 ms) is measured in release by the benchmark.
+    assert!(median < Duration::from_secs(2), "{times:?}");
 }

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use p2pool_network::{
-    spawn, Misbehaviour, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, NetworkId,
-    PeerId, SyncRequest, SyncResponse, TipInfo, Verdict,
+    spawn, Misbehaviour, Multiaddr, NetworkConfig, NetworkEvent, NetworkHandle, NetworkId, PeerId,
+    SyncRequest, SyncResponse, TipInfo, Verdict,
 };
 use tokio::sync::mpsc;
 
@@ -166,9 +166,11 @@ impl TestNode {
 
     pub async fn gossip_data(&mut self, secs: u64, data: &[u8]) -> Seen {
         let want = data.to_vec();
-        self.wait_for(secs, &format!("gossip {:?}", String::from_utf8_lossy(data)), |s| {
-            matches!(s, Seen::Gossip { data, .. } if *data == want)
-        })
+        self.wait_for(
+            secs,
+            &format!("gossip {:?}", String::from_utf8_lossy(data)),
+            |s| matches!(s, Seen::Gossip { data, .. } if *data == want),
+        )
         .await
     }
 }
