@@ -49,6 +49,10 @@ fn gossipsub_config(
     let mesh_n_high = mesh_n * 2;
     // Must not exceed mesh_n_low nor half of mesh_n.
     let mesh_outbound_min = (mesh_n / 2).min(mesh_n_low);
+    // The message cache (which holds messages awaiting validation) spans this many
+    // heartbeats; it must cover the validation window and the 3 heartbeats of IHAVE gossip.
+    let heartbeat_ms = g.heartbeat_interval.as_millis().max(1);
+    let history_length = (g.validation_window.as_millis().div_ceil(heartbeat_ms) as usize).max(3);
     gossipsub::ConfigBuilder::default()
         .protocol_id_prefix(names.gossipsub_prefix.clone())
         // Every message is signed by its author and checked; unsigned ones are dropped.
@@ -58,6 +62,8 @@ fn gossipsub_config(
         .validate_messages()
         .max_transmit_size(config.max_transmit_size())
         .heartbeat_interval(g.heartbeat_interval)
+        .history_length(history_length)
+        .history_gossip(3)
         .mesh_n(mesh_n)
         .mesh_n_low(mesh_n_low)
         .mesh_n_high(mesh_n_high)

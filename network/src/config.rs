@@ -73,6 +73,9 @@ pub struct GossipConfig {
     pub mesh_n: usize,
     /// How long message ids are remembered to drop duplicates.
     pub duplicate_cache_time: Duration,
+    /// How long a received share is held for the node's verdict. A verdict given later
+    /// finds the message gone: it is not forwarded (the node still has the share).
+    pub validation_window: Duration,
 }
 
 impl Default for GossipConfig {
@@ -81,6 +84,8 @@ impl Default for GossipConfig {
             heartbeat_interval: Duration::from_millis(700),
             mesh_n: 6,
             duplicate_cache_time: Duration::from_secs(120),
+            // Room for the node to fetch a missing parent over sync before judging.
+            validation_window: Duration::from_secs(10),
         }
     }
 }

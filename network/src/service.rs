@@ -13,9 +13,7 @@ use futures::{FutureExt, StreamExt};
 use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, TopicHash};
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{
-    self, InboundFailure, OutboundFailure, OutboundRequestId, ResponseChannel,
-};
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, identity::Keypair, kad, mdns, ping, Multiaddr, PeerId, Swarm};
@@ -25,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::behaviour::{build_swarm, Behaviour, BehaviourEvent};
 use crate::codec::{CodecError, RefuseReason, SyncRequest, SyncResponse, WireRequest};
 use crate::config::NetworkConfig;
+use crate::gate::ip_of;
 use crate::handle::{
     Command, NetworkEvent, NetworkHandle, NetworkStatus, PeerInfo, SyncResponder, Verdict,
 };
@@ -45,6 +44,12 @@ const DIALS_PER_PASS: usize = 4;
 const MAX_PENDING_INBOUND: usize = 256;
 /// Most peers remembered as being on another network (not redialed).
 const MAX_FOREIGN: usize = 1024;
+/// First redial delay after a failed dial of a stored peer; doubles per failure.
+const REDIAL_BASE: Duration = Duration::from_secs(5);
+/// Longest redial delay.
+const REDIAL_MAX: Duration = Duration::from_secs(600);
+/// A stored peer that failed this many dials in a row is forgotten.
+const MAX_DIAL_FAILURES: u32 = 8;
 /// How long `spawn` waits for the listeners to come up.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -86,6 +91,7 @@ pub async fn spawn(
         peers: HashMap::new(),
         foreign: VecDeque::new(),
         outbound: HashMap::new(),
+        redial: HashMap::new(),
         inbound: FuturesUnordered::new(),
         ticks: 0,
     };
@@ -176,7 +182,6 @@ struct PeerState {
 
 /// What a pending outbound request expects back.
 struct Outbound {
-    peer: PeerId,
     max_shares: Option<u32>,
     reply: oneshot::Sender<Result<SyncResponse, NetworkError>>,
 }
@@ -200,6 +205,8 @@ struct Service {
     /// Peers found to be on another network, most recent last.
     foreign: VecDeque<PeerId>,
     outbound: HashMap<OutboundRequestId, Outbound>,
+    /// Failed dials per stored peer: how many in a row, and when to try again.
+    redial: HashMap<PeerId, (u32, Instant)>,
     inbound: FuturesUnordered<BoxFuture<'static, InboundDone>>,
     ticks: u64,
 }
@@ -401,14 +408,7 @@ impl Service {
             .behaviour_mut()
             .sync
             .send_request(&peer, WireRequest(Ok(request)));
-        self.outbound.insert(
-            id,
-            Outbound {
-                peer,
-                max_shares,
-                reply,
-            },
-        );
+        self.outbound.insert(id, Outbound { max_shares, reply });
     }
 
     // ---- swarm events ---------------------------------------------------------------
@@ -454,6 +454,7 @@ impl Service {
                     }
                 };
                 debug!(peer = %peer_id, %addr, inbound, "connection established");
+                self.redial.remove(&peer_id);
                 let state = self.peers.entry(peer_id).or_insert_with(|| PeerState {
                     connections: HashMap::new(),
                     inbound,
@@ -498,6 +499,9 @@ impl Service {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(?peer_id, %error, "outbound connection failed");
+                if let Some(peer) = peer_id {
+                    self.dial_failed(peer);
+                }
             }
             _ => {}
         }
@@ -599,15 +603,12 @@ impl Service {
                         OutboundFailure::UnsupportedProtocols => NetworkError::UnsupportedProtocol,
                         OutboundFailure::Io(e) => NetworkError::RequestIo(e.to_string()),
                     };
-                    debug_assert_eq!(pending.peer, peer);
                     let _ = pending.reply.send(Err(err));
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
-                // Codec errors arrive as `WireRequest(Err)`; this is transport trouble.
-                if let InboundFailure::Io(e) = &error {
-                    debug_assert!(CodecError::from_io(e).is_none());
-                }
+                // Codec errors on reading arrive as `WireRequest(Err)`; this is transport
+                // trouble, a timeout, or our node not answering.
                 debug!(%peer, %error, "inbound sync request failed");
             }
             Event::ResponseSent { .. } => {}
@@ -748,6 +749,9 @@ impl Service {
             self.peer_store.insert(peer_id, addr, now);
         }
         let speaks_kad = info.protocols.contains(&self.names.kad);
+        // A remote peer's loopback addresses point at our own machine: keep them only when
+        // the peer itself is on loopback (tests, several nodes on one host).
+        let local_peer = ip_of(&first_addr).is_some_and(|ip| ip.is_loopback());
         for addr in info
             .listen_addrs
             .iter()
@@ -759,7 +763,9 @@ impl Service {
                 }
             }
             // Unspecified addresses (0.0.0.0) are useless to dial.
-            if !is_unspecified(addr) {
+            if !is_unspecified(addr)
+                && (local_peer || !ip_of(addr).is_some_and(|ip| ip.is_loopback()))
+            {
                 self.peer_store.insert(peer_id, addr.clone(), now);
             }
         }
@@ -831,12 +837,27 @@ impl Service {
                     && !self.peers.contains_key(p)
                     && !self.foreign.contains(p)
                     && !self.swarm.behaviour().gate.scores().is_peer_banned(p, now)
+                    && self.redial.get(p).is_none_or(|(_, next)| *next <= now)
             })
             .take(n)
             .collect();
         for (peer, addrs) in candidates {
             self.dial_peer(peer, addrs);
         }
+    }
+
+    /// Backs off redialing `peer`; forgets it after too many failures in a row.
+    fn dial_failed(&mut self, peer: PeerId) {
+        let failures = self.redial.get(&peer).map(|(n, _)| n + 1).unwrap_or(1);
+        if failures >= MAX_DIAL_FAILURES {
+            self.redial.remove(&peer);
+            self.peer_store.remove(&peer);
+            return;
+        }
+        let delay = REDIAL_BASE
+            .saturating_mul(1u32 << failures.min(16))
+            .min(REDIAL_MAX);
+        self.redial.insert(peer, (failures, Instant::now() + delay));
     }
 
     fn maintain(&mut self) {
@@ -848,6 +869,14 @@ impl Service {
             .gate
             .scores_mut()
             .expire(now, |p| connected.contains(p));
+        // Forget backoff state of peers no longer in the store (bounded by the store).
+        let known: HashSet<PeerId> = self
+            .peer_store
+            .candidates()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        self.redial.retain(|p, _| known.contains(p));
         let target = self.config.target_peers as usize;
         if connected.len() < target {
             self.dial_stored((target - connected.len()).min(DIALS_PER_PASS));

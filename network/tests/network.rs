@@ -462,3 +462,33 @@ async fn ten_node_mesh_crossing_time() {
     // target (< 100 ms) is measured in release by the benchmark.
     assert!(median < Duration::from_secs(2), "{times:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_also_talk_over_quic() {
+    init_tracing();
+    let quic = || {
+        let mut c = config(net(1));
+        c.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];
+        c
+    };
+    let tip = TipInfo {
+        hash: ShareHash([3; 32]),
+        height: 1,
+        chain_work: Work(5),
+    };
+    let mut a = start(quic(), Script::default()).await;
+    let mut b = start(
+        quic(),
+        Script {
+            tip: Some(tip),
+            ..Script::default()
+        },
+    )
+    .await;
+    assert!(b.addr.to_string().contains("/quic-v1/"), "{}", b.addr);
+    connect(&mut a, &mut b).await;
+    assert_eq!(a.handle.request_tip(b.id).await.unwrap(), Some(tip));
+    wait_mesh(&[&a, &b], &[1, 1]).await;
+    a.handle.publish_share(b"over-quic".to_vec()).await.unwrap();
+    b.gossip_data(10, b"over-quic").await;
+}
