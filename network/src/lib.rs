@@ -14,6 +14,23 @@
 //!   node ◀── ShareGossip / InboundSyncRequest{reply} / PeerConnected ... ── network task
 //! ```
 //!
+//! ## The node's contract
+//!
+//! - Call [`spawn`] inside a tokio runtime with a [`NetworkConfig`] (listen and bootstrap
+//!   addresses, data directory, network id from the preset). It returns once every listen
+//!   address is bound ([`NetworkStatus::listen_addrs`] has the real ports).
+//! - Drain the event receiver continuously. When it is full the network does not wait:
+//!   gossip is ignored, sync requests are refused as busy, other events are dropped.
+//! - For each [`NetworkEvent::ShareGossip`], answer [`NetworkHandle::report_validation`]
+//!   with the same `msg_id` and `peer` within [`GossipConfig::validation_window`]:
+//!   `Accept` forwards it, `Reject(kind)` drops it and charges the peer, `Ignore` drops it.
+//! - For each [`NetworkEvent::InboundSyncRequest`], send a [`SyncResponse`] through its
+//!   `reply` within [`NetworkConfig::request_timeout`] (oversized answers are trimmed).
+//! - Publish only shares this node found ([`NetworkHandle::publish_share`]); received shares
+//!   travel on by `Accept`.
+//! - Charge misbehaviour seen outside gossip (an invalid share from sync, say) with
+//!   [`NetworkHandle::penalize`].
+//!
 //! ## Protocols
 //!
 //! - Transport: TCP (and QUIC when listening on a `/quic-v1` address), Noise, Yamux, DNS.

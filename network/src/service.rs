@@ -304,11 +304,7 @@ impl Service {
             }
             Command::Ban { peer, reply } => {
                 let until = self.swarm.behaviour_mut().gate.ban(peer);
-                self.emit_or_warn(NetworkEvent::PeerBanned {
-                    peer,
-                    reason: Misbehaviour::Other,
-                    duration: until.saturating_duration_since(Instant::now()),
-                });
+                self.on_banned(peer, Misbehaviour::Other, until);
                 let _ = reply.send(Ok(()));
             }
             Command::Request {
@@ -364,18 +360,23 @@ impl Service {
         let out = self.swarm.behaviour_mut().gate.penalize(peer, kind);
         debug!(%peer, ?kind, score = out.score, "peer penalized");
         if let Some(until) = out.banned_until {
-            warn!(%peer, ?kind, "peer banned");
-            if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
-                k.remove_peer(&peer);
-            }
-            self.peer_store.remove(&peer);
-            self.emit_or_warn(NetworkEvent::PeerBanned {
-                peer,
-                reason: kind,
-                duration: until.saturating_duration_since(Instant::now()),
-            });
+            self.on_banned(peer, kind, until);
         }
         out.score
+    }
+
+    /// Forgets a banned peer's addresses and tells the node.
+    fn on_banned(&mut self, peer: PeerId, kind: Misbehaviour, until: Instant) {
+        warn!(%peer, ?kind, "peer banned");
+        if let Some(k) = self.swarm.behaviour_mut().kad.as_mut() {
+            k.remove_peer(&peer);
+        }
+        self.peer_store.remove(&peer);
+        self.emit_or_warn(NetworkEvent::PeerBanned {
+            peer,
+            reason: kind,
+            duration: until.saturating_duration_since(Instant::now()),
+        });
     }
 
     fn send_request(
