@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node next to a litecoind.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// A local devnet: regtest litecoind, a node and CPU miners (the default).
     Devnet(DevnetArgs),
 }
@@ -97,7 +97,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Some(Command::Run(args)) => run(args).await,
+            Some(Command::Run(args)) => run(*args).await,
             Some(Command::Devnet(args)) => devnet_command(args).await,
             None => {
                 devnet_command(DevnetArgs {

@@ -121,21 +121,22 @@ impl Node {
         let stratum =
             Arc::new(StratumServer::bind(stratum_config, &preset.coin, work.clone()).await?);
 
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(feed_jobs(
-            watcher.subscribe(),
-            chain.subscribe(),
-            work.clone(),
-            stratum.clone(),
-            events.clone(),
-        )));
-        tasks.push(tokio::spawn(handle_solutions(
-            solutions_rx,
-            chain.clone(),
-            rpc,
-            preset.coin.clone(),
-            events.clone(),
-        )));
+        let tasks = vec![
+            tokio::spawn(feed_jobs(
+                watcher.subscribe(),
+                chain.subscribe(),
+                work.clone(),
+                stratum.clone(),
+                events.clone(),
+            )),
+            tokio::spawn(handle_solutions(
+                solutions_rx,
+                chain.clone(),
+                rpc,
+                preset.coin.clone(),
+                events.clone(),
+            )),
+        ];
         Ok(Node {
             chain,
             stratum,

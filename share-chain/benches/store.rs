@@ -44,6 +44,7 @@ fn record(id: u64) -> StoredShare {
             info: ShareInfo {
                 version: SHARE_VERSION,
                 prev_share: ShareHash(b(6)),
+                required_bits: 0x1e0f_fff0,
                 share_target_bits: 0x1e0f_fff0,
                 payout_script,
                 fee: None,
