@@ -42,6 +42,78 @@ pub fn payout_step(reward: u64, params: &ConsensusParams) -> u64 {
     params.dust_threshold.max(reward.div_ceil(slots)).max(1)
 }
 
+/// The whole steps of each weight (all non-zero): `floor(units × w / W)` plus one more for
+/// the weights the systematic draw picks. In `u128` when every intermediate value fits,
+/// which is every real window; in 256 bits otherwise. Both give the same numbers.
+fn draw_steps(weights: &[(&[u8], u128)], units: u64, seed: &[u8; 32]) -> Vec<u64> {
+    let total_128 = weights
+        .iter()
+        .try_fold(0u128, |sum, (_, w)| sum.checked_add(*w));
+    let seed = U256::from_be_bytes(*seed);
+    if let Some(total) = total_128 {
+        // owed = units × w <= units × total, and the line and the points stay below
+        // (n + 1) × total.
+        let fits = u128::from(units).checked_mul(total).is_some()
+            && (weights.len() as u128 + 1).checked_mul(total).is_some();
+        if fits {
+            let start = (seed % U256::from(total)).to::<u128>();
+            return systematic_draw(
+                weights,
+                u128::from(units),
+                total,
+                start,
+                |w| w,
+                |x| x as u64,
+            );
+        }
+    }
+    let total: U256 = weights.iter().map(|(_, w)| U256::from(*w)).sum();
+    systematic_draw(
+        weights,
+        U256::from(units),
+        total,
+        seed % total,
+        U256::from,
+        |x| x.to::<u64>(),
+    )
+}
+
+/// The draw of the module documentation, over any wide-enough unsigned integer.
+fn systematic_draw<T>(
+    weights: &[(&[u8], u128)],
+    units: T,
+    total: T,
+    start: T,
+    widen: impl Fn(u128) -> T,
+    narrow: impl Fn(T) -> u64,
+) -> Vec<u64>
+where
+    T: Copy
+        + PartialOrd
+        + std::ops::Add<Output = T>
+        + std::ops::Mul<Output = T>
+        + std::ops::Div<Output = T>
+        + std::ops::Rem<Output = T>,
+{
+    let zero = widen(0);
+    let mut next_point = start;
+    let mut line = zero;
+    weights
+        .iter()
+        .map(|(_, weight)| {
+            let owed = units * widen(*weight);
+            let mut whole = narrow(owed / total);
+            let fraction = owed % total;
+            if fraction > zero && next_point < line + fraction {
+                whole += 1;
+                next_point = next_point + total;
+            }
+            line = line + fraction;
+            whole
+        })
+        .collect()
+}
+
 /// Splits `value` among `weights` (unique scripts, ascending byte order) and the finder.
 ///
 /// Returns the outputs in coinbase order: amount descending, then script ascending. The
@@ -61,31 +133,18 @@ pub fn compute_payouts<'a>(
 
     let bonus = (u128::from(value) * u128::from(params.finder_bonus_basis_points) / 10_000) as u64;
     let reward = value - bonus;
-    let total: U256 = weights.iter().map(|(_, w)| U256::from(*w)).sum();
 
     let mut finder_extra = bonus;
     let mut paid: Vec<Payout> = Vec::with_capacity(weights.len() + 1);
-    if total.is_zero() {
+    if weights.is_empty() {
         finder_extra = value;
     } else {
         let step = payout_step(reward, params);
         let units = reward / step;
         finder_extra += reward - units * step;
-
-        let units_u = U256::from(units);
-        let mut next_point = U256::from_be_bytes(*seed) % total;
-        let mut line = U256::ZERO;
-        for (script, weight) in &weights {
-            let owed = units_u * U256::from(*weight);
-            let mut whole = owed / total;
-            let fraction = owed % total;
-            if !fraction.is_zero() && next_point < line + fraction {
-                whole += U256::from(1u8);
-                next_point += total;
-            }
-            line += fraction;
-            // `whole <= units`, so this fits in u64 and the product does not overflow.
-            let amount = whole.to::<u64>() * step;
+        for ((script, _), whole) in weights.iter().zip(draw_steps(&weights, units, seed)) {
+            // `whole <= units`, so the product does not overflow.
+            let amount = whole * step;
             if amount > 0 {
                 paid.push(Payout {
                     script: script.to_vec(),
@@ -202,6 +261,23 @@ mod tests {
     }
 
     proptest! {
+        /// The `u128` fast path and the 256-bit path draw the same steps.
+        #[test]
+        fn both_widths_draw_the_same(
+            raw in proptest::collection::vec(1u128..1u128 << 60, 1..100),
+            units in 1u64..1_000_000,
+            seed in any::<[u8; 32]>(),
+        ) {
+            let scripts: Vec<Vec<u8>> = (0..raw.len() as u32).map(script).collect();
+            let weights: Vec<(&[u8], u128)> =
+                scripts.iter().map(|s| s.as_slice()).zip(raw.iter().copied()).collect();
+            let fast = draw_steps(&weights, units, &seed);
+            let total: U256 = raw.iter().map(|w| U256::from(*w)).sum();
+            let wide = systematic_draw(&weights, U256::from(units), total,
+                U256::from_be_bytes(seed) % total, U256::from, |x| x.to::<u64>());
+            prop_assert_eq!(fast, wide);
+        }
+
         #[test]
         fn amounts_sum_exactly_and_respect_cap_and_dust(
             raw in proptest::collection::btree_map(any::<u32>(), 1u128..u128::MAX / 4096, 0..600),
