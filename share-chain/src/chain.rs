@@ -445,6 +445,15 @@ mod tests {
             .payouts
     }
 
+    /// The exact coinbase bytes the next share of miner 99 would commit to.
+    fn next_coinbase(index: &mut ChainIndex) -> Vec<u8> {
+        index
+            .share_template(&miner(99), block_context(50_0000_0000))
+            .unwrap()
+            .coinbase(vec![1, 2, 3, 4])
+            .to_bytes()
+    }
+
     #[test]
     fn a_linear_chain_grows_the_best_tip() {
         let mut idx = index();
@@ -557,6 +566,41 @@ mod tests {
     }
 
     #[test]
+    fn a_reorg_back_to_the_first_branch_restores_its_state() {
+        let (main, branch) = forked(6, 2, 4, false);
+        let mut idx = index();
+        for s in main.iter().chain(branch.iter()) {
+            idx.connect(s.clone(), u64::from(T0) + 10_000).unwrap();
+        }
+        // The branch (height 6) beat the main chain (height 5).
+        assert_eq!(idx.best_hash(), Some(branch[3].hash()));
+        // More shares on the main chain (which include branch shares as uncles) take it back.
+        let mut extended = main.clone();
+        let mut parent = main[5].hash();
+        let mut deepest = 0;
+        for i in 0..2 {
+            let s = mine_share(&mut idx, Some(parent), &miner(1), T0 + 2000 + i);
+            let change = idx
+                .connect(s.clone(), u64::from(T0) + 10_000)
+                .unwrap()
+                .tip_change;
+            deepest = deepest.max(change.map_or(0, |c| c.reorg_depth));
+            parent = s.hash();
+            extended.push(s);
+        }
+        assert_eq!(deepest, 4, "the four branch shares left the best chain");
+        assert_eq!(idx.best_hash(), Some(parent));
+        // The same state as a node that saw the winning chain first, the branch after.
+        let mut fresh = index();
+        for s in extended.iter().chain(branch.iter()) {
+            let _ = fresh.connect(s.clone(), u64::from(T0) + 10_000);
+        }
+        assert_eq!(fresh.orphan_count(), 0);
+        assert_eq!(fresh.best_hash(), Some(parent));
+        assert_eq!(next_coinbase(&mut fresh), next_coinbase(&mut idx));
+    }
+
+    #[test]
     fn equal_work_keeps_the_first_seen_tip() {
         let (main, branch) = forked(5, 2, 2, false);
         // main[3], main[4] and branch[0], branch[1] tie in work at height 4.
@@ -630,7 +674,7 @@ mod tests {
             }
             prop_assert_eq!(idx.len(), all.len());
             prop_assert_eq!(idx.best_hash(), reference.best_hash());
-            prop_assert_eq!(next_payouts(&mut idx), next_payouts(&mut reference));
+            prop_assert_eq!(next_coinbase(&mut idx), next_coinbase(&mut reference));
         }
     }
 }
