@@ -8,55 +8,19 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use share_chain::share::{BlockHeader, CoinbaseData, Share, ShareInfo, SHARE_VERSION};
 use share_chain::store::{ShareStore, StoreOptions, StoredShare};
-use share_chain::ShareHash;
+use share_chain::testkit::synthetic_share;
 
 /// A full PPLNS window (8,640 shares) plus margin.
 const WINDOW_RECORDS: u64 = 9_000;
 
 /// A realistic record: 22-byte P2WPKH payout script, 8-entry merkle branch, 2 uncles.
 fn record(id: u64) -> StoredShare {
-    let b = |salt: u64| -> [u8; 32] {
-        let mut out = [0u8; 32];
-        for (i, chunk) in out.chunks_mut(8).enumerate() {
-            chunk.copy_from_slice(&(id ^ (salt << 8) ^ (i as u64) << 56).to_le_bytes());
-        }
-        out
-    };
-    let mut uncles = vec![ShareHash(b(1)), ShareHash(b(2))];
-    uncles.sort();
-    let mut payout_script = vec![0x00, 0x14];
-    payout_script.extend_from_slice(&b(3)[..20]);
     StoredShare {
         seq: id,
         height: id,
         chain_work: u128::from(id) << 40,
-        share: Share {
-            header: BlockHeader {
-                version: 0x2000_0000,
-                prev_block: b(4),
-                merkle_root: b(5),
-                time: 1_700_000_000 + (id >> 32) as u32,
-                bits: 0x1e0f_fff0,
-                nonce: id as u32,
-            },
-            info: ShareInfo {
-                version: SHARE_VERSION,
-                prev_share: ShareHash(b(6)),
-                required_bits: 0x1e0f_fff0,
-                share_target_bits: 0x1e0f_fff0,
-                payout_script,
-                fee: None,
-                uncles,
-            },
-            coinbase: CoinbaseData {
-                script_sig: vec![0x03, 0x10, 0x27, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8],
-                value: 625_000_000,
-                witness_commitment: Some(b(7)),
-            },
-            merkle_branch: (10..18).map(b).collect(),
-        },
+        share: synthetic_share(id),
     }
 }
 

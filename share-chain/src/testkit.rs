@@ -9,7 +9,7 @@ use crate::coinbase::coinbase_script_sig;
 use crate::hash::ShareHash;
 use crate::params::Preset;
 use crate::pow::pow_hash;
-use crate::share::Share;
+use crate::share::{BlockHeader, CoinbaseData, Share, ShareInfo, SHARE_VERSION};
 use crate::template::{BlockContext, MinerPayout};
 
 /// The regtest preset with overrides (TOML), for tests. Unless the overrides say
@@ -91,4 +91,47 @@ pub fn grow_chain(index: &mut ChainIndex, n: usize, miners: u32, start: u32) -> 
         out.push(share);
     }
     out
+}
+
+/// A well-formed share that is a pure function of `id` (not valid on any chain): a
+/// realistic size for store tests and benchmarks — a 22-byte P2WPKH payout script, an
+/// 8-hash merkle branch, 2 uncles. Its hash differs for every id.
+pub fn synthetic_share(id: u64) -> Share {
+    let b = |salt: u64| -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, chunk) in out.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&(id ^ (salt << 8) ^ (i as u64) << 56).to_le_bytes());
+        }
+        out
+    };
+    let mut uncles = vec![ShareHash(b(1)), ShareHash(b(2))];
+    uncles.sort();
+    uncles.dedup();
+    let mut payout_script = vec![0x00, 0x14];
+    payout_script.extend_from_slice(&b(3)[..20]);
+    Share {
+        header: BlockHeader {
+            version: 0x2000_0000,
+            prev_block: b(4),
+            merkle_root: b(5),
+            time: 1_700_000_000u32.wrapping_add((id >> 32) as u32),
+            bits: 0x1e0f_fff0,
+            nonce: id as u32,
+        },
+        info: ShareInfo {
+            version: SHARE_VERSION,
+            prev_share: ShareHash(b(6)),
+            required_bits: 0x1e0f_fff0,
+            share_target_bits: 0x1e0f_fff0,
+            payout_script,
+            fee: None,
+            uncles,
+        },
+        coinbase: CoinbaseData {
+            script_sig: vec![0x03, 0x10, 0x27, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8],
+            value: 625_000_000 + (id % 1000),
+            witness_commitment: Some(b(7)),
+        },
+        merkle_branch: (10..18).map(b).collect(),
+    }
 }

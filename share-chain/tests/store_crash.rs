@@ -23,8 +23,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use share_chain::encoding::encode_canonical;
-use share_chain::share::{BlockHeader, CoinbaseData, Share, ShareInfo, SHARE_VERSION};
 use share_chain::store::{ShareStore, StoreOptions, StoredShare};
+use share_chain::testkit::synthetic_share;
 use share_chain::ShareHash;
 
 const TEST_NAME: &str = "kill_9_never_loses_acknowledged_writes";
@@ -45,48 +45,11 @@ const LINE_TIMEOUT: Duration = Duration::from_secs(20);
 /// A realistic record, a pure function of `id`: 22-byte P2WPKH payout script, 8-entry
 /// merkle branch, 2 uncles. Its share hash differs for every id.
 fn make_record(id: u64) -> StoredShare {
-    let b = |salt: u64| -> [u8; 32] {
-        let mut out = [0u8; 32];
-        for (i, chunk) in out.chunks_mut(8).enumerate() {
-            chunk.copy_from_slice(&(id ^ (salt << 8) ^ (i as u64) << 56).to_le_bytes());
-        }
-        out
-    };
-    let mut uncles = vec![ShareHash(b(1)), ShareHash(b(2))];
-    uncles.sort();
-    uncles.dedup();
-    let mut payout_script = vec![0x00, 0x14];
-    payout_script.extend_from_slice(&b(3)[..20]);
-    let share = Share {
-        header: BlockHeader {
-            version: 0x2000_0000,
-            prev_block: b(4),
-            merkle_root: b(5),
-            time: 1_700_000_000u32.wrapping_add((id >> 32) as u32),
-            bits: 0x1e0f_fff0,
-            nonce: id as u32,
-        },
-        info: ShareInfo {
-            version: SHARE_VERSION,
-            prev_share: ShareHash(b(6)),
-            required_bits: 0x1e0f_fff0,
-            share_target_bits: 0x1e0f_fff0,
-            payout_script,
-            fee: None,
-            uncles,
-        },
-        coinbase: CoinbaseData {
-            script_sig: vec![0x03, 0x10, 0x27, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8],
-            value: 625_000_000 + (id % 1000),
-            witness_commitment: Some(b(7)),
-        },
-        merkle_branch: (10..18).map(b).collect(),
-    };
     StoredShare {
         seq: id,
         height: id % 1_000_000,
         chain_work: u128::from(id) * 0x1_0000_0000_0001,
-        share,
+        share: synthetic_share(id),
     }
 }
 
