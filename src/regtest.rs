@@ -54,6 +54,8 @@ pub struct Daemon {
     datadir: TempDir,
     pub p2p_port: u16,
     pub rpc_port: u16,
+    /// The command line, kept so [`Daemon::restart`] starts it the same way.
+    args: Vec<String>,
 }
 
 impl Daemon {
@@ -84,26 +86,45 @@ impl Daemon {
             "-rpcthreads=8".to_owned(),
         ];
         args.extend(extra_args.iter().cloned());
-        let log = std::fs::File::create(datadir.path().join("stderr.log"))?;
-        let child = Command::new(litecoind_binary())
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => RegtestError::NotInstalled,
-                _ => RegtestError::Spawn(e),
-            })?;
+        let child = spawn(&args, datadir.path())?;
         let mut daemon = Daemon {
             name: name.to_owned(),
             child,
             datadir,
             p2p_port,
             rpc_port,
+            args,
         };
         daemon.wait_rpc(Duration::from_secs(60)).await?;
         Ok(daemon)
+    }
+
+    /// Stops the daemon cleanly (RPC `stop`, so its blocks are flushed) and waits until the
+    /// process has exited; kills it if it takes longer than `limit`.
+    pub async fn stop(&mut self, limit: Duration) -> Result<(), RegtestError> {
+        let _: Result<Value, _> = self.client()?.call("stop", vec![]).await;
+        let start = Instant::now();
+        while self.child.try_wait()?.is_none() {
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped daemon again on the same data directory and ports.
+    pub async fn restart(&mut self) -> Result<(), RegtestError> {
+        if self.child.try_wait()?.is_none() {
+            return Err(RegtestError::Startup {
+                name: self.name.clone(),
+                detail: "restart of a daemon that is still running".into(),
+            });
+        }
+        self.child = spawn(&self.args, self.datadir.path())?;
+        self.wait_rpc(Duration::from_secs(60)).await
     }
 
     pub fn rpc_config(&self) -> RpcConfig {
@@ -165,6 +186,24 @@ impl Daemon {
     }
 }
 
+/// Spawns litecoind with `args`, its stderr appended to `datadir/stderr.log`.
+fn spawn(args: &[String], datadir: &Path) -> Result<Child, RegtestError> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(datadir.join("stderr.log"))?;
+    Command::new(litecoind_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => RegtestError::NotInstalled,
+            _ => RegtestError::Spawn(e),
+        })
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -197,7 +236,8 @@ impl RegtestPair {
         &self.client
     }
 
-    async fn wait_connected(&self, limit: Duration) -> Result<(), RegtestError> {
+    /// Waits until A has a peer (B): without one it serves no block template.
+    pub async fn wait_connected(&self, limit: Duration) -> Result<(), RegtestError> {
         let start = Instant::now();
         loop {
             let peers: u64 = self.client.call("getconnectioncount", vec![]).await?;
