@@ -66,8 +66,9 @@ pub struct Job<P> {
     /// The share target: a session's pseudo-share target is never harder, so no miner ever
     /// withholds a share for want of difficulty. Nor a block, where blocks are harder than
     /// shares (every real network). Where they are easier (regtest, on which nearly every
-    /// hash is a block) a block is only reported when it is also a share: capping at the
-    /// block target would have miners submit half their hashes.
+    /// hash is a block) a miner only reports the blocks that are also shares (capping at
+    /// the block target would have it submit half its hashes); a block it does report
+    /// below its session difficulty is still taken, never discarded.
     pub easiest_target: Target,
     /// `","prevhash","coinb1","coinb2",[branch],"version","bits","time",` — everything
     /// between the job id and `clean_jobs`.
