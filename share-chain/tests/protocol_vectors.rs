@@ -1,4 +1,4 @@
-//! Checks the test vectors written in docs/PROTOCOL.md, section 13, so the spec and the code
+//! Checks the test vectors written in docs/PROTOCOL.md, section 14, so the spec and the code
 //! cannot drift apart. Each vector is a fenced block tagged `vector` holding TOML with a
 //! `name`. Run with `PRINT_VECTORS=1 cargo test -p share-chain --test protocol_vectors --
 //! --nocapture` to print the values this code computes.
