@@ -53,17 +53,19 @@ pub enum MinerError {
     Protocol(String),
 }
 
-/// A job as decoded from `mining.notify`.
+/// A job as a miner decodes it from `mining.notify` (also used by the Stratum tests).
 #[derive(Clone, Debug)]
-struct MinerJob {
-    id: String,
-    prev_block: [u8; 32],
-    coinb1: Vec<u8>,
-    coinb2: Vec<u8>,
-    branch: Vec<[u8; 32]>,
-    version: u32,
-    bits: u32,
-    time: u32,
+pub struct MinerJob {
+    pub id: String,
+    /// Internal byte order, as in the header.
+    pub prev_block: [u8; 32],
+    pub coinb1: Vec<u8>,
+    pub coinb2: Vec<u8>,
+    pub branch: Vec<[u8; 32]>,
+    pub version: u32,
+    pub bits: u32,
+    pub time: u32,
+    pub clean: bool,
 }
 
 fn bad(what: &str) -> MinerError {
@@ -71,7 +73,8 @@ fn bad(what: &str) -> MinerError {
 }
 
 impl MinerJob {
-    fn from_notify(params: &Value) -> Result<MinerJob, MinerError> {
+    /// Decodes `mining.notify` params; anything malformed is an error, never a panic.
+    pub fn from_notify(params: &Value) -> Result<MinerJob, MinerError> {
         let p = params.as_array().ok_or_else(|| bad("notify params"))?;
         let text = |i: usize| {
             p.get(i)
@@ -105,13 +108,19 @@ impl MinerJob {
             version: word(text(5)?)?,
             bits: word(text(6)?)?,
             time: word(text(7)?)?,
+            clean: p
+                .get(8)
+                .and_then(Value::as_bool)
+                .ok_or_else(|| bad("clean_jobs"))?,
         })
     }
 
-    fn header(&self, extranonce: &[u8], ntime: u32, nonce: u32) -> [u8; 80] {
+    /// The header for `extranonce` (extranonce1 || extranonce2), with the given version,
+    /// time and nonce.
+    pub fn header(&self, extranonce: &[u8], version: u32, ntime: u32, nonce: u32) -> [u8; 80] {
         let coinbase = [&self.coinb1[..], extranonce, &self.coinb2[..]].concat();
         BlockHeader {
-            version: self.version as i32,
+            version: version as i32,
             prev_block: self.prev_block,
             merkle_root: merkle_root_from_branch(sha256d(&coinbase), &self.branch),
             time: ntime,
@@ -280,7 +289,7 @@ fn spawn_grinder(
                 {
                     break;
                 }
-                let header = job.header(&extranonce, ntime, nonce);
+                let header = job.header(&extranonce, job.version, ntime, nonce);
                 stats.hashes.fetch_add(1, Ordering::Relaxed);
                 if target.is_met_by(&pow_hash(pow, &header)) {
                     let _ = found.send(Found {

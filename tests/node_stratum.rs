@@ -13,15 +13,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use p2pool::miner::MinerJob;
 use p2pool::node::{Node, NodeConfig, NodeEvent};
 use p2pool::regtest::RegtestPair;
 use p2pool::stratum::DifficultyScale;
 use serde_json::{json, Value};
 use share_chain::address::{address_to_script, script_to_address};
-use share_chain::hash::sha256d;
-use share_chain::merkle::merkle_root_from_branch;
 use share_chain::pow::pow_hash;
-use share_chain::{BlockHeader, PowAlgorithm, Preset, ShareHash, Target};
+use share_chain::{PowAlgorithm, Preset, ShareHash, Target};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -63,49 +62,21 @@ async fn start_pool() -> Pool {
 /// A job as decoded from `mining.notify`, with the difficulty in force when it came.
 #[derive(Clone, Debug)]
 struct Job {
-    id: String,
-    /// Internal byte order (as in the header).
-    prev_block: [u8; 32],
-    coinb1: Vec<u8>,
-    coinb2: Vec<u8>,
-    branch: Vec<[u8; 32]>,
-    version: u32,
-    bits: u32,
-    time: u32,
-    clean: bool,
+    notify: MinerJob,
     difficulty: f64,
+}
+
+impl std::ops::Deref for Job {
+    type Target = MinerJob;
+    fn deref(&self) -> &MinerJob {
+        &self.notify
+    }
 }
 
 impl Job {
     fn from_notify(params: &Value, difficulty: f64) -> Job {
-        let p = params.as_array().expect("notify params are an array");
-        let text = |i: usize| p[i].as_str().expect("notify field is a string");
-        let hex32 = |s: &str| -> [u8; 32] {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(s, &mut out).expect("32-byte hex");
-            out
-        };
-        let word = |s: &str| u32::from_str_radix(s, 16).expect("hex word");
-        // Stratum sends the previous hash with each 4-byte word reversed.
-        let mut prev_block = hex32(text(1));
-        for w in prev_block.chunks_exact_mut(4) {
-            w.reverse();
-        }
         Job {
-            id: text(0).to_string(),
-            prev_block,
-            coinb1: hex::decode(text(2)).unwrap(),
-            coinb2: hex::decode(text(3)).unwrap(),
-            branch: p[4]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| hex32(b.as_str().unwrap()))
-                .collect(),
-            version: word(text(5)),
-            bits: word(text(6)),
-            time: word(text(7)),
-            clean: p[8].as_bool().expect("clean_jobs flag"),
+            notify: MinerJob::from_notify(params).expect("a well-formed mining.notify"),
             difficulty,
         }
     }
@@ -115,19 +86,6 @@ impl Job {
         let mut b = self.prev_block;
         b.reverse();
         hex::encode(b)
-    }
-
-    fn header(&self, extranonce: &[u8], version: u32, ntime: u32, nonce: u32) -> [u8; 80] {
-        let coinbase = [&self.coinb1[..], extranonce, &self.coinb2[..]].concat();
-        BlockHeader {
-            version: version as i32,
-            prev_block: self.prev_block,
-            merkle_root: merkle_root_from_branch(sha256d(&coinbase), &self.branch),
-            time: ntime,
-            bits: self.bits,
-            nonce,
-        }
-        .to_bytes()
     }
 }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bitcoin::hashes::{sha256d, Hash};
+use p2pool::miner::MinerJob;
 use p2pool::stratum::{
     JobTemplate, Solution, StratumConfig, StratumServer, Username, VardiffConfig, WorkSource,
 };
@@ -127,68 +127,6 @@ fn template(tag: u64, prev: u8, clean: bool, share: Target, block: Target) -> Jo
 // ---------------------------------------------------------------------------------------
 // The miner.
 
-/// A job as the miner decoded it from `mining.notify`.
-#[derive(Clone, Debug)]
-struct MinerJob {
-    id: String,
-    prev_hash: [u8; 32],
-    coinb1: Vec<u8>,
-    coinb2: Vec<u8>,
-    branch: Vec<[u8; 32]>,
-    version: u32,
-    bits: u32,
-    time: u32,
-    clean: bool,
-}
-
-impl MinerJob {
-    fn from_notify(params: &Value) -> MinerJob {
-        let p = params.as_array().unwrap();
-        let s = |i: usize| p[i].as_str().unwrap().to_string();
-        let mut prev: [u8; 32] = hex::decode(s(1)).unwrap().try_into().unwrap();
-        for word in prev.chunks_exact_mut(4) {
-            word.reverse();
-        }
-        MinerJob {
-            id: s(0),
-            prev_hash: prev,
-            coinb1: hex::decode(s(2)).unwrap(),
-            coinb2: hex::decode(s(3)).unwrap(),
-            branch: p[4]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| {
-                    hex::decode(b.as_str().unwrap())
-                        .unwrap()
-                        .try_into()
-                        .unwrap()
-                })
-                .collect(),
-            version: u32::from_str_radix(&s(5), 16).unwrap(),
-            bits: u32::from_str_radix(&s(6), 16).unwrap(),
-            time: u32::from_str_radix(&s(7), 16).unwrap(),
-            clean: p[8].as_bool().unwrap(),
-        }
-    }
-
-    fn header(&self, en1: &[u8], en2: &[u8; 4], ntime: u32, nonce: u32, version: u32) -> [u8; 80] {
-        let coinbase = [&self.coinb1[..], en1, en2, &self.coinb2[..]].concat();
-        let mut root = sha256d::Hash::hash(&coinbase).to_byte_array();
-        for b in &self.branch {
-            root = sha256d::Hash::hash(&[&root[..], &b[..]].concat()).to_byte_array();
-        }
-        let mut h = Vec::with_capacity(80);
-        h.extend_from_slice(&version.to_le_bytes());
-        h.extend_from_slice(&self.prev_hash);
-        h.extend_from_slice(&root);
-        h.extend_from_slice(&ntime.to_le_bytes());
-        h.extend_from_slice(&self.bits.to_le_bytes());
-        h.extend_from_slice(&nonce.to_le_bytes());
-        h.try_into().unwrap()
-    }
-}
-
 fn hash_f64(hash: &[u8; 32]) -> f64 {
     U256::from_le_bytes(*hash)
         .as_limbs()
@@ -265,7 +203,7 @@ impl Client {
         match v["method"].as_str().unwrap() {
             "mining.set_difficulty" => self.difficulty = v["params"][0].as_f64().unwrap(),
             "mining.notify" => {
-                let job = MinerJob::from_notify(&v["params"]);
+                let job = MinerJob::from_notify(&v["params"]).expect("a well-formed notify");
                 if job.clean {
                     self.jobs.clear();
                 }
@@ -335,7 +273,12 @@ impl Client {
         for _ in 0..100_000 {
             let nonce = self.next_nonce;
             self.next_nonce += 1;
-            let header = job.header(&self.en1, &en2, job.time, nonce, version);
+            let header = job.header(
+                &[&self.en1[..], &en2[..]].concat(),
+                version,
+                job.time,
+                nonce,
+            );
             let hash = pow_hash(PowAlgorithm::Scrypt, &header);
             if want(&hash) {
                 return Found {
@@ -427,7 +370,7 @@ async fn happy_path_pseudo_share_share_and_block() {
     assert_eq!(diff["params"][0].as_f64().unwrap(), 2f64.powi(-15));
     let notify = c.notification("mining.notify").await;
     assert_eq!(notify["params"][8], true, "first job is clean");
-    assert_eq!(c.job().prev_hash, [0xaa; 32]);
+    assert_eq!(c.job().prev_block, [0xaa; 32]);
 
     // A pseudo-share: accepted, counted, not handed to the node.
     let f = c.grind_pseudo(easy_share());
@@ -813,7 +756,7 @@ async fn clean_jobs_reach_every_session() {
     for c in clients.iter_mut() {
         let n = c.notification("mining.notify").await;
         assert_eq!(n["params"][8], true);
-        assert_eq!(c.job().prev_hash, [0xbb; 32]);
+        assert_eq!(c.job().prev_block, [0xbb; 32]);
     }
     // A new previous hash is a clean job even if the template forgot to say so.
     server
