@@ -305,6 +305,7 @@ async fn feed_jobs(
         if last_state.as_ref() != Some(&status.state) {
             match &status.state {
                 DaemonState::Ready => info!("litecoind is ready: serving work"),
+                DaemonState::Connecting => info!("connecting to litecoind"),
                 other => warn!(state = ?other, "litecoind is not ready: no new work for miners"),
             }
             let _ = events.send(NodeEvent::DaemonState(status.state.clone()));
