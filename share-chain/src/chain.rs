@@ -318,7 +318,8 @@ impl ChainIndex {
         })
     }
 
-    /// How many shares of the chain ending at `old` are not on the chain ending at `new`.
+    /// How many shares of the chain ending at `old` are not on the chain ending at `new`
+    /// (counted down to where the known history ends, if the two never meet).
     fn reorg_depth(&self, old: ShareHash, new: ShareHash) -> u64 {
         let (Some(o), Some(n)) = (self.entries.get(&old), self.entries.get(&new)) else {
             return 0;
@@ -338,7 +339,8 @@ impl ChainIndex {
             } else {
                 match b.parent().and_then(|p| self.entries.get(&p)) {
                     Some(p) => b = p,
-                    None => return depth + 1 + a.height,
+                    // The new chain's history ends first: all of the old one is left.
+                    None => return depth + self.ancestors(a.hash).count() as u64,
                 }
             }
         }
