@@ -238,7 +238,7 @@ impl ChainIndex {
                 let lookup = Lookup(&self.entries);
                 let extras = self.window.extras(own, cap, &lookup, &self.consensus);
                 let weights = merge_weights(self.window.sums(), &extras.by_script);
-                compute_payouts(weights, finder_script, value, &self.consensus, &seed)
+                compute_payouts(&weights, finder_script, value, &self.consensus, &seed)
             }
             _ => {
                 let ancestors = parent
@@ -246,7 +246,8 @@ impl ChainIndex {
                     .flat_map(|p| self.ancestors(p))
                     .map(|e| e.credits.as_ref());
                 let weights = WindowWeights::from_ancestors(own, ancestors, cap, &self.consensus);
-                compute_payouts(weights.iter(), finder_script, value, &self.consensus, &seed)
+                let weights: Vec<(&[u8], u128)> = weights.iter().collect();
+                compute_payouts(&weights, finder_script, value, &self.consensus, &seed)
             }
         }
     }

@@ -42,39 +42,46 @@ pub fn payout_step(reward: u64, params: &ConsensusParams) -> u64 {
     params.dust_threshold.max(reward.div_ceil(slots)).max(1)
 }
 
-/// The whole steps of each weight (all non-zero): `floor(units × w / W)` plus one more for
-/// the weights the systematic draw picks. In `u128` when every intermediate value fits,
-/// which is every real window; in 256 bits otherwise. Both give the same numbers.
-fn draw_steps(weights: &[(&[u8], u128)], units: u64, seed: &[u8; 32]) -> Vec<u64> {
-    let total_128 = weights
-        .iter()
-        .try_fold(0u128, |sum, (_, w)| sum.checked_add(*w));
+/// Calls `emit(i, steps)` for each weight in order with its whole steps:
+/// `floor(units × w / W)` plus one more for the weights the systematic draw picks. In
+/// `u128` when every intermediate value fits, which is every real window; in 256 bits
+/// otherwise. Both give the same numbers. `total` is `W`, the sum of the weights, non-zero.
+fn draw_steps(
+    weights: &[(&[u8], u128)],
+    total: U256,
+    units: u64,
+    seed: &[u8; 32],
+    emit: impl FnMut(usize, u64),
+) {
     let seed = U256::from_be_bytes(*seed);
-    if let Some(total) = total_128 {
+    if let Ok(total) = u128::try_from(total) {
         // owed = units × w <= units × total, and the line and the points stay below
         // (n + 1) × total.
         let fits = u128::from(units).checked_mul(total).is_some()
             && (weights.len() as u128 + 1).checked_mul(total).is_some();
         if fits {
             let start = (seed % U256::from(total)).to::<u128>();
+            let (widen, narrow) = (|w| w, |x| x as u64);
             return systematic_draw(
                 weights,
                 u128::from(units),
                 total,
                 start,
-                |w| w,
-                |x| x as u64,
+                widen,
+                narrow,
+                emit,
             );
         }
     }
-    let total: U256 = weights.iter().map(|(_, w)| U256::from(*w)).sum();
+    let narrow = |x: U256| x.to::<u64>();
     systematic_draw(
         weights,
         U256::from(units),
         total,
         seed % total,
         U256::from,
-        |x| x.to::<u64>(),
+        narrow,
+        emit,
     )
 }
 
@@ -86,8 +93,8 @@ fn systematic_draw<T>(
     start: T,
     widen: impl Fn(u128) -> T,
     narrow: impl Fn(T) -> u64,
-) -> Vec<u64>
-where
+    mut emit: impl FnMut(usize, u64),
+) where
     T: Copy
         + PartialOrd
         + std::ops::Add<Output = T>
@@ -98,60 +105,55 @@ where
     let zero = widen(0);
     let mut next_point = start;
     let mut line = zero;
-    weights
-        .iter()
-        .map(|(_, weight)| {
-            let owed = units * widen(*weight);
-            let mut whole = narrow(owed / total);
-            let fraction = owed % total;
-            if fraction > zero && next_point < line + fraction {
-                whole += 1;
-                next_point = next_point + total;
-            }
-            line = line + fraction;
-            whole
-        })
-        .collect()
+    for (i, (_, weight)) in weights.iter().enumerate() {
+        let owed = units * widen(*weight);
+        let mut whole = narrow(owed / total);
+        let fraction = owed % total;
+        if fraction > zero && next_point < line + fraction {
+            whole += 1;
+            next_point = next_point + total;
+        }
+        line = line + fraction;
+        emit(i, whole);
+    }
 }
 
 /// Splits `value` among `weights` (unique scripts, ascending byte order) and the finder.
 ///
 /// Returns the outputs in coinbase order: amount descending, then script ascending. The
 /// amounts sum to exactly `value`; no output is zero.
-pub fn compute_payouts<'a>(
-    weights: impl IntoIterator<Item = (&'a [u8], u128)>,
+pub fn compute_payouts(
+    weights: &[(&[u8], u128)],
     finder_script: &[u8],
     value: u64,
     params: &ConsensusParams,
     seed: &[u8; 32],
 ) -> Vec<Payout> {
-    let weights: Vec<(&[u8], u128)> = weights.into_iter().filter(|(_, w)| *w > 0).collect();
     debug_assert!(
         weights.windows(2).all(|p| p[0].0 < p[1].0),
         "scripts must ascend"
     );
-
     let bonus = (u128::from(value) * u128::from(params.finder_bonus_basis_points) / 10_000) as u64;
     let reward = value - bonus;
+    let total: U256 = weights.iter().map(|(_, w)| U256::from(*w)).sum();
 
     let mut finder_extra = bonus;
-    let mut paid: Vec<Payout> = Vec::with_capacity(weights.len() + 1);
-    if weights.is_empty() {
+    let mut paid: Vec<Payout> = Vec::with_capacity(weights.len().min(1024) + 1);
+    if total.is_zero() {
         finder_extra = value;
     } else {
         let step = payout_step(reward, params);
         let units = reward / step;
         finder_extra += reward - units * step;
-        for ((script, _), whole) in weights.iter().zip(draw_steps(&weights, units, seed)) {
+        draw_steps(weights, total, units, seed, |i, whole| {
             // `whole <= units`, so the product does not overflow.
-            let amount = whole * step;
-            if amount > 0 {
+            if whole > 0 {
                 paid.push(Payout {
-                    script: script.to_vec(),
-                    amount,
+                    script: weights[i].0.to_vec(),
+                    amount: whole * step,
                 });
             }
-        }
+        });
     }
 
     if finder_extra > 0 {
@@ -198,7 +200,7 @@ mod tests {
         let (a, b, c) = (script(1), script(2), script(3));
         let weights = vec![(a.as_slice(), 5u128), (b.as_slice(), 3), (c.as_slice(), 2)];
         let seed = [0u8; 32];
-        let out = compute_payouts(weights, &c, 1_000_000_000, &p, &seed);
+        let out = compute_payouts(&weights, &c, 1_000_000_000, &p, &seed);
         // Bonus 0.5% = 5,000,000. R = 995,000,000. Step = max(100000, ceil(R/199)) = 5,000,000.
         // U = 199 steps: a is owed 99.5, b 59.7, c 39.8 (fractions 5, 7, 8 tenths: two extra
         // steps to hand out). Seed 0 puts the points at 0 and 10 (tenths) on the line
@@ -226,7 +228,7 @@ mod tests {
     #[test]
     fn empty_window_pays_the_finder_everything() {
         let p = params(200, 100_000);
-        let out = compute_payouts(Vec::new(), &script(9), 12_345, &p, &[7; 32]);
+        let out = compute_payouts(&[], &script(9), 12_345, &p, &[7; 32]);
         assert_eq!(
             out,
             vec![Payout {
@@ -248,7 +250,7 @@ mod tests {
             let seed = payout_seed(&ShareHash::hash(&round.to_le_bytes()));
             // tiny owed 2 * 15 / 100 = 0.3 steps.
             let w = vec![(big.as_slice(), 85u128), (tiny.as_slice(), 15)];
-            let out = compute_payouts(w, &big, value, &p, &seed);
+            let out = compute_payouts(&w, &big, value, &p, &seed);
             tiny_total += out
                 .iter()
                 .filter(|o| o.script == tiny)
@@ -271,10 +273,12 @@ mod tests {
             let scripts: Vec<Vec<u8>> = (0..raw.len() as u32).map(script).collect();
             let weights: Vec<(&[u8], u128)> =
                 scripts.iter().map(|s| s.as_slice()).zip(raw.iter().copied()).collect();
-            let fast = draw_steps(&weights, units, &seed);
             let total: U256 = raw.iter().map(|w| U256::from(*w)).sum();
-            let wide = systematic_draw(&weights, U256::from(units), total,
-                U256::from_be_bytes(seed) % total, U256::from, |x| x.to::<u64>());
+            let mut fast = Vec::new();
+            draw_steps(&weights, total, units, &seed, |_, w| fast.push(w));
+            let mut wide = Vec::new();
+            systematic_draw(&weights, U256::from(units), total,
+                U256::from_be_bytes(seed) % total, U256::from, |x| x.to::<u64>(), |_, w| wide.push(w));
             prop_assert_eq!(fast, wide);
         }
 
@@ -290,8 +294,8 @@ mod tests {
             let p = params(max_outputs, dust);
             let scripts: Vec<(Vec<u8>, u128)> = raw.iter().map(|(k, w)| (script(*k), *w)).collect();
             let finder = script(finder);
-            let out = compute_payouts(
-                scripts.iter().map(|(s, w)| (s.as_slice(), *w)), &finder, value, &p, &seed);
+            let weights: Vec<(&[u8], u128)> = scripts.iter().map(|(s, w)| (s.as_slice(), *w)).collect();
+            let out = compute_payouts(&weights, &finder, value, &p, &seed);
             prop_assert_eq!(out.iter().map(|o| o.amount).sum::<u64>(), value);
             prop_assert!(out.len() <= max_outputs as usize);
             prop_assert!(out.iter().all(|o| o.amount > 0));
@@ -316,8 +320,8 @@ mod tests {
             let p = params(200, 1000);
             let scripts: Vec<(Vec<u8>, u128)> = raw.iter().map(|(k, w)| (script(*k), *w)).collect();
             let finder = vec![0x51]; // not among the miners
-            let out = compute_payouts(
-                scripts.iter().map(|(s, w)| (s.as_slice(), *w)), &finder, value, &p, &seed);
+            let weights: Vec<(&[u8], u128)> = scripts.iter().map(|(s, w)| (s.as_slice(), *w)).collect();
+            let out = compute_payouts(&weights, &finder, value, &p, &seed);
             let reward = value - value * 50 / 10_000;
             let step = payout_step(reward, &p);
             let units = u128::from(reward / step);

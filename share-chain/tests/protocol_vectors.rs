@@ -135,16 +135,12 @@ fn payout_worked_example() {
         .unwrap()
         .try_into()
         .unwrap();
-    let out = compute_payouts(
-        scripts
-            .iter()
-            .map(|s| s.as_slice())
-            .zip(weights.iter().copied()),
-        &finder,
-        value,
-        &p,
-        &seed,
-    );
+    let weights: Vec<(&[u8], u128)> = scripts
+        .iter()
+        .map(|s| s.as_slice())
+        .zip(weights.iter().copied())
+        .collect();
+    let out = compute_payouts(&weights, &finder, value, &p, &seed);
     let got: Vec<String> = out
         .iter()
         .map(|o| format!("{}:{}", hex::encode(&o.script), o.amount))
