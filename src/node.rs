@@ -264,7 +264,11 @@ impl WorkSource for NodeWork {
         let _ = self.solutions.send(solution);
     }
 
-    fn personalize(&self, job: &Arc<Job<WorkPayload>>, miner: &Vec<u8>) -> Arc<Job<WorkPayload>> {
+    fn personalize(
+        &self,
+        job: &Arc<Job<WorkPayload>>,
+        miner: &Vec<u8>,
+    ) -> Option<Arc<Job<WorkPayload>>> {
         let mut cache = match self.cache.lock() {
             Ok(cache) => cache,
             Err(poisoned) => poisoned.into_inner(),
@@ -274,16 +278,13 @@ impl WorkSource for NodeWork {
             cache.jobs.clear();
         }
         if let Some(mine) = cache.jobs.get(miner) {
-            return mine.clone();
+            return Some(mine.clone());
         }
         let block = job.template.payload.block.clone();
-        match self.build_job(block, miner.clone(), job.template.clean, job.seq) {
-            Some(mine) => {
-                cache.jobs.insert(miner.clone(), mine.clone());
-                mine
-            }
-            None => job.clone(),
-        }
+        // Never fall back to the broadcast job: it pays a placeholder, not this miner.
+        let mine = self.build_job(block, miner.clone(), job.template.clean, job.seq)?;
+        cache.jobs.insert(miner.clone(), mine.clone());
+        Some(mine)
     }
 }
 

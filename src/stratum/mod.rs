@@ -56,14 +56,15 @@ pub trait WorkSource: Send + Sync + Sized + 'static {
     /// The job `miner` works on in place of the broadcast `job`. A P2Pool coinbase pays the
     /// miner of the share its own credit and the finder bonus, so each payout address needs
     /// its own coinbase. Called on the event loop for every job a session sends: return a
-    /// cached job. The default sends everyone the broadcast job as it is.
+    /// cached job. `None` sends that miner nothing for now. The default sends everyone the
+    /// broadcast job as it is.
     fn personalize(
         &self,
         job: &Arc<job::Job<Self::Payload>>,
         miner: &Self::Identity,
-    ) -> Arc<job::Job<Self::Payload>> {
+    ) -> Option<Arc<job::Job<Self::Payload>>> {
         let _ = miner;
-        job.clone()
+        Some(job.clone())
     }
 }
 

@@ -547,7 +547,12 @@ impl<W: WorkSource> Session<W> {
     /// `forget_older` drops older job ids (they become stale).
     fn send_job(&mut self, job: Arc<Job<W::Payload>>, clean: bool, forget_older: bool) {
         let job = match self.workers.first() {
-            Some(worker) => self.shared.work.personalize(&job, &worker.identity),
+            Some(worker) => match self.shared.work.personalize(&job, &worker.identity) {
+                Some(job) => job,
+                // No work for this miner now (the node could not build its coinbase):
+                // better no job than one paying someone else.
+                None => return,
+            },
             None => job,
         };
         let (difficulty, target) = self.effective(&job);
