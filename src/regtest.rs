@@ -47,6 +47,27 @@ fn litecoind_binary() -> String {
     std::env::var("LITECOIND").unwrap_or_else(|_| "litecoind".to_owned())
 }
 
+/// How a daemon authenticates RPC callers.
+#[derive(Clone, Debug)]
+pub enum DaemonAuth {
+    /// No `-rpcpassword`: litecoind writes `<datadir>/regtest/.cookie` on every start.
+    Cookie,
+    UserPass {
+        user: String,
+        password: String,
+    },
+}
+
+impl DaemonAuth {
+    /// The devnet's fixed user and password (127.0.0.1 only).
+    pub fn devnet() -> Self {
+        DaemonAuth::UserPass {
+            user: RPC_USER.to_owned(),
+            password: RPC_PASSWORD.to_owned(),
+        }
+    }
+}
+
 /// One regtest litecoind process.
 pub struct Daemon {
     pub name: String,
@@ -54,13 +75,23 @@ pub struct Daemon {
     datadir: TempDir,
     pub p2p_port: u16,
     pub rpc_port: u16,
+    auth: DaemonAuth,
     /// The command line, kept so [`Daemon::restart`] starts it the same way.
     args: Vec<String>,
 }
 
 impl Daemon {
-    /// Starts a daemon and waits until its RPC answers.
+    /// Starts a daemon with the devnet's user and password and waits until its RPC answers.
     pub async fn start(name: &str, extra_args: &[String]) -> Result<Daemon, RegtestError> {
+        Self::start_with(name, DaemonAuth::devnet(), extra_args).await
+    }
+
+    /// Starts a daemon with `auth` and waits until its RPC answers.
+    pub async fn start_with(
+        name: &str,
+        auth: DaemonAuth,
+        extra_args: &[String],
+    ) -> Result<Daemon, RegtestError> {
         let datadir = tempfile::Builder::new()
             .prefix(&format!("p2pool-ltc-{name}-"))
             .tempdir()?;
@@ -73,8 +104,6 @@ impl Daemon {
             "-bind=127.0.0.1".to_owned(),
             "-rpcbind=127.0.0.1".to_owned(),
             "-rpcallowip=127.0.0.1".to_owned(),
-            format!("-rpcuser={RPC_USER}"),
-            format!("-rpcpassword={RPC_PASSWORD}"),
             "-server=1".to_owned(),
             "-printtoconsole=0".to_owned(),
             "-discover=0".to_owned(),
@@ -85,6 +114,10 @@ impl Daemon {
             "-fallbackfee=0.0001".to_owned(),
             "-rpcthreads=8".to_owned(),
         ];
+        if let DaemonAuth::UserPass { user, password } = &auth {
+            args.push(format!("-rpcuser={user}"));
+            args.push(format!("-rpcpassword={password}"));
+        }
         args.extend(extra_args.iter().cloned());
         let child = spawn(&args, datadir.path())?;
         let mut daemon = Daemon {
@@ -93,6 +126,7 @@ impl Daemon {
             datadir,
             p2p_port,
             rpc_port,
+            auth,
             args,
         };
         daemon.wait_rpc(Duration::from_secs(60)).await?;
@@ -127,14 +161,35 @@ impl Daemon {
         self.wait_rpc(Duration::from_secs(60)).await
     }
 
-    pub fn rpc_config(&self) -> RpcConfig {
-        RpcConfig::new(
-            self.url(),
-            Auth::UserPass {
-                user: RPC_USER.to_owned(),
-                password: RPC_PASSWORD.to_owned(),
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Where litecoind writes its RPC cookie (with [`DaemonAuth::Cookie`]).
+    pub fn cookie_path(&self) -> PathBuf {
+        self.datadir.path().join("regtest").join(".cookie")
+    }
+
+    /// The credentials the node's client should use for this daemon.
+    pub fn rpc_auth(&self) -> Auth {
+        match &self.auth {
+            DaemonAuth::Cookie => Auth::CookieFile(self.cookie_path()),
+            DaemonAuth::UserPass { user, password } => Auth::UserPass {
+                user: user.clone(),
+                password: password.clone(),
             },
-        )
+        }
+    }
+
+    pub fn rpc_config(&self) -> RpcConfig {
+        RpcConfig::new(self.url(), self.rpc_auth())
+    }
+
+    /// A client with other credentials (to test refusals).
+    pub fn client_with(&self, auth: Auth) -> Result<RpcClient, RpcError> {
+        RpcClient::new(RpcConfig::new(self.url(), auth))
     }
 
     pub fn url(&self) -> String {
@@ -206,8 +261,7 @@ fn spawn(args: &[String], datadir: &Path) -> Result<Child, RegtestError> {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
