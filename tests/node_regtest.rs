@@ -7,73 +7,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use p2pool::miner::{mine, MinerConfig, MinerStats};
-use p2pool::node::{Node, NodeConfig, NodeEvent};
-use p2pool::regtest::RegtestPair;
+use p2pool::miner::{mine, MinerStats};
+use p2pool::node::NodeEvent;
 use serde_json::{json, Value};
 use share_chain::address::address_to_script;
 use share_chain::payout::payout_step;
 use share_chain::pplns::{window_work_cap, WindowWeights};
 use share_chain::{Preset, ShareHash};
 
-struct Pool {
-    daemons: RegtestPair,
-    node: Node,
-    addresses: Vec<String>,
-    _datadir: tempfile::TempDir,
-}
+mod common;
 
-impl Pool {
-    /// Starts one CPU miner per address; they run until the returned flag is set.
-    fn start_miners(&self) -> Arc<AtomicBool> {
-        let preset = Preset::builtin("litecoin-regtest").unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        for address in &self.addresses {
-            let config = MinerConfig {
-                server: self.node.stratum_addr(),
-                username: format!("{address}.test"),
-                threads: 1,
-                pow: preset.coin.pow,
-                difficulty_multiplier: preset.coin.stratum_difficulty_multiplier,
-            };
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let _ = mine(config, Arc::new(MinerStats::default()), stop).await;
-            });
-        }
-        stop
-    }
-}
+use common::pool::{start_pool, Pool};
 
-async fn start_pool() -> Pool {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    let daemons = RegtestPair::start().await.expect("litecoind pair");
-    let preset = Preset::builtin("litecoin-regtest").unwrap();
-    let datadir = tempfile::tempdir().unwrap();
-    let node = Node::start(NodeConfig {
-        preset: preset.clone(),
-        datadir: datadir.path().to_path_buf(),
-        daemon: daemons.a.rpc_config(),
-        stratum: "127.0.0.1:0".parse().unwrap(),
-        fee: None,
-    })
-    .await
-    .expect("node starts");
-    let mut addresses = Vec::new();
-    for kind in ["bech32", "legacy"] {
-        addresses.push(daemons.new_address(kind).await.unwrap());
+/// Starts one CPU miner per address; they run until the returned flag is set.
+fn start_miners(pool: &Pool, addresses: &[String]) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for address in addresses {
+        let config = pool.miner(address);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = mine(config, Arc::new(MinerStats::default()), stop).await;
+        });
     }
-    Pool {
-        daemons,
-        node,
-        addresses,
-        _datadir: datadir,
-    }
+    stop
 }
 
 /// Waits until both miners have shares on the chain and then for `n` blocks accepted by
@@ -112,7 +68,7 @@ async fn accepted_share_blocks(pool: &Pool, n: usize, limit: Duration) -> Vec<Sh
 }
 
 /// Checks the block's coinbase on litecoind against the share chain's window.
-async fn check_coinbase_pays_window(pool: &Pool, block: ShareHash) {
+async fn check_coinbase_pays_window(pool: &Pool, addresses: &[String], block: ShareHash) {
     let preset = Preset::builtin("litecoin-regtest").unwrap();
     let rpc = pool.daemons.client();
     let raw: Value = rpc
@@ -149,8 +105,7 @@ async fn check_coinbase_pays_window(pool: &Pool, block: ShareHash) {
         .await
         .unwrap();
     let total: u128 = weights.values().sum();
-    let scripts: Vec<Vec<u8>> = pool
-        .addresses
+    let scripts: Vec<Vec<u8>> = addresses
         .iter()
         .map(|a| address_to_script(a, &preset.coin).unwrap())
         .collect();
@@ -184,11 +139,15 @@ async fn check_coinbase_pays_window(pool: &Pool, block: ShareHash) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_pay_every_miner_before_and_after_mweb() {
     let pool = start_pool().await;
+    let mut addresses = Vec::new();
+    for kind in ["bech32", "legacy"] {
+        addresses.push(pool.daemons.new_address(kind).await.unwrap());
+    }
 
     // Before MWEB: the pool's own blocks, each paying both miners by their work.
-    let miners = pool.start_miners();
+    let miners = start_miners(&pool, &addresses);
     let blocks = accepted_share_blocks(&pool, 2, Duration::from_secs(180)).await;
-    check_coinbase_pays_window(&pool, *blocks.last().unwrap()).await;
+    check_coinbase_pays_window(&pool, &addresses, *blocks.last().unwrap()).await;
     miners.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -216,7 +175,7 @@ async fn blocks_pay_every_miner_before_and_after_mweb() {
         .await
         .expect("peg-in");
 
-    let miners = pool.start_miners();
+    let miners = start_miners(&pool, &addresses);
     let blocks = accepted_share_blocks(&pool, 2, Duration::from_secs(180)).await;
     let tip = pool.daemons.block_count().await.unwrap();
     assert!(
@@ -230,6 +189,6 @@ async fn blocks_pay_every_miner_before_and_after_mweb() {
         .await
         .unwrap();
     assert!(info["height"].as_u64().unwrap() >= 432);
-    check_coinbase_pays_window(&pool, *blocks.last().unwrap()).await;
+    check_coinbase_pays_window(&pool, &addresses, *blocks.last().unwrap()).await;
     miners.store(true, Ordering::Relaxed);
 }

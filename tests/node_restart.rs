@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 
 use p2pool::daemon::DaemonState;
 use p2pool::miner::{mine, MinerConfig, MinerStats};
-use p2pool::node::{Node, NodeConfig, NodeEvent};
-use p2pool::regtest::RegtestPair;
+use p2pool::node::NodeEvent;
 use serde_json::{json, Value};
-use share_chain::Preset;
 use tokio::sync::broadcast::{self, error::RecvError};
+
+mod common;
+
+use common::pool::{start_pool, Pool};
 
 /// Every wait is bounded by this.
 const WAIT: Duration = Duration::from_secs(30);
@@ -68,41 +70,23 @@ fn state(wanted: DaemonState) -> impl FnMut(&NodeEvent) -> Option<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn litecoind_restart_while_mining() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
     let started = Instant::now();
-    let mut daemons = RegtestPair::start().await.expect("litecoind pair");
-    let preset = Preset::builtin("litecoin-regtest").unwrap();
-    let datadir = tempfile::tempdir().unwrap();
-    let node = Node::start(NodeConfig {
-        preset: preset.clone(),
-        datadir: datadir.path().to_path_buf(),
-        daemon: daemons.a.rpc_config(),
-        stratum: "127.0.0.1:0".parse().unwrap(),
-        fee: None,
-    })
-    .await
-    .expect("node starts");
+    let Pool {
+        mut daemons,
+        node,
+        datadir: _datadir,
+    } = start_pool().await;
     let mut events = node.subscribe();
     let address = daemons.new_address("bech32").await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(MinerStats::default());
-    let miner = tokio::spawn(mine(
-        MinerConfig {
-            server: node.stratum_addr(),
-            username: format!("{address}.cpu"),
-            threads: 1,
-            pow: preset.coin.pow,
-            difficulty_multiplier: preset.coin.stratum_difficulty_multiplier,
-        },
-        stats.clone(),
-        stop.clone(),
-    ));
+    let miner_config = MinerConfig {
+        server: node.stratum_addr(),
+        username: format!("{address}.cpu"),
+        ..common::pool::regtest_miner()
+    };
+    let miner = tokio::spawn(mine(miner_config, stats.clone(), stop.clone()));
 
     // Mining works: litecoind accepts the pool's blocks.
     let mut seen = Vec::new();

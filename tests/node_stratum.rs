@@ -14,8 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use p2pool::miner::MinerJob;
-use p2pool::node::{Node, NodeConfig, NodeEvent};
-use p2pool::regtest::RegtestPair;
+use p2pool::node::NodeEvent;
 use p2pool::stratum::DifficultyScale;
 use serde_json::{json, Value};
 use share_chain::address::{address_to_script, script_to_address};
@@ -28,36 +27,9 @@ use tokio::net::TcpStream;
 /// Every wait on the node or litecoind is bounded by this.
 const WAIT: Duration = Duration::from_secs(30);
 
-struct Pool {
-    daemons: RegtestPair,
-    node: Node,
-    _datadir: tempfile::TempDir,
-}
+mod common;
 
-async fn start_pool() -> Pool {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    let daemons = RegtestPair::start().await.expect("litecoind pair");
-    let datadir = tempfile::tempdir().unwrap();
-    let node = Node::start(NodeConfig {
-        preset: Preset::builtin("litecoin-regtest").unwrap(),
-        datadir: datadir.path().to_path_buf(),
-        daemon: daemons.a.rpc_config(),
-        stratum: "127.0.0.1:0".parse().unwrap(),
-        fee: None,
-    })
-    .await
-    .expect("node starts");
-    Pool {
-        daemons,
-        node,
-        _datadir: datadir,
-    }
-}
+use common::pool::{start_pool, Pool};
 
 /// A job as decoded from `mining.notify`, with the difficulty in force when it came.
 #[derive(Clone, Debug)]

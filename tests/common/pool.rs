@@ -1,0 +1,71 @@
+//! A p2pool node on a throw-away regtest litecoind pair: the setup every node test shares.
+
+use p2pool::miner::MinerConfig;
+use p2pool::node::{Node, NodeConfig};
+use p2pool::regtest::RegtestPair;
+use share_chain::Preset;
+use tempfile::TempDir;
+
+pub struct Pool {
+    pub daemons: RegtestPair,
+    pub node: Node,
+    pub datadir: TempDir,
+}
+
+/// Logs to the test's output (`RUST_LOG` overrides the `warn` default), once per process.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+pub fn regtest() -> Preset {
+    Preset::builtin("litecoin-regtest").expect("the regtest preset")
+}
+
+/// Starts litecoind (a pair, so it serves templates) and a node on it, Stratum on a free port.
+pub async fn start_pool() -> Pool {
+    init_logs();
+    let daemons = RegtestPair::start().await.expect("litecoind pair");
+    let datadir = tempfile::tempdir().expect("a temporary datadir");
+    let node = Node::start(NodeConfig {
+        preset: regtest(),
+        datadir: datadir.path().to_path_buf(),
+        daemon: daemons.a.rpc_config(),
+        stratum: "127.0.0.1:0".parse().expect("an address"),
+        fee: None,
+    })
+    .await
+    .expect("node starts");
+    Pool {
+        daemons,
+        node,
+        datadir,
+    }
+}
+
+/// A one-thread regtest CPU miner; set `server` and `username`.
+pub fn regtest_miner() -> MinerConfig {
+    let preset = regtest();
+    MinerConfig {
+        server: "127.0.0.1:0".parse().expect("an address"),
+        username: String::new(),
+        threads: 1,
+        pow: preset.coin.pow,
+        difficulty_multiplier: preset.coin.stratum_difficulty_multiplier,
+    }
+}
+
+impl Pool {
+    /// A one-thread CPU miner on this node paying `address`.
+    pub fn miner(&self, address: &str) -> MinerConfig {
+        MinerConfig {
+            server: self.node.stratum_addr(),
+            username: format!("{address}.test"),
+            ..regtest_miner()
+        }
+    }
+}
