@@ -23,7 +23,7 @@ use crate::pplns::{
     WindowWeights,
 };
 use crate::retarget::{median_time_past, next_required_bits, RetargetSample};
-use crate::share::Share;
+use crate::share::{Share, ShareInfo};
 use crate::target::Target;
 
 /// Most shares waiting for a missing parent or uncle.
@@ -208,15 +208,14 @@ impl ChainIndex {
         median_time_past(&times, &self.consensus)
     }
 
-    /// The credits of `share` given the index (its uncles must be connected).
-    pub fn credits_for(&self, share: &Share) -> ShareCredits {
-        let uncles: Vec<&Share> = share
-            .info
+    /// The credits of a share given the index (its uncles must be connected).
+    pub fn credits_for(&self, info: &ShareInfo) -> ShareCredits {
+        let uncles: Vec<&ShareInfo> = info
             .uncles
             .iter()
-            .filter_map(|u| self.entries.get(u).map(|e| e.share.as_ref()))
+            .filter_map(|u| self.entries.get(u).map(|e| &e.share.info))
             .collect();
-        share_credits(share, &uncles, &self.consensus)
+        share_credits(info, &uncles, &self.consensus)
     }
 
     /// The payouts of a new share with `own` credits on `parent`, whose header carries

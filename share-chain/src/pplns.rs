@@ -23,7 +23,7 @@ use ruint::aliases::U256;
 
 use crate::hash::ShareHash;
 use crate::params::ConsensusParams;
-use crate::share::Share;
+use crate::share::ShareInfo;
 use crate::target::Target;
 
 /// What one share adds to the window: `(script, weight)` credits and their sum.
@@ -37,29 +37,34 @@ pub struct ShareCredits {
 
 /// The work of a share's own share target (1 if the bits are invalid, which validation
 /// refuses before a share ever reaches the chain).
-pub fn share_work(share: &Share) -> u128 {
-    Target::from_compact(share.info.share_target_bits)
+pub fn share_work(info: &ShareInfo) -> u128 {
+    Target::from_compact(info.share_target_bits)
         .map(|t| t.work().0)
         .unwrap_or(1)
 }
 
-fn split_fee(share: &Share, amount: u128, out: &mut Vec<(Vec<u8>, u128)>) {
-    let (fee, rest) = match &share.info.fee {
+fn split_fee(info: &ShareInfo, amount: u128, out: &mut Vec<(Vec<u8>, u128)>) {
+    let (fee, rest) = match &info.fee {
         Some(fee) => {
             let f = amount * u128::from(fee.basis_points.min(10_000)) / 10_000;
             (Some((fee.script.clone(), f)), amount - f)
         }
         None => (None, amount),
     };
-    out.push((share.info.payout_script.clone(), rest));
+    out.push((info.payout_script.clone(), rest));
     if let Some((script, f)) = fee {
         out.push((script, f));
     }
 }
 
-/// The credits of `share`, given the uncle shares it includes (in its `uncles` order).
+/// The credits of a share, given the uncles it includes (in its `uncles` order). Only the
+/// share data counts, so a template's credits are known before its proof of work.
 /// Weights saturate rather than overflow: no real share chain comes near `u128::MAX`.
-pub fn share_credits(share: &Share, uncles: &[&Share], params: &ConsensusParams) -> ShareCredits {
+pub fn share_credits(
+    share: &ShareInfo,
+    uncles: &[&ShareInfo],
+    params: &ConsensusParams,
+) -> ShareCredits {
     let own = share_work(share);
     let mut weight = own;
     let mut nephew = own;
@@ -334,6 +339,7 @@ mod tests {
     use crate::params::Preset;
     use crate::share::tests::sample_share;
     use crate::share::OperatorFee;
+    use crate::share::Share;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -360,9 +366,9 @@ mod tests {
         // 0x1f00ffff has work 65537 (2^256 / (0xffff << 224 + 1), rounded down).
         let nephew = share_with(0x1f00ffff, 1, Some(1000));
         let uncle = share_with(0x1f00ffff, 2, None);
-        let w = share_work(&nephew);
+        let w = share_work(&nephew.info);
         assert_eq!(w, 65_537);
-        let c = share_credits(&nephew, &[&uncle], &p);
+        let c = share_credits(&nephew.info, &[&uncle.info], &p);
         assert_eq!(c.weight, 2 * w);
         let penalty = w * 20 / 100;
         let nephew_total = w + penalty;

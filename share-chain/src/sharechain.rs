@@ -85,7 +85,7 @@ impl ShareChain {
             corrupt: loaded.corrupt,
         };
         for record in loaded.records {
-            let credits = index.credits_for(&record.share);
+            let credits = index.credits_for(&record.share.info);
             index.insert(
                 record.share,
                 credits,

@@ -10,7 +10,6 @@ use crate::chain::ChainIndex;
 use crate::coinbase::{build_coinbase, Coinbase, Payout};
 use crate::hash::ShareHash;
 use crate::merkle::merkle_root_from_branch;
-use crate::pplns::share_credits;
 use crate::share::{BlockHeader, CoinbaseData, OperatorFee, Share, ShareInfo, SHARE_VERSION};
 use crate::target::Target;
 
@@ -138,31 +137,7 @@ impl ChainIndex {
             fee: miner.fee.clone(),
             uncles,
         };
-        let uncle_shares: Vec<_> = info
-            .uncles
-            .iter()
-            .filter_map(|u| self.get(u).map(|e| e.share.clone()))
-            .collect();
-        let uncle_refs: Vec<&Share> = uncle_shares.iter().map(|s| s.as_ref()).collect();
-        // The credits only need the share info: build them from a share shell.
-        let shell = Share {
-            header: BlockHeader {
-                version: block.version,
-                prev_block: block.prev_block,
-                merkle_root: [0; 32],
-                time: 0,
-                bits: block.bits,
-                nonce: 0,
-            },
-            info: info.clone(),
-            coinbase: CoinbaseData {
-                script_sig: Vec::new(),
-                value: block.coinbase_value,
-                witness_commitment: block.witness_commitment,
-            },
-            merkle_branch: Vec::new(),
-        };
-        let credits = share_credits(&shell, &uncle_refs, self.params());
+        let credits = self.credits_for(&info);
         let payouts = self.window_payouts(
             parent,
             &credits,

@@ -244,7 +244,7 @@ impl ChainIndex {
         }
 
         // The coinbase, rebuilt byte for byte, must be what the header commits to.
-        let credits = self.credits_for(share);
+        let credits = self.credits_for(&share.info);
         let root = self.expected_merkle_root(share, &credits);
         if root != share.header.merkle_root {
             return Err(ShareError::MerkleRootMismatch);
