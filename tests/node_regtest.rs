@@ -61,6 +61,8 @@ async fn start_pool() -> Pool {
         daemon: daemons.a.rpc_config(),
         stratum: "127.0.0.1:0".parse().unwrap(),
         fee: None,
+        p2p_listen: Vec::new(),
+        peers: Vec::new(),
     })
     .await
     .expect("node starts");

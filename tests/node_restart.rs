@@ -84,6 +84,8 @@ async fn litecoind_restart_while_mining() {
         daemon: daemons.a.rpc_config(),
         stratum: "127.0.0.1:0".parse().unwrap(),
         fee: None,
+        p2p_listen: Vec::new(),
+        peers: Vec::new(),
     })
     .await
     .expect("node starts");
