@@ -572,4 +572,34 @@ mod tests {
         assert_eq!(rounds, 4);
         assert_eq!(dest.len(), shares.len());
     }
+
+    #[tokio::test]
+    async fn gossip_verdicts_follow_the_chain() {
+        let preset = regtest_preset("[consensus]\nwindow_shares = 20\n");
+        let (_, shares) = chain(4);
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, _) = ChainHandle::open(dir.path().to_path_buf(), preset).unwrap();
+
+        let garbage = judge_gossip(&handle, vec![0xff; 7]).await;
+        assert_eq!(garbage, (Verdict::Reject(Misbehaviour::Garbage), false));
+        let first = judge_gossip(&handle, shares[0].encode()).await;
+        assert_eq!(first, (Verdict::Accept, false));
+        let again = judge_gossip(&handle, shares[0].encode()).await;
+        assert_eq!(again, (Verdict::Ignore, false));
+        // Its parent is missing: ignored (not the peer's fault), and history is wanted.
+        let orphan = judge_gossip(&handle, shares[2].encode()).await;
+        assert_eq!(orphan, (Verdict::Ignore, true));
+        // A tampered share breaks its own commitment: rejected and charged.
+        let mut forged = shares[1].clone();
+        forged.info.payout_script = vec![0x51];
+        let forged = judge_gossip(&handle, forged.encode()).await;
+        assert_eq!(forged, (Verdict::Reject(Misbehaviour::InvalidShare), false));
+        // The missing parent arrives: it connects and unblocks the orphan.
+        assert_eq!(
+            connect_bytes(&handle, shares[1].encode()).await,
+            Outcome::Connected(2)
+        );
+        let tip = handle.call(|c| c.index().best_hash()).await.unwrap();
+        assert_eq!(tip, Some(shares[2].hash()));
+    }
 }
