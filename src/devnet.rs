@@ -52,6 +52,8 @@ pub async fn run(
         daemon: daemons.a.rpc_config(),
         stratum: "127.0.0.1:0".parse().expect("a socket address"),
         fee: None,
+        p2p_listen: Vec::new(),
+        peers: Vec::new(),
     })
     .await?;
     println!(

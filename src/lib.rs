@@ -5,7 +5,8 @@
 //!   block assembly;
 //! - [`chain_service`]: the share chain on its own thread;
 //! - [`work`]: from templates to miners' work, and from solutions to shares and blocks;
-//! - [`stratum`]: the Stratum v1 server miners connect to.
+//! - [`stratum`]: the Stratum v1 server miners connect to;
+//! - [`p2p`]: the share-chain network (gossip and sync with other nodes).
 //!
 //! The `p2pool` binary (`src/main.rs`) wires these together.
 
@@ -14,6 +15,7 @@ pub mod daemon;
 pub mod devnet;
 pub mod miner;
 pub mod node;
+pub mod p2p;
 pub mod regtest;
 pub mod stratum;
 pub mod work;

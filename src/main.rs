@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use p2pool::daemon::{Auth, RpcConfig};
 use p2pool::devnet::{self, DevnetConfig};
 use p2pool::node::{Node, NodeConfig, NodeEvent};
+use p2pool_network::Multiaddr;
 use share_chain::address::address_to_script;
 use share_chain::{OperatorFee, Preset};
 use tracing::{info, warn};
@@ -55,15 +56,19 @@ struct RunArgs {
     /// Stratum listen address (default: 0.0.0.0 on the preset's port).
     #[arg(long)]
     stratum: Option<SocketAddr>,
-    /// Share-chain p2p listen multiaddr.
+    /// Share-chain p2p listen multiaddr (repeatable; default: /ip4/0.0.0.0/tcp/<preset's
+    /// p2p port>).
     #[arg(long)]
-    p2p: Option<String>,
+    p2p: Vec<Multiaddr>,
+    /// Run without the share-chain network: this node mines its own chain.
+    #[arg(long, conflicts_with_all = ["p2p", "peer"])]
+    no_p2p: bool,
     /// JSON-RPC API listen address.
     #[arg(long)]
     rpc: Option<SocketAddr>,
-    /// Share-chain peers to connect to (multiaddrs).
+    /// Share-chain peers to connect to (multiaddrs, e.g. /ip4/1.2.3.4/tcp/19338).
     #[arg(long)]
-    peer: Vec<String>,
+    peer: Vec<Multiaddr>,
     /// Operator fee in percent of the weight of shares mined through this node.
     #[arg(long, requires = "fee_address")]
     fee: Option<f64>,
@@ -171,9 +176,16 @@ async fn run(args: RunArgs) -> Result<()> {
         }
         _ => None,
     };
-    if args.p2p.is_some() || !args.peer.is_empty() {
-        warn!("the share-chain network is not wired in yet: --p2p and --peer are ignored; this node mines its own chain");
-    }
+    let p2p_listen = if args.no_p2p {
+        Vec::new()
+    } else if args.p2p.is_empty() {
+        let default: Multiaddr = format!("/ip4/0.0.0.0/tcp/{}", preset.ports.p2p)
+            .parse()
+            .context("the preset's p2p port")?;
+        vec![default]
+    } else {
+        args.p2p.clone()
+    };
     if args.rpc.is_some() {
         warn!("the JSON-RPC API is not available yet: --rpc is ignored");
     }
@@ -188,9 +200,14 @@ async fn run(args: RunArgs) -> Result<()> {
         daemon: RpcConfig::new(url, auth),
         stratum,
         fee,
+        p2p_listen,
+        peers: args.peer.clone(),
     })
     .await?;
     info!(stratum = %node.stratum_addr(), "p2pool node running; Ctrl-C stops it");
+    if let Some(p2p) = &node.p2p {
+        info!(peer_id = %p2p.local_peer_id(), listen = ?p2p.listen_addrs(), "share-chain network");
+    }
     let mut events = node.subscribe();
     loop {
         tokio::select! {

@@ -8,6 +8,9 @@
 //! - a miner's solution becomes a block submitted to litecoind at once when it meets the
 //!   block target, and a share connected to the chain when it meets the share target.
 //!
+//! With `p2p_listen` set, the node also joins the share-chain network ([`crate::p2p`]):
+//! shares it finds are gossiped, and peers' shares connect to the same chain.
+//!
 //! Each payout address gets its own coinbase (the share's own credit and the finder bonus
 //! go to it), built on demand when a connection first needs it and cached per job.
 
@@ -17,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use p2pool_network::{Multiaddr, NetworkError};
 use share_chain::address::{address_to_script, script_to_address};
 use share_chain::template::MinerPayout;
 use share_chain::{CoinParams, OperatorFee, Preset, ShareHash};
@@ -28,6 +32,7 @@ use crate::chain_service::{ChainHandle, ChainStopped, OpenError};
 use crate::daemon::rpc::{RpcClient, RpcConfig, RpcError, SubmitOutcome};
 use crate::daemon::template::BlockTemplate;
 use crate::daemon::watcher::{daemon_chain_name, DaemonState, Watcher, WatcherConfig};
+use crate::p2p::{P2p, P2pConfig};
 use crate::stratum::{
     Job, JobTemplate, ServerError, Solution, StratumConfig, StratumServer, Username, WorkSource,
 };
@@ -42,6 +47,10 @@ pub struct NodeConfig {
     pub stratum: SocketAddr,
     /// The operator's fee, taken from the weight of shares mined through this node.
     pub fee: Option<OperatorFee>,
+    /// Share-chain network listen addresses; empty: no network (a solo chain).
+    pub p2p_listen: Vec<Multiaddr>,
+    /// Share-chain peers to dial at start.
+    pub peers: Vec<Multiaddr>,
 }
 
 /// Something worth telling the operator about.
@@ -78,12 +87,16 @@ pub enum NodeError {
     Stratum(#[from] ServerError),
     #[error(transparent)]
     ChainStopped(#[from] ChainStopped),
+    #[error("share-chain network: {0}")]
+    Network(#[from] NetworkError),
 }
 
 /// A running node.
 pub struct Node {
     pub chain: ChainHandle,
     pub stratum: Arc<StratumServer<NodeWork>>,
+    /// The share-chain network, when the node listens for peers.
+    pub p2p: Option<P2p>,
     events: broadcast::Sender<NodeEvent>,
     _watcher: Watcher,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -120,6 +133,23 @@ impl Node {
         };
         let stratum =
             Arc::new(StratumServer::bind(stratum_config, &preset.coin, work.clone()).await?);
+        let (p2p, publish) = if config.p2p_listen.is_empty() {
+            (None, None)
+        } else {
+            let (publish_tx, publish_rx) = mpsc::unbounded_channel();
+            let p2p = P2p::start(
+                P2pConfig {
+                    network_id: preset.network_id(),
+                    listen: config.p2p_listen.clone(),
+                    peers: config.peers.clone(),
+                    data_dir: config.datadir.join("p2p"),
+                },
+                chain.clone(),
+                publish_rx,
+            )
+            .await?;
+            (Some(p2p), Some(publish_tx))
+        };
 
         let tasks = vec![
             tokio::spawn(feed_jobs(
@@ -135,11 +165,13 @@ impl Node {
                 rpc,
                 preset.coin.clone(),
                 events.clone(),
+                publish,
             )),
         ];
         Ok(Node {
             chain,
             stratum,
+            p2p,
             events,
             _watcher: watcher,
             tasks,
@@ -358,6 +390,7 @@ async fn handle_solutions(
     rpc: Arc<RpcClient>,
     coin: CoinParams,
     events: broadcast::Sender<NodeEvent>,
+    publish: Option<mpsc::UnboundedSender<Vec<u8>>>,
 ) {
     // Once a block on some previous block is accepted, more blocks on it are stale: they
     // are not worth a submitblock (on regtest, where nearly every hash is a block, they
@@ -413,11 +446,15 @@ async fn handle_solutions(
         }
         if solution.meets_share_target {
             let hash = share.hash();
+            let encoded = publish.as_ref().map(|_| share.encode());
             let outcome = chain.call(move |c| c.connect(share, now_secs())).await;
             match outcome {
                 Ok(Ok(connected)) => {
                     let height = connected.entries.first().map_or(0, |e| e.height);
                     info!(share = %hash, height, "share by {miner}");
+                    if let (Some(publish), Some(encoded)) = (&publish, encoded) {
+                        let _ = publish.send(encoded);
+                    }
                     let _ = events.send(NodeEvent::ShareAccepted {
                         hash,
                         height,

@@ -37,6 +37,8 @@ pub async fn start_pool() -> Pool {
         daemon: daemons.a.rpc_config(),
         stratum: "127.0.0.1:0".parse().expect("an address"),
         fee: None,
+        p2p_listen: Vec::new(),
+        peers: Vec::new(),
     })
     .await
     .expect("node starts");

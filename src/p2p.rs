@@ -1,0 +1,605 @@
+//! The node's side of the share-chain network: gossip in and out, sync answers and catch-up.
+//!
+//! `p2pool-network` moves opaque bytes; this module gives them meaning. It runs one task
+//! that drains the network's events (the network drops what a slow node leaves queued) and
+//! one sync worker that catches up from peers, serially, so a burst of orphans does not
+//! turn into a burst of identical fetches.
+//!
+//! - Gossip: each share is decoded and connected through the chain thread; the verdict
+//!   (accept, ignore, reject with a penalty) goes back to the network, which forwards only
+//!   accepted shares. An orphan is parked by the chain and its relayer asked for history.
+//! - Our own shares (from the node's solution handler) are published.
+//! - Sync answers: `GetTip` and `GetShares` from our best chain.
+//! - Catch-up: on connecting to a peer and on an orphan, ask the peer's tip and, if we lack
+//!   it, fetch batches after a locator of our best chain until we have it or nothing new
+//!   arrives.
+//!
+//! Sync starts from the chain's first share (validation needs the full PPLNS ancestry), so
+//! it only works while peers still hold the whole chain: late join past the prune depth
+//! needs a consensus change and is not attempted here.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use p2pool_network::{
+    Misbehaviour, Multiaddr, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkId,
+    PeerId, SyncRequest, SyncResponse, TipInfo, Verdict, Work,
+};
+use share_chain::chain::ChainIndex;
+use share_chain::sharechain::ChainError;
+use share_chain::{Share, ShareHash};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::chain_service::ChainHandle;
+
+/// How the share-chain network is set up.
+#[derive(Clone, Debug)]
+pub struct P2pConfig {
+    pub network_id: NetworkId,
+    /// Addresses to listen on (`/ip4/127.0.0.1/tcp/0` picks a free port).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start.
+    pub peers: Vec<Multiaddr>,
+    /// Where the node key and the peer store live.
+    pub data_dir: PathBuf,
+}
+
+/// The running network side of a node.
+pub struct P2p {
+    handle: NetworkHandle,
+    listen_addrs: Vec<Multiaddr>,
+    syncing: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The most batches one catch-up fetches before asking the peer's tip again; bounds a
+/// peer that keeps feeding shares that never reach its claimed tip.
+const MAX_BATCHES: usize = 1000;
+
+impl P2p {
+    /// Starts the network and the tasks that serve it. `own_shares` carries the encoded
+    /// shares this node found, to publish.
+    pub async fn start(
+        config: P2pConfig,
+        chain: ChainHandle,
+        own_shares: mpsc::UnboundedReceiver<Vec<u8>>,
+    ) -> Result<P2p, NetworkError> {
+        let mut net_config = NetworkConfig::new(config.network_id);
+        net_config.listen = config.listen;
+        net_config.bootstrap = config.peers;
+        net_config.data_dir = Some(config.data_dir);
+        let max_locator = net_config.limits.max_locator;
+        let batch = net_config.limits.max_shares_per_response;
+        let (handle, events) = p2pool_network::spawn(net_config).await?;
+        let status = handle.status().await?;
+        info!(
+            peer_id = %handle.local_peer_id(),
+            listen = ?status.listen_addrs,
+            "share-chain network up"
+        );
+        let syncing = Arc::new(AtomicBool::new(false));
+        let (sync_tx, sync_rx) = mpsc::unbounded_channel();
+        let sync = Syncer {
+            handle: handle.clone(),
+            chain: chain.clone(),
+            max_locator,
+            batch,
+            syncing: syncing.clone(),
+        };
+        let tasks = vec![
+            tokio::spawn(sync.run(sync_rx)),
+            tokio::spawn(serve(handle.clone(), chain, events, own_shares, sync_tx)),
+        ];
+        Ok(P2p {
+            handle,
+            listen_addrs: status.listen_addrs,
+            syncing,
+            tasks,
+        })
+    }
+
+    /// The bound listen addresses (real ports), each ending in `/p2p/<our id>` so a peer
+    /// dialing it also knows whom to expect.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.listen_addrs
+            .iter()
+            .map(|a| {
+                a.clone()
+                    .with_p2p(self.handle.local_peer_id())
+                    .unwrap_or_else(|a| a)
+            })
+            .collect()
+    }
+
+    pub fn local_peer_id(&self) -> PeerId {
+        self.handle.local_peer_id()
+    }
+
+    /// Whether a catch-up from a peer is under way.
+    pub fn is_syncing(&self) -> bool {
+        self.syncing.load(Ordering::Relaxed)
+    }
+
+    pub fn handle(&self) -> &NetworkHandle {
+        &self.handle
+    }
+}
+
+impl Drop for P2p {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Drains the network's events and publishes our own shares.
+async fn serve(
+    handle: NetworkHandle,
+    chain: ChainHandle,
+    mut events: mpsc::Receiver<NetworkEvent>,
+    mut own_shares: mpsc::UnboundedReceiver<Vec<u8>>,
+    sync: mpsc::UnboundedSender<PeerId>,
+) {
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => on_event(&handle, &chain, &sync, event).await,
+                None => return,
+            },
+            Some(share) = own_shares.recv() => {
+                match handle.publish_share(share).await {
+                    Ok(_) => debug!("share published"),
+                    Err(NetworkError::NoPeers) => debug!("no peer to publish a share to"),
+                    Err(e) => warn!(error = %e, "cannot publish a share"),
+                }
+            }
+        }
+    }
+}
+
+async fn on_event(
+    handle: &NetworkHandle,
+    chain: &ChainHandle,
+    sync: &mpsc::UnboundedSender<PeerId>,
+    event: NetworkEvent,
+) {
+    match event {
+        NetworkEvent::Listening { addr } => info!(%addr, "share-chain network listening"),
+        NetworkEvent::PeerConnected { peer, addr, .. } => {
+            info!(%peer, %addr, "peer connected");
+            let _ = sync.send(peer);
+        }
+        NetworkEvent::PeerDisconnected { peer } => debug!(%peer, "peer disconnected"),
+        NetworkEvent::PeerBanned {
+            peer,
+            reason,
+            duration,
+        } => warn!(%peer, ?reason, ?duration, "peer banned"),
+        NetworkEvent::ShareGossip {
+            peer, msg_id, data, ..
+        } => {
+            let (verdict, orphan) = judge_gossip(chain, data).await;
+            if orphan {
+                let _ = sync.send(peer);
+            }
+            if let Err(e) = handle.report_validation(msg_id, peer, verdict).await {
+                debug!(error = %e, "cannot report a verdict");
+            }
+        }
+        NetworkEvent::InboundSyncRequest {
+            peer,
+            request,
+            reply,
+        } => {
+            let answer = chain
+                .call(move |c| answer_request(c.index(), request))
+                .await;
+            match answer {
+                Ok(response) => {
+                    if !reply.send(response) {
+                        debug!(%peer, "sync request timed out before our answer");
+                    }
+                }
+                Err(_) => {
+                    let _ = reply.send(SyncResponse::Refused(
+                        p2pool_network::RefuseReason::Unavailable,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// What connecting a received share came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Connected, with this many shares (itself and the orphans it unblocked).
+    Connected(usize),
+    Duplicate,
+    Orphan,
+    /// Not valid now but not the sender's fault (a timestamp ahead of our clock).
+    Unripe,
+    Invalid,
+    Garbage,
+    /// The chain thread is gone or its store failed.
+    Unavailable,
+}
+
+async fn connect_bytes(chain: &ChainHandle, data: Vec<u8>) -> Outcome {
+    let share = match Share::decode(&data) {
+        Ok(share) => share,
+        Err(e) => {
+            debug!(error = %e, "undecodable share");
+            return Outcome::Garbage;
+        }
+    };
+    let hash = share.hash();
+    match chain.call(move |c| c.connect(share, now_secs())).await {
+        Ok(Ok(connected)) => {
+            for (h, e) in &connected.rejected {
+                debug!(share = %h, error = %e, "a waiting orphan turned out invalid");
+            }
+            Outcome::Connected(connected.entries.len())
+        }
+        Ok(Err(ChainError::Invalid(e))) => {
+            if e.is_orphan() {
+                Outcome::Orphan
+            } else if e.is_punishable() {
+                info!(share = %hash, error = %e, "invalid share from a peer");
+                Outcome::Invalid
+            } else if matches!(e, share_chain::validation::ShareError::Duplicate(_)) {
+                Outcome::Duplicate
+            } else {
+                Outcome::Unripe
+            }
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "cannot store a share");
+            Outcome::Unavailable
+        }
+        Err(_) => Outcome::Unavailable,
+    }
+}
+
+/// The verdict on a gossiped share, and whether it is an orphan (ask for history).
+async fn judge_gossip(chain: &ChainHandle, data: Vec<u8>) -> (Verdict, bool) {
+    match connect_bytes(chain, data).await {
+        Outcome::Connected(_) => (Verdict::Accept, false),
+        Outcome::Orphan => (Verdict::Ignore, true),
+        Outcome::Duplicate | Outcome::Unripe | Outcome::Unavailable => (Verdict::Ignore, false),
+        Outcome::Invalid => (Verdict::Reject(Misbehaviour::InvalidShare), false),
+        Outcome::Garbage => (Verdict::Reject(Misbehaviour::Garbage), false),
+    }
+}
+
+/// Our answer to a peer's sync request.
+fn answer_request(index: &ChainIndex, request: SyncRequest) -> SyncResponse {
+    match request {
+        SyncRequest::GetTip => SyncResponse::Tip(index.best().map(|b| TipInfo {
+            hash: b.hash,
+            height: b.height,
+            chain_work: Work(b.chain_work),
+        })),
+        SyncRequest::GetShares { locator, stop, max } => {
+            SyncResponse::Shares(shares_after(index, &locator, stop, max))
+        }
+    }
+}
+
+/// The encoded shares of our best chain after the first `locator` hash on it (from our
+/// oldest share if none is), oldest first, at most `max`, ending at `stop` if it is on the
+/// way.
+pub fn shares_after(
+    index: &ChainIndex,
+    locator: &[ShareHash],
+    stop: Option<ShareHash>,
+    max: u32,
+) -> Vec<Vec<u8>> {
+    let Some(best) = index.best() else {
+        return Vec::new();
+    };
+    let best_hash = best.hash;
+    let start = locator
+        .iter()
+        .find(|h| index.is_ancestor(h, best_hash))
+        .and_then(|h| index.get(h))
+        .map(|e| e.height + 1);
+    let start = match start {
+        Some(s) => s,
+        None => match index.ancestors(best_hash).last() {
+            Some(oldest) => oldest.height,
+            None => return Vec::new(),
+        },
+    };
+    if max == 0 || start > best.height {
+        return Vec::new();
+    }
+    let mut end = best.height.min(start.saturating_add(u64::from(max) - 1));
+    if let Some(stop) = stop.and_then(|s| index.get(&s)) {
+        if stop.height >= start && stop.height <= end && index.is_ancestor(&stop.hash, best_hash) {
+            end = stop.height;
+        }
+    }
+    let Some(last) = index.ancestor_at(best_hash, end) else {
+        return Vec::new();
+    };
+    let mut shares: Vec<Vec<u8>> = index
+        .ancestors(last.hash)
+        .take_while(|e| e.height >= start)
+        .map(|e| e.share.encode())
+        .collect();
+    shares.reverse();
+    shares
+}
+
+/// A locator of our best chain: the tip, then hashes 1, 2, 4, 8, ... shares back, and the
+/// oldest share we hold; at most `max` hashes.
+pub fn locator(index: &ChainIndex, max: usize) -> Vec<ShareHash> {
+    let Some(best) = index.best_hash() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut next_step = 0u64;
+    let mut oldest = None;
+    for (i, entry) in index.ancestors(best).enumerate() {
+        let i = i as u64;
+        oldest = Some(entry.hash);
+        if i == next_step {
+            out.push(entry.hash);
+            next_step = if i == 0 { 1 } else { i * 2 };
+        }
+    }
+    if max == 0 {
+        return Vec::new();
+    }
+    out.truncate(max);
+    if let Some(oldest) = oldest {
+        if out.last() != Some(&oldest) {
+            if out.len() == max {
+                out.pop();
+            }
+            out.push(oldest);
+        }
+    }
+    out
+}
+
+/// Catches up from peers, one at a time.
+struct Syncer {
+    handle: NetworkHandle,
+    chain: ChainHandle,
+    max_locator: usize,
+    batch: u32,
+    syncing: Arc<AtomicBool>,
+}
+
+impl Syncer {
+    async fn run(self, mut requests: mpsc::UnboundedReceiver<PeerId>) {
+        while let Some(first) = requests.recv().await {
+            // Several orphans from one peer in a row need one catch-up, not several.
+            let mut peers = vec![first];
+            let mut seen: HashSet<PeerId> = HashSet::from([first]);
+            while let Ok(peer) = requests.try_recv() {
+                if seen.insert(peer) {
+                    peers.push(peer);
+                }
+            }
+            self.syncing.store(true, Ordering::Relaxed);
+            for peer in peers {
+                if let Err(e) = self.catch_up(peer).await {
+                    debug!(%peer, error = %e, "sync with peer stopped");
+                }
+            }
+            self.syncing.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Fetches `peer`'s best chain until we hold its tip or it sends nothing new.
+    async fn catch_up(&self, peer: PeerId) -> Result<(), NetworkError> {
+        let Some(tip) = self.handle.request_tip(peer).await? else {
+            return Ok(());
+        };
+        let known = self
+            .chain
+            .call(move |c| c.index().contains(&tip.hash))
+            .await
+            .unwrap_or(true);
+        if known {
+            return Ok(());
+        }
+        info!(%peer, tip = %tip.hash, height = tip.height, "syncing from peer");
+        let (mut received, mut connected) = (0usize, 0usize);
+        let mut last: Option<ShareHash> = None;
+        for _ in 0..MAX_BATCHES {
+            let max_locator = self.max_locator;
+            let mut loc = self
+                .chain
+                .call(move |c| locator(c.index(), max_locator))
+                .await
+                .unwrap_or_default();
+            // Continue after what the peer sent last even if it is not (yet) our best chain.
+            if let Some(last) = last {
+                if !loc.contains(&last) {
+                    loc.insert(0, last);
+                    loc.truncate(self.max_locator);
+                }
+            }
+            let shares = self
+                .handle
+                .request_shares(peer, loc, Some(tip.hash), self.batch)
+                .await?;
+            if shares.is_empty() {
+                break;
+            }
+            let mut new = 0usize;
+            for data in shares {
+                received += 1;
+                if let Ok(share) = Share::decode(&data) {
+                    last = Some(share.hash());
+                }
+                match connect_bytes(&self.chain, data).await {
+                    Outcome::Connected(n) => {
+                        connected += n;
+                        new += 1;
+                    }
+                    Outcome::Orphan => new += 1,
+                    Outcome::Duplicate | Outcome::Unripe => {}
+                    Outcome::Invalid => {
+                        self.handle
+                            .penalize(peer, Misbehaviour::InvalidShare)
+                            .await?;
+                        return Ok(());
+                    }
+                    Outcome::Garbage => {
+                        self.handle.penalize(peer, Misbehaviour::Garbage).await?;
+                        return Ok(());
+                    }
+                    Outcome::Unavailable => return Ok(()),
+                }
+            }
+            let have_tip = self
+                .chain
+                .call(move |c| c.index().contains(&tip.hash))
+                .await
+                .unwrap_or(true);
+            info!(%peer, received, connected, "sync progress");
+            if have_tip || new == 0 {
+                break;
+            }
+        }
+        info!(%peer, received, connected, "sync with peer done");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use share_chain::testkit::{grow_chain, mine_share, miner, regtest_preset};
+
+    const T0: u32 = 1_700_000_000;
+
+    fn chain(n: usize) -> (ChainIndex, Vec<Share>) {
+        let mut index = ChainIndex::new(&regtest_preset("[consensus]\nwindow_shares = 20\n"));
+        let shares = grow_chain(&mut index, n, 3, T0);
+        (index, shares)
+    }
+
+    fn hashes(encoded: &[Vec<u8>]) -> Vec<ShareHash> {
+        encoded
+            .iter()
+            .map(|b| Share::decode(b).unwrap().hash())
+            .collect()
+    }
+
+    #[test]
+    fn locator_is_dense_near_the_tip_and_ends_at_the_oldest() {
+        let (index, shares) = chain(40);
+        let loc = locator(&index, 64);
+        let back = |i: usize| shares[shares.len() - 1 - i].hash();
+        let expected: Vec<ShareHash> = [0, 1, 2, 4, 8, 16, 32, 39]
+            .iter()
+            .map(|&i| back(i))
+            .collect();
+        assert_eq!(loc, expected);
+        let short = locator(&index, 3);
+        assert_eq!(short, vec![back(0), back(1), back(39)]);
+        assert!(locator(&ChainIndex::new(&regtest_preset("")), 64).is_empty());
+    }
+
+    #[test]
+    fn shares_after_follow_the_first_known_locator_hash() {
+        let (index, shares) = chain(12);
+        let all: Vec<ShareHash> = shares.iter().map(|s| s.hash()).collect();
+        // Unknown locator: from our oldest share.
+        let unknown = ShareHash([0x42; 32]);
+        assert_eq!(hashes(&shares_after(&index, &[unknown], None, 100)), all);
+        assert_eq!(hashes(&shares_after(&index, &[], None, 5)), all[..5]);
+        // The first hash we know wins, wherever it is in the locator.
+        let got = shares_after(&index, &[unknown, all[3], all[1]], None, 100);
+        assert_eq!(hashes(&got), all[4..]);
+        // Bounded by max and by stop.
+        assert_eq!(hashes(&shares_after(&index, &[all[3]], None, 2)), all[4..6]);
+        assert_eq!(
+            hashes(&shares_after(&index, &[all[3]], Some(all[7]), 100)),
+            all[4..8]
+        );
+        // Nothing after our tip.
+        assert!(shares_after(&index, &[all[11]], None, 100).is_empty());
+        assert!(shares_after(&index, &[all[3]], None, 0).is_empty());
+    }
+
+    #[test]
+    fn shares_after_a_fork_point_stay_on_the_best_chain() {
+        let (mut index, shares) = chain(6);
+        // A side branch off share 2 that stays shorter than the best chain.
+        let side = mine_share(&mut index, Some(shares[2].hash()), &miner(9), T0 + 1000);
+        let side_hash = side.hash();
+        index.connect(side, u64::from(T0 + 1000)).unwrap();
+        assert_ne!(index.best_hash(), Some(side_hash));
+        // The side share is not on our best chain: the next locator hash (share 2) is used.
+        let got = shares_after(&index, &[side_hash, shares[2].hash()], None, 100);
+        let expected: Vec<ShareHash> = shares[3..].iter().map(|s| s.hash()).collect();
+        assert_eq!(hashes(&got), expected);
+    }
+
+    #[test]
+    fn a_peer_chain_replays_into_an_empty_index() {
+        let (source, shares) = chain(30);
+        let mut dest = ChainIndex::new(&regtest_preset("[consensus]\nwindow_shares = 20\n"));
+        let mut rounds = 0;
+        while dest.best_hash() != source.best_hash() {
+            rounds += 1;
+            assert!(rounds < 10, "catch-up does not converge");
+            let loc = locator(&dest, 64);
+            for data in shares_after(&source, &loc, source.best_hash(), 8) {
+                let share = Share::decode(&data).unwrap();
+                dest.connect(share, u64::from(T0) + 10_000).unwrap();
+            }
+        }
+        assert_eq!(rounds, 4);
+        assert_eq!(dest.len(), shares.len());
+    }
+
+    #[tokio::test]
+    async fn gossip_verdicts_follow_the_chain() {
+        let preset = regtest_preset("[consensus]\nwindow_shares = 20\n");
+        let (_, shares) = chain(4);
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, _) = ChainHandle::open(dir.path().to_path_buf(), preset).unwrap();
+
+        let garbage = judge_gossip(&handle, vec![0xff; 7]).await;
+        assert_eq!(garbage, (Verdict::Reject(Misbehaviour::Garbage), false));
+        let first = judge_gossip(&handle, shares[0].encode()).await;
+        assert_eq!(first, (Verdict::Accept, false));
+        let again = judge_gossip(&handle, shares[0].encode()).await;
+        assert_eq!(again, (Verdict::Ignore, false));
+        // Its parent is missing: ignored (not the peer's fault), and history is wanted.
+        let orphan = judge_gossip(&handle, shares[2].encode()).await;
+        assert_eq!(orphan, (Verdict::Ignore, true));
+        // A tampered share breaks its own commitment: rejected and charged.
+        let mut forged = shares[1].clone();
+        forged.info.payout_script = vec![0x51];
+        let forged = judge_gossip(&handle, forged.encode()).await;
+        assert_eq!(forged, (Verdict::Reject(Misbehaviour::InvalidShare), false));
+        // The missing parent arrives: it connects and unblocks the orphan.
+        assert_eq!(
+            connect_bytes(&handle, shares[1].encode()).await,
+            Outcome::Connected(2)
+        );
+        let tip = handle.call(|c| c.index().best_hash()).await.unwrap();
+        assert_eq!(tip, Some(shares[2].hash()));
+    }
+}
