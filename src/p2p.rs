@@ -144,6 +144,10 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// How often every connected peer's tip is checked, so a missed announcement or a failed
+/// catch-up is repaired without waiting for the next share.
+const RESYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Drains the network's events and publishes our own shares.
 async fn serve(
     handle: NetworkHandle,
@@ -152,8 +156,18 @@ async fn serve(
     mut own_shares: mpsc::UnboundedReceiver<Vec<u8>>,
     sync: mpsc::UnboundedSender<PeerId>,
 ) {
+    let mut resync = tokio::time::interval(RESYNC_INTERVAL);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = resync.tick() => {
+                if let Ok(peers) = handle.peers().await {
+                    // Only peers identify confirmed to be on our network.
+                    for peer in peers.into_iter().filter(|p| p.agent_version.is_some()) {
+                        let _ = sync.send(peer.peer);
+                    }
+                }
+            }
             event = events.recv() => match event {
                 Some(event) => on_event(&handle, &chain, &sync, event).await,
                 None => return,
