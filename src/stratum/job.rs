@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use share_chain::hash::sha256d;
+use share_chain::merkle::merkle_root_from_branch;
 use share_chain::pow::pow_hash;
 use share_chain::{PowAlgorithm, Target};
 
@@ -230,16 +231,6 @@ pub fn coinbase<P>(
     tx
 }
 
-/// Folds the coinbase txid up the branch: `h = sha256d(h || b)`.
-pub fn merkle_root(coinbase_txid: [u8; 32], branch: &[[u8; 32]]) -> [u8; 32] {
-    branch.iter().fold(coinbase_txid, |h, b| {
-        let mut pair = [0u8; 64];
-        pair[..32].copy_from_slice(&h);
-        pair[32..].copy_from_slice(b);
-        sha256d(&pair)
-    })
-}
-
 /// The 80-byte header.
 pub fn header(
     version: u32,
@@ -289,7 +280,7 @@ pub fn verify<P>(
     session_target: Target,
 ) -> Verdict {
     let coinbase = coinbase(template, extranonce1, &submission.extranonce2);
-    let root = merkle_root(sha256d(&coinbase), &template.merkle_branch);
+    let root = merkle_root_from_branch(sha256d(&coinbase), &template.merkle_branch);
     let header = header(
         version,
         &template.prev_hash,
@@ -434,7 +425,7 @@ mod tests {
             sha256d(&v)
         };
         let branch = [leaves[1], pair(&leaves[2], &leaves[3])];
-        let root = merkle_root(leaves[0], &branch);
+        let root = merkle_root_from_branch(leaves[0], &branch);
         let expected = bitcoin::merkle_tree::calculate_root(
             leaves
                 .iter()
@@ -480,7 +471,7 @@ mod tests {
             v.coinbase,
             [1, 2, 3, 0xaa, 0xbb, 0xcc, 0xdd, 1, 2, 3, 4, 4, 5]
         );
-        let root = merkle_root(sha256d(&v.coinbase), &t.merkle_branch);
+        let root = merkle_root_from_branch(sha256d(&v.coinbase), &t.merkle_branch);
         assert_eq!(&v.header[36..68], &root);
         assert_eq!(&v.header[76..80], &42u32.to_le_bytes());
         assert_eq!(v.pow_hash, pow_hash(PowAlgorithm::Scrypt, &v.header));
