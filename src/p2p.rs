@@ -9,14 +9,19 @@
 //!   (accept, ignore, reject with a penalty) goes back to the network, which forwards only
 //!   accepted shares. An orphan is parked by the chain and its relayer asked for history.
 //! - Our own shares (from the node's solution handler) are published.
-//! - Sync answers: `GetTip` and `GetShares` from our best chain.
-//! - Catch-up: on connecting to a peer and on an orphan, ask the peer's tip and, if we lack
-//!   it, fetch batches after a locator of our best chain until we have it or nothing new
-//!   arrives.
+//! - Sync answers: `GetTip` and `GetShares` from our best chain, `GetSharesByHash` from
+//!   any share we hold.
+//! - Catch-up: on connecting to a peer, on an orphan and every 5 s, ask the peer's tip and,
+//!   if we lack it, fetch batches after a locator of our best chain until we have it or
+//!   nothing new arrives. Then fetch by hash what the orphan pool still waits for (a missed
+//!   uncle or side branch, which the best-chain batches never carry).
+//! - Joining: when the peer's answer does not build on anything we hold (it pruned the
+//!   history we share, or we have none), the whole chain it holds is fetched with the
+//!   uncles it names and joined through [`ShareChain::join`](share_chain::sharechain::ShareChain::join):
+//!   the bottom is taken as a base, everything above is validated in full.
 //!
-//! Sync starts from the chain's first share (validation needs the full PPLNS ancestry), so
-//! it only works while peers still hold the whole chain: late join past the prune depth
-//! needs a consensus change and is not attempted here.
+//! The sync state ([`SyncState`]) tells the node whether to serve miners: alone (no peers:
+//! a lone node mines its own chain), syncing, or synced.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -29,9 +34,10 @@ use p2pool_network::{
     PeerId, SyncRequest, SyncResponse, TipInfo, Verdict, Work,
 };
 use share_chain::chain::ChainIndex;
+use share_chain::join::{base_len, PeerChain};
 use share_chain::sharechain::ChainError;
 use share_chain::{Share, ShareHash};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -49,11 +55,55 @@ pub struct P2pConfig {
     pub data_dir: PathBuf,
 }
 
+/// Where the node stands with the share-chain network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncState {
+    /// No peer: the node mines its own chain.
+    Alone,
+    /// Catching up from a peer: `received` shares of a catch-up that needs several
+    /// batches, or of a chain being joined (which needs at least `needed`).
+    Syncing {
+        peer: PeerId,
+        received: usize,
+        needed: Option<usize>,
+    },
+    /// Holding the tip of every peer we asked (or as close as they let us get).
+    Synced,
+}
+
+impl SyncState {
+    /// Whether miners may be given work on our chain now.
+    pub fn may_serve(&self) -> bool {
+        !matches!(self, SyncState::Syncing { .. })
+    }
+}
+
+impl std::fmt::Display for SyncState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncState::Alone => write!(f, "alone (no peers)"),
+            SyncState::Synced => write!(f, "synced"),
+            SyncState::Syncing {
+                peer,
+                received,
+                needed: Some(needed),
+            } => write!(
+                f,
+                "joining the share chain from {peer}: {received} shares of at least {needed}"
+            ),
+            SyncState::Syncing { peer, received, .. } => {
+                write!(f, "syncing from {peer}: {received} shares received")
+            }
+        }
+    }
+}
+
 /// The running network side of a node.
 pub struct P2p {
     handle: NetworkHandle,
     listen_addrs: Vec<Multiaddr>,
     syncing: Arc<AtomicBool>,
+    state: watch::Receiver<SyncState>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -83,22 +133,38 @@ impl P2p {
             "share-chain network up"
         );
         let syncing = Arc::new(AtomicBool::new(false));
+        let (state_tx, state) = watch::channel(SyncState::Alone);
+        let state_tx = Arc::new(state_tx);
+        let base = chain
+            .call(|c| base_len(c.index().params()))
+            .await
+            .unwrap_or(0);
         let (sync_tx, sync_rx) = mpsc::unbounded_channel();
         let sync = Syncer {
             handle: handle.clone(),
             chain: chain.clone(),
             max_locator,
             batch,
+            base_len: base,
             syncing: syncing.clone(),
+            state: state_tx.clone(),
         };
         let tasks = vec![
             tokio::spawn(sync.run(sync_rx)),
-            tokio::spawn(serve(handle.clone(), chain, events, own_shares, sync_tx)),
+            tokio::spawn(serve(
+                handle.clone(),
+                chain,
+                events,
+                own_shares,
+                sync_tx,
+                state_tx,
+            )),
         ];
         Ok(P2p {
             handle,
             listen_addrs: status.listen_addrs,
             syncing,
+            state,
             tasks,
         })
     }
@@ -120,9 +186,14 @@ impl P2p {
         self.handle.local_peer_id()
     }
 
-    /// Whether a catch-up from a peer is under way.
+    /// Whether a catch-up from a peer is under way (of any size).
     pub fn is_syncing(&self) -> bool {
         self.syncing.load(Ordering::Relaxed)
+    }
+
+    /// The sync state, kept up to date (see [`SyncState::may_serve`]).
+    pub fn sync_state(&self) -> watch::Receiver<SyncState> {
+        self.state.clone()
     }
 
     pub fn handle(&self) -> &NetworkHandle {
@@ -155,6 +226,7 @@ async fn serve(
     mut events: mpsc::Receiver<NetworkEvent>,
     mut own_shares: mpsc::UnboundedReceiver<Vec<u8>>,
     sync: mpsc::UnboundedSender<PeerId>,
+    state: Arc<watch::Sender<SyncState>>,
 ) {
     let mut resync = tokio::time::interval(RESYNC_INTERVAL);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -169,7 +241,7 @@ async fn serve(
                 }
             }
             event = events.recv() => match event {
-                Some(event) => on_event(&handle, &chain, &sync, event).await,
+                Some(event) => on_event(&handle, &chain, &sync, &state, event).await,
                 None => return,
             },
             Some(share) = own_shares.recv() => {
@@ -187,15 +259,29 @@ async fn on_event(
     handle: &NetworkHandle,
     chain: &ChainHandle,
     sync: &mpsc::UnboundedSender<PeerId>,
+    state: &watch::Sender<SyncState>,
     event: NetworkEvent,
 ) {
     match event {
         NetworkEvent::Listening { addr } => info!(%addr, "share-chain network listening"),
         NetworkEvent::PeerConnected { peer, addr, .. } => {
             info!(%peer, %addr, "peer connected");
+            // A first peer: hold miners until we know whether its chain is ahead.
+            set_state(state, |s| {
+                (*s == SyncState::Alone).then_some(SyncState::Syncing {
+                    peer,
+                    received: 0,
+                    needed: None,
+                })
+            });
             let _ = sync.send(peer);
         }
-        NetworkEvent::PeerDisconnected { peer } => debug!(%peer, "peer disconnected"),
+        NetworkEvent::PeerDisconnected { peer } => {
+            debug!(%peer, "peer disconnected");
+            if handle.peers().await.is_ok_and(|p| p.is_empty()) {
+                set_state(state, |_| Some(SyncState::Alone));
+            }
+        }
         NetworkEvent::PeerBanned {
             peer,
             reason,
@@ -252,13 +338,16 @@ enum Outcome {
 }
 
 async fn connect_bytes(chain: &ChainHandle, data: Vec<u8>) -> Outcome {
-    let share = match Share::decode(&data) {
-        Ok(share) => share,
+    match Share::decode(&data) {
+        Ok(share) => connect_share(chain, share).await,
         Err(e) => {
             debug!(error = %e, "undecodable share");
-            return Outcome::Garbage;
+            Outcome::Garbage
         }
-    };
+    }
+}
+
+async fn connect_share(chain: &ChainHandle, share: Share) -> Outcome {
     let hash = share.hash();
     match chain.call(move |c| c.connect(share, now_secs())).await {
         Ok(Ok(connected)) => {
@@ -309,7 +398,32 @@ fn answer_request(index: &ChainIndex, request: SyncRequest) -> SyncResponse {
         SyncRequest::GetShares { locator, stop, max } => {
             SyncResponse::Shares(shares_after(index, &locator, stop, max))
         }
+        SyncRequest::GetSharesByHash { hashes } => SyncResponse::Shares(
+            hashes
+                .iter()
+                .filter_map(|h| index.get(h))
+                .map(|e| e.share.encode())
+                .collect(),
+        ),
     }
+}
+
+/// Changes the sync state if `change` says so, logging each transition once.
+fn set_state(
+    state: &watch::Sender<SyncState>,
+    change: impl FnOnce(&SyncState) -> Option<SyncState>,
+) {
+    state.send_if_modified(|current| match change(current) {
+        Some(next) if next != *current => {
+            let announce = std::mem::discriminant(&next) != std::mem::discriminant(current);
+            *current = next;
+            if announce {
+                info!(state = %current, "share-chain sync state");
+            }
+            true
+        }
+        _ => false,
+    });
 }
 
 /// The encoded shares of our best chain after the first `locator` hash on it (from our
@@ -390,13 +504,31 @@ pub fn locator(index: &ChainIndex, max: usize) -> Vec<ShareHash> {
     out
 }
 
+/// The most shares a join accumulates: a peer keeps about `base_len` plus a margin; far
+/// more means it is feeding us a chain that never ends.
+fn max_join_run(base_len: usize) -> usize {
+    base_len * 2 + 4096
+}
+
+/// How many rounds of by-hash fetches one catch-up makes for what the orphan pool waits
+/// for (a fetched share may itself wait for another).
+const MISSING_ROUNDS: usize = 8;
+
 /// Catches up from peers, one at a time.
 struct Syncer {
     handle: NetworkHandle,
     chain: ChainHandle,
     max_locator: usize,
     batch: u32,
+    base_len: usize,
     syncing: Arc<AtomicBool>,
+    state: Arc<watch::Sender<SyncState>>,
+}
+
+/// What a catch-up received: shares it connected, or a chain to join.
+enum Fetched {
+    Connected,
+    Join(Vec<Share>),
 }
 
 impl Syncer {
@@ -417,53 +549,138 @@ impl Syncer {
                 }
             }
             self.syncing.store(false, Ordering::Relaxed);
+            // Every peer we were asked about has been tried: serve again. (A peer that
+            // refuses or fails cannot hold our miners hostage.)
+            set_state(&self.state, |s| {
+                matches!(s, SyncState::Syncing { .. }).then_some(SyncState::Synced)
+            });
         }
     }
 
-    /// Fetches `peer`'s best chain until we hold its tip or it sends nothing new.
+    /// Most hashes in one `GetSharesByHash`.
+    fn by_hash_max(&self) -> usize {
+        self.max_locator.min(self.batch as usize).max(1)
+    }
+
+    fn progress(&self, peer: PeerId, received: usize, needed: Option<usize>) {
+        set_state(&self.state, |_| {
+            Some(SyncState::Syncing {
+                peer,
+                received,
+                needed,
+            })
+        });
+    }
+
+    /// Fetches `peer`'s best chain until we hold its tip or it sends nothing new, joining it
+    /// if it does not build on ours; then fetches what our orphans wait for.
     async fn catch_up(&self, peer: PeerId) -> Result<(), NetworkError> {
-        let Some(tip) = self.handle.request_tip(peer).await? else {
-            return Ok(());
-        };
-        let known = self
-            .chain
-            .call(move |c| c.index().contains(&tip.hash))
-            .await
-            .unwrap_or(true);
-        if known {
-            return Ok(());
+        if let Some(tip) = self.handle.request_tip(peer).await? {
+            let known = self
+                .chain
+                .call(move |c| c.index().contains(&tip.hash))
+                .await
+                .unwrap_or(true);
+            if !known {
+                info!(%peer, tip = %tip.hash, height = tip.height, "syncing from peer");
+                if let Fetched::Join(run) = self.fetch_chain(peer, tip.hash).await? {
+                    self.join(peer, run).await?;
+                }
+            }
         }
-        info!(%peer, tip = %tip.hash, height = tip.height, "syncing from peer");
+        self.fetch_missing(peer).await
+    }
+
+    /// Batches of `peer`'s best chain up to `tip`, connected as they come; or, if the first
+    /// batch does not build on anything we hold, the whole chain, for [`Self::join`].
+    async fn fetch_chain(&self, peer: PeerId, tip: ShareHash) -> Result<Fetched, NetworkError> {
         let (mut received, mut connected) = (0usize, 0usize);
         let mut last: Option<ShareHash> = None;
-        for _ in 0..MAX_BATCHES {
-            let max_locator = self.max_locator;
-            let mut loc = self
-                .chain
-                .call(move |c| locator(c.index(), max_locator))
-                .await
-                .unwrap_or_default();
-            // Continue after what the peer sent last even if it is not (yet) our best chain.
-            if let Some(last) = last {
-                if !loc.contains(&last) {
-                    loc.insert(0, last);
-                    loc.truncate(self.max_locator);
+        let mut run: Vec<Share> = Vec::new();
+        for round in 0..MAX_BATCHES {
+            let loc = match last {
+                // Joining: the peer continues after the last share it sent.
+                Some(last) if !run.is_empty() => vec![last],
+                _ => {
+                    let max_locator = self.max_locator;
+                    let mut loc = self
+                        .chain
+                        .call(move |c| locator(c.index(), max_locator))
+                        .await
+                        .unwrap_or_default();
+                    // Continue after what the peer sent last even if it is not (yet) our
+                    // best chain.
+                    if let Some(last) = last {
+                        if !loc.contains(&last) {
+                            loc.insert(0, last);
+                            loc.truncate(self.max_locator);
+                        }
+                    }
+                    loc
                 }
-            }
-            let shares = self
+            };
+            let batch = self
                 .handle
-                .request_shares(peer, loc, Some(tip.hash), self.batch)
+                .request_shares(peer, loc, Some(tip), self.batch)
                 .await?;
-            if shares.is_empty() {
+            if batch.is_empty() {
                 break;
             }
-            let mut new = 0usize;
-            for data in shares {
-                received += 1;
-                if let Ok(share) = Share::decode(&data) {
-                    last = Some(share.hash());
+            let mut shares = Vec::with_capacity(batch.len());
+            for data in batch {
+                match Share::decode(&data) {
+                    Ok(share) => shares.push(share),
+                    Err(e) => {
+                        debug!(%peer, error = %e, "undecodable share in a sync batch");
+                        self.handle.penalize(peer, Misbehaviour::Garbage).await?;
+                        return Ok(Fetched::Connected);
+                    }
                 }
-                match connect_bytes(&self.chain, data).await {
+            }
+            received += shares.len();
+            last = shares.last().map(Share::hash);
+            if round == 0 && run.is_empty() {
+                let parent = shares[0].info.prev_share;
+                let builds_on_ours = parent.is_zero()
+                    || self
+                        .chain
+                        .call(move |c| c.index().contains(&parent))
+                        .await
+                        .unwrap_or(true);
+                if !builds_on_ours {
+                    info!(
+                        %peer,
+                        needed = self.base_len + 1,
+                        "the peer's chain does not build on ours: fetching it whole to join"
+                    );
+                    run = shares;
+                    self.progress(peer, received, Some(self.base_len + 1));
+                    continue;
+                }
+            } else if !run.is_empty() {
+                if run.last().map(Share::hash) != Some(shares[0].info.prev_share) {
+                    // The peer's best chain moved under us: join what we have, if enough.
+                    debug!(%peer, "the peer's chain changed while we fetched it");
+                    break;
+                }
+                run.extend(shares);
+                self.progress(peer, received, Some(self.base_len + 1));
+                if run.len() > max_join_run(self.base_len) {
+                    warn!(%peer, shares = run.len(), "the peer's chain does not end; not joining it");
+                    return Ok(Fetched::Connected);
+                }
+                if last == Some(tip) {
+                    break;
+                }
+                continue;
+            }
+            if round > 0 {
+                // More than one batch behind: not synced until this is done.
+                self.progress(peer, received, None);
+            }
+            let mut new = 0usize;
+            for share in shares {
+                match connect_share(&self.chain, share).await {
                     Outcome::Connected(n) => {
                         connected += n;
                         new += 1;
@@ -474,18 +691,18 @@ impl Syncer {
                         self.handle
                             .penalize(peer, Misbehaviour::InvalidShare)
                             .await?;
-                        return Ok(());
+                        return Ok(Fetched::Connected);
                     }
                     Outcome::Garbage => {
                         self.handle.penalize(peer, Misbehaviour::Garbage).await?;
-                        return Ok(());
+                        return Ok(Fetched::Connected);
                     }
-                    Outcome::Unavailable => return Ok(()),
+                    Outcome::Unavailable => return Ok(Fetched::Connected),
                 }
             }
             let have_tip = self
                 .chain
-                .call(move |c| c.index().contains(&tip.hash))
+                .call(move |c| c.index().contains(&tip))
                 .await
                 .unwrap_or(true);
             info!(%peer, received, connected, "sync progress");
@@ -493,7 +710,113 @@ impl Syncer {
                 break;
             }
         }
-        info!(%peer, received, connected, "sync with peer done");
+        if run.is_empty() {
+            info!(%peer, received, connected, "sync with peer done");
+            Ok(Fetched::Connected)
+        } else {
+            Ok(Fetched::Join(run))
+        }
+    }
+
+    /// Fetches the uncles `run` names and joins the chain through the chain thread.
+    async fn join(&self, peer: PeerId, run: Vec<Share>) -> Result<(), NetworkError> {
+        let in_run: HashSet<ShareHash> = run.iter().map(Share::hash).collect();
+        let mut wanted: Vec<ShareHash> = run
+            .iter()
+            .flat_map(|s| s.info.uncles.iter().copied())
+            .filter(|u| !in_run.contains(u))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut uncles = Vec::new();
+        for chunk in wanted.chunks(self.by_hash_max()) {
+            for data in self
+                .handle
+                .request_shares_by_hash(peer, chunk.to_vec())
+                .await?
+            {
+                match Share::decode(&data) {
+                    Ok(share) => uncles.push(share),
+                    Err(_) => {
+                        self.handle.penalize(peer, Misbehaviour::Garbage).await?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let (len, uncle_count) = (run.len(), uncles.len());
+        let chain = PeerChain { run, uncles };
+        let result = self.chain.call(move |c| c.join(chain, now_secs())).await;
+        match result {
+            Ok(Ok(joined)) => info!(
+                %peer,
+                shares = len,
+                uncles = uncle_count,
+                base = joined.base,
+                validated = joined.validated,
+                tip = %joined.tip,
+                "joined the peer's share chain"
+            ),
+            Ok(Err(ChainError::Join(e))) if e.is_punishable() => {
+                warn!(%peer, error = %e, "the peer's chain is invalid");
+                self.handle
+                    .penalize(peer, Misbehaviour::InvalidShare)
+                    .await?;
+            }
+            Ok(Err(e)) => info!(%peer, error = %e, "not joining the peer's chain"),
+            Err(_) => debug!("the chain thread is gone"),
+        }
+        Ok(())
+    }
+
+    /// Asks `peer` for the shares our orphans wait for (parents and uncles), a batch at a
+    /// time, while that brings new shares.
+    async fn fetch_missing(&self, peer: PeerId) -> Result<(), NetworkError> {
+        for _ in 0..MISSING_ROUNDS {
+            let batch = self.by_hash_max();
+            let missing = self
+                .chain
+                .call(move |c| {
+                    let mut m = c.index().missing();
+                    m.sort();
+                    m.truncate(batch);
+                    m
+                })
+                .await
+                .unwrap_or_default();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            let shares = self.handle.request_shares_by_hash(peer, missing).await?;
+            if shares.is_empty() {
+                return Ok(());
+            }
+            let mut connected = 0;
+            for data in shares {
+                match connect_bytes(&self.chain, data).await {
+                    Outcome::Connected(n) => connected += n,
+                    Outcome::Invalid => {
+                        return self
+                            .handle
+                            .penalize(peer, Misbehaviour::InvalidShare)
+                            .await
+                            .map(drop);
+                    }
+                    Outcome::Garbage => {
+                        return self
+                            .handle
+                            .penalize(peer, Misbehaviour::Garbage)
+                            .await
+                            .map(drop);
+                    }
+                    _ => {}
+                }
+            }
+            debug!(%peer, connected, "fetched missing shares");
+            if connected == 0 {
+                return Ok(());
+            }
+        }
         Ok(())
     }
 }

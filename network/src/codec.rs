@@ -11,6 +11,7 @@
 //! request  = 0x00                                           GetTip
 //!          | 0x01 n:u16 hash[32]*n flag:u8 [stop:hash[32] if flag=1] max:u32
 //!                                                           GetShares
+//!          | 0x02 n:u16 hash[32]*n                          GetSharesByHash
 //! response = 0x00 flag:u8 [hash[32] height:u64 work:u128 if flag=1]
 //!                                                           Tip (flag 0 = no chain yet)
 //!          | 0x01 n:u32 (len:u32 bytes[len])*n              Shares
@@ -42,6 +43,10 @@ pub enum SyncRequest {
         stop: Option<ShareHash>,
         max: u32,
     },
+    /// "Send me these shares, those you have, in this order." For what the orphan pool
+    /// waits for (a missed parent or uncle, including side branches that `GetShares`,
+    /// which follows the best chain, never sends). At most `max_locator` hashes.
+    GetSharesByHash { hashes: Vec<ShareHash> },
 }
 
 /// The answer to [`SyncRequest::GetTip`] when the responder has a chain.
@@ -115,6 +120,8 @@ pub enum CodecError {
     UnknownRefuseReason(u8),
     #[error("locator of {len} hashes exceeds the limit of {max}")]
     LocatorTooLong { len: usize, max: usize },
+    #[error("{len} requested hashes exceed the limit of {max}")]
+    TooManyHashes { len: usize, max: usize },
     #[error("{count} shares exceed the limit of {max}")]
     TooManyShares { count: u64, max: u64 },
     #[error("share of {len} bytes exceeds the limit of {max}")]
@@ -128,6 +135,7 @@ impl CodecError {
             self,
             CodecError::Oversized { .. }
                 | CodecError::LocatorTooLong { .. }
+                | CodecError::TooManyHashes { .. }
                 | CodecError::TooManyShares { .. }
                 | CodecError::ShareTooLarge { .. }
         )
@@ -148,12 +156,14 @@ impl From<CodecError> for io::Error {
 
 const REQ_GET_TIP: u8 = 0x00;
 const REQ_GET_SHARES: u8 = 0x01;
+const REQ_GET_SHARES_BY_HASH: u8 = 0x02;
 const RESP_TIP: u8 = 0x00;
 const RESP_SHARES: u8 = 0x01;
 const RESP_REFUSED: u8 = 0x02;
 
 /// The largest request body `limits` allow (a GetShares with a full locator and a stop).
 pub fn max_request_len(limits: &SyncLimits) -> u64 {
+    // A GetSharesByHash list is bounded like a locator, so a GetShares is the largest.
     1 + 2 + 32 * limits.max_locator as u64 + 1 + 32 + 4
 }
 
@@ -194,6 +204,26 @@ pub fn encode_request(req: &SyncRequest, limits: &SyncLimits) -> Result<Vec<u8>,
             }
             out.extend_from_slice(&max.to_be_bytes());
         }
+        SyncRequest::GetSharesByHash { hashes } => {
+            let max = limits
+                .max_locator
+                .min(limits.max_shares_per_response as usize);
+            if hashes.len() > max {
+                return Err(CodecError::TooManyHashes {
+                    len: hashes.len(),
+                    max,
+                });
+            }
+            let n = u16::try_from(hashes.len()).map_err(|_| CodecError::TooManyHashes {
+                len: hashes.len(),
+                max: usize::from(u16::MAX),
+            })?;
+            out.push(REQ_GET_SHARES_BY_HASH);
+            out.extend_from_slice(&n.to_be_bytes());
+            for h in hashes {
+                out.extend_from_slice(h.as_bytes());
+            }
+        }
     }
     Ok(out)
 }
@@ -222,6 +252,20 @@ pub fn decode_request(body: &[u8], limits: &SyncLimits) -> Result<SyncRequest, C
             };
             let max = r.u32()?;
             SyncRequest::GetShares { locator, stop, max }
+        }
+        REQ_GET_SHARES_BY_HASH => {
+            let n = usize::from(r.u16()?);
+            let max = limits
+                .max_locator
+                .min(limits.max_shares_per_response as usize);
+            if n > max {
+                return Err(CodecError::TooManyHashes { len: n, max });
+            }
+            let mut hashes = Vec::with_capacity(n);
+            for _ in 0..n {
+                hashes.push(ShareHash(r.array()?));
+            }
+            SyncRequest::GetSharesByHash { hashes }
         }
         other => return Err(CodecError::UnknownTag(other)),
     };
@@ -502,6 +546,10 @@ mod tests {
                 stop: Some(hash(9)),
                 max: u32::MAX,
             },
+            SyncRequest::GetSharesByHash { hashes: vec![] },
+            SyncRequest::GetSharesByHash {
+                hashes: vec![hash(5), hash(6), hash(7)],
+            },
         ] {
             let body = encode_request(&req, &l).unwrap();
             assert!(body.len() as u64 <= max_request_len(&l));
@@ -543,6 +591,13 @@ mod tests {
         assert_eq!(
             encode_request(&long, &l),
             Err(CodecError::LocatorTooLong { len: 5, max: 4 })
+        );
+        let hashes = SyncRequest::GetSharesByHash {
+            hashes: vec![hash(1); 4],
+        };
+        assert_eq!(
+            encode_request(&hashes, &l),
+            Err(CodecError::TooManyHashes { len: 4, max: 3 })
         );
         let many = SyncResponse::Shares(vec![vec![]; 4]);
         assert!(matches!(

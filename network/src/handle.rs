@@ -228,7 +228,8 @@ impl NetworkHandle {
 
     /// Sends a sync request and waits for the answer (up to the request timeout). The answer
     /// is checked to match the request: a `Tip` or `Refused` for `GetTip`; `Shares` (at most
-    /// `max`) or `Refused` for `GetShares`. A mismatch is charged to the peer and an error.
+    /// `max`) or `Refused` for `GetShares`; `Shares` (at most as many as asked) or `Refused`
+    /// for `GetSharesByHash`. A mismatch is charged to the peer and an error.
     pub async fn request(
         &self,
         peer: PeerId,
@@ -262,6 +263,23 @@ impl NetworkHandle {
     ) -> Result<Vec<Vec<u8>>, NetworkError> {
         match self
             .request(peer, SyncRequest::GetShares { locator, stop, max })
+            .await?
+        {
+            SyncResponse::Shares(shares) => Ok(shares),
+            SyncResponse::Refused(reason) => Err(NetworkError::Refused(reason)),
+            SyncResponse::Tip(_) => Err(NetworkError::UnexpectedResponse),
+        }
+    }
+
+    /// The shares with these hashes that the peer holds (at most `max_locator` hashes,
+    /// and `max_shares_per_response`), in the order asked, missing ones left out.
+    pub async fn request_shares_by_hash(
+        &self,
+        peer: PeerId,
+        hashes: Vec<ShareHash>,
+    ) -> Result<Vec<Vec<u8>>, NetworkError> {
+        match self
+            .request(peer, SyncRequest::GetSharesByHash { hashes })
             .await?
         {
             SyncResponse::Shares(shares) => Ok(shares),

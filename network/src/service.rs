@@ -403,6 +403,7 @@ impl Service {
         let max_shares = match &request {
             SyncRequest::GetTip => None,
             SyncRequest::GetShares { max, .. } => Some(*max),
+            SyncRequest::GetSharesByHash { hashes } => Some(hashes.len() as u32),
         };
         let id = self
             .swarm
@@ -704,6 +705,16 @@ impl Service {
                 SyncResponse::Shares(shares)
             }
             (SyncRequest::GetShares { .. }, Some(r @ SyncResponse::Refused(_))) => r,
+            (SyncRequest::GetSharesByHash { hashes }, Some(SyncResponse::Shares(mut shares))) => {
+                let keep = shares
+                    .iter()
+                    .take(hashes.len())
+                    .take_while(|s| s.len() <= limits.max_share_size)
+                    .count();
+                shares.truncate(keep);
+                SyncResponse::Shares(shares)
+            }
+            (SyncRequest::GetSharesByHash { .. }, Some(r @ SyncResponse::Refused(_))) => r,
             (req, Some(resp)) => {
                 warn!(
                     ?req,

@@ -102,6 +102,23 @@ impl ChainIndex {
         }
     }
 
+    /// An index with no shares and the same network parameters.
+    pub(crate) fn empty_like(&self) -> ChainIndex {
+        ChainIndex {
+            consensus: self.consensus.clone(),
+            pow: self.pow,
+            network_id: self.network_id,
+            max_share_target: self.max_share_target,
+            max_money: self.max_money,
+            entries: HashMap::new(),
+            children: HashMap::new(),
+            best: None,
+            next_seq: 0,
+            window: Window::default(),
+            orphans: OrphanPool::new(ORPHAN_CAPACITY),
+        }
+    }
+
     pub fn params(&self) -> &ConsensusParams {
         &self.consensus
     }
@@ -120,6 +137,11 @@ impl ChainIndex {
 
     pub fn get(&self, hash: &ShareHash) -> Option<&ChainEntry> {
         self.entries.get(hash)
+    }
+
+    /// Every connected share, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &ChainEntry> {
+        self.entries.values()
     }
 
     pub fn contains(&self, hash: &ShareHash) -> bool {

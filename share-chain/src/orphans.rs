@@ -66,6 +66,16 @@ impl OrphanPool {
         true
     }
 
+    /// Empties the pool, returning every share it held.
+    pub fn take_all(&mut self) -> Vec<Share> {
+        self.held.clear();
+        self.order.clear();
+        self.waiting
+            .drain()
+            .flat_map(|(_, list)| list.into_iter().map(|(_, share)| share))
+            .collect()
+    }
+
     /// Takes every share that was waiting for `arrived`.
     pub fn take_waiting_for(&mut self, arrived: &ShareHash) -> Vec<Share> {
         let Some(list) = self.waiting.remove(arrived) else {

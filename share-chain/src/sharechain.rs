@@ -12,7 +12,8 @@ use std::path::Path;
 use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::chain::ChainIndex;
+use crate::chain::{ChainEntry, ChainIndex};
+use crate::join::{JoinError, Joined, PeerChain};
 use crate::params::Preset;
 use crate::share::Share;
 use crate::store::{ShareStore, StoreError, StoredShare};
@@ -29,6 +30,8 @@ pub enum ChainError {
     Invalid(#[from] ShareError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Join(#[from] JoinError),
     #[error(
         "the share store belongs to network {found}, not {expected}; use another data directory"
     )]
@@ -124,22 +127,39 @@ impl ShareChain {
     /// connected share before returning.
     pub fn connect(&mut self, share: Share, now: u64) -> Result<Connected, ChainError> {
         let connected = self.index.connect(share, now)?;
-        let records: Vec<StoredShare> = connected
-            .entries
-            .iter()
-            .map(|e| StoredShare {
-                seq: e.seq,
-                height: e.height,
-                chain_work: e.chain_work,
-                share: (*e.share).clone(),
-            })
-            .collect();
+        let records: Vec<StoredShare> = connected.entries.iter().map(record).collect();
         self.store.put_batch(&records)?;
         self.connects_since_prune += records.len() as u64;
         if self.connects_since_prune >= PRUNE_EVERY {
             self.prune()?;
         }
         Ok(connected)
+    }
+
+    /// Joins a peer's chain whose beginning is pruned (see [`crate::join`]): on success the
+    /// joined chain replaces ours in memory and on disk, in one atomic write, and the
+    /// orphans we held are tried on it.
+    pub fn join(&mut self, peer: PeerChain, now: u64) -> Result<Joined, ChainError> {
+        let (mut joined, report) = self.index.join(peer, now)?;
+        let mut entries: Vec<&ChainEntry> = joined.entries().collect();
+        entries.sort_by_key(|e| e.seq);
+        let records: Vec<StoredShare> = entries.into_iter().map(record).collect();
+        let old: Vec<_> = self.index.entries().map(|e| e.hash).collect();
+        self.store.replace(&old, &records)?;
+        let orphans = self.index.orphans.take_all();
+        std::mem::swap(&mut self.index, &mut joined);
+        info!(
+            base = report.base,
+            validated = report.validated,
+            tip = %report.tip,
+            replaced = old.len(),
+            "joined the network's share chain"
+        );
+        for orphan in orphans {
+            // Most are already in the joined chain; the rest wait or fail as usual.
+            let _ = self.connect(orphan, now);
+        }
+        Ok(report)
     }
 
     /// Drops shares too deep to matter, from memory and disk. Returns how many.
@@ -153,10 +173,19 @@ impl ShareChain {
     }
 }
 
+fn record(e: &ChainEntry) -> StoredShare {
+    StoredShare {
+        seq: e.seq,
+        height: e.height,
+        chain_work: e.chain_work,
+        share: (*e.share).clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{block_context, grow_chain, miner, regtest_preset};
+    use crate::testkit::{block_context, grow_chain, mine_share, miner, regtest_preset, served};
 
     const T0: u32 = 1_700_000_000;
 
@@ -192,6 +221,51 @@ mod tests {
             .unwrap()
             .payouts;
         assert_eq!(again_payouts, payouts);
+    }
+
+    #[test]
+    fn a_joined_chain_replaces_ours_and_survives_a_restart() {
+        let preset = regtest_preset("[consensus]\nwindow_shares = 20\n");
+        let peer_dir = tempfile::tempdir().unwrap();
+        let (mut peer, _) = ShareChain::open(peer_dir.path(), &preset).unwrap();
+        let mut scratch = ChainIndex::new(&preset);
+        let shares = grow_chain(&mut scratch, 200, 4, T0);
+        let now = u64::from(shares[199].header.time) + 10;
+        for s in &shares {
+            peer.connect(s.clone(), now).unwrap();
+        }
+        assert!(!peer.index().contains(&shares[0].hash()), "the peer pruned");
+
+        // A node that mined a few shares alone before it found the network.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut node, _) = ShareChain::open(dir.path(), &preset).unwrap();
+        let mut lone = ChainIndex::new(&preset);
+        for s in grow_chain(&mut lone, 3, 1, T0 + 390) {
+            node.connect(s, now).unwrap();
+        }
+        // A share of the network's that arrived early waits as an orphan meanwhile.
+        let ahead = mine_share(&mut scratch, Some(shares[199].hash()), &miner(8), T0 + 402);
+        assert!(node.connect(ahead.clone(), now).is_err());
+
+        let report = node.join(served(peer.index()), now).unwrap();
+        assert_eq!(report.base + report.validated, peer.index().len());
+        // The orphan connected on the joined chain.
+        assert_eq!(node.index().best_hash(), Some(ahead.hash()));
+        peer.connect(ahead, now).unwrap();
+        let payouts = |c: &mut ShareChain| {
+            c.index_mut()
+                .share_template(&miner(9), block_context(1_000_000_000))
+                .unwrap()
+                .payouts
+        };
+        let expected = payouts(&mut peer);
+        assert_eq!(payouts(&mut node), expected);
+        drop(node);
+
+        let (mut again, report) = ShareChain::open(dir.path(), &preset).unwrap();
+        assert_eq!(report.loaded, again.index().len());
+        assert_eq!(again.index().best_hash(), peer.index().best_hash());
+        assert_eq!(payouts(&mut again), expected);
     }
 
     #[test]

@@ -153,10 +153,23 @@ impl ShareStore {
 
     /// Stores all records or none of them, durably on return.
     pub fn put_batch(&mut self, records: &[StoredShare]) -> Result<(), StoreError> {
-        if records.is_empty() {
+        self.replace(&[], records)
+    }
+
+    /// Deletes the records of `remove` and stores `records`, all in one atomic, durable
+    /// write: a crash leaves either the old set or the new one.
+    pub fn replace(
+        &mut self,
+        remove: &[ShareHash],
+        records: &[StoredShare],
+    ) -> Result<(), StoreError> {
+        if records.is_empty() && remove.is_empty() {
             return Ok(());
         }
         let mut batch = ffi::Batch::new();
+        for hash in remove {
+            batch.delete(&share_key(hash));
+        }
         for record in records {
             let hash = record.share.hash();
             let value = encode_canonical(record);

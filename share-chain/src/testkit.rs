@@ -7,6 +7,7 @@
 use crate::chain::ChainIndex;
 use crate::coinbase::coinbase_script_sig;
 use crate::hash::ShareHash;
+use crate::join::PeerChain;
 use crate::params::Preset;
 use crate::pow::pow_hash;
 use crate::share::{BlockHeader, CoinbaseData, Share, ShareInfo, SHARE_VERSION};
@@ -91,6 +92,24 @@ pub fn grow_chain(index: &mut ChainIndex, n: usize, miners: u32, start: u32) -> 
         out.push(share);
     }
     out
+}
+
+/// What a peer serves a joining node: its best chain from the oldest share it holds, and
+/// the uncles that chain names which it still holds.
+pub fn served(peer: &ChainIndex) -> PeerChain {
+    let mut run: Vec<Share> = peer
+        .best_hash()
+        .into_iter()
+        .flat_map(|best| peer.ancestors(best))
+        .map(|e| (*e.share).clone())
+        .collect();
+    run.reverse();
+    let uncles = run
+        .iter()
+        .flat_map(|s| s.info.uncles.iter())
+        .filter_map(|u| peer.get(u).map(|e| (*e.share).clone()))
+        .collect();
+    PeerChain { run, uncles }
 }
 
 /// A well-formed share that is a pure function of `id` (not valid on any chain): a

@@ -119,6 +119,9 @@ async fn drive(
                     SyncRequest::GetShares { max, .. } => SyncResponse::Shares(
                         script.shares.iter().take(*max as usize).cloned().collect(),
                     ),
+                    SyncRequest::GetSharesByHash { hashes } => SyncResponse::Shares(
+                        script.shares.iter().take(hashes.len()).cloned().collect(),
+                    ),
                 };
                 reply.send(resp);
                 Seen::SyncRequest(peer, request)
