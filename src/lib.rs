@@ -6,10 +6,12 @@
 //! - [`chain_service`]: the share chain on its own thread;
 //! - [`work`]: from templates to miners' work, and from solutions to shares and blocks;
 //! - [`stratum`]: the Stratum v1 server miners connect to;
-//! - [`p2p`]: the share-chain network (gossip and sync with other nodes).
+//! - [`p2p`]: the share-chain network (gossip and sync with other nodes);
+//! - [`api`]: the JSON-RPC API, dashboard and metrics for operators and miners.
 //!
 //! The `p2pool` binary (`src/main.rs`) wires these together.
 
+pub mod api;
 pub mod chain_service;
 pub mod daemon;
 pub mod devnet;

@@ -139,6 +139,21 @@ impl ChainIndex {
         self.entries.get(hash)
     }
 
+    /// The PPLNS window of the best tip, summed per payout script (what the next share's
+    /// window holds before its own credit), or `None` with no chain.
+    pub fn tip_window(&self) -> Option<&std::collections::BTreeMap<Vec<u8>, u128>> {
+        (self.best.is_some() && self.window.tip() == self.best).then(|| self.window.sums())
+    }
+
+    /// How many shares the best tip's window counts in full.
+    pub fn tip_window_len(&self) -> usize {
+        if self.best.is_some() && self.window.tip() == self.best {
+            self.window.len()
+        } else {
+            0
+        }
+    }
+
     /// Every connected share, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &ChainEntry> {
         self.entries.values()

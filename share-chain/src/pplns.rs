@@ -174,6 +174,15 @@ impl Window {
         self.tip
     }
 
+    /// Shares counted in full (the tip and its ancestors).
+    pub fn len(&self) -> usize {
+        self.full.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.full.is_empty()
+    }
+
     fn add(&mut self, credits: &ShareCredits) {
         self.full_weight = self.full_weight.saturating_add(credits.weight);
         for (script, w) in &credits.credits {

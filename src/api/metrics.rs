@@ -1,0 +1,159 @@
+//! Prometheus metrics, rendered at each scrape from the same sources as the JSON-RPC API
+//! (so the two never disagree), in the OpenMetrics text format of `prometheus-client`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::ApiSources;
+use crate::p2p::SyncState;
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+/// The metrics text, or why it cannot be produced.
+pub async fn render(s: &ApiSources) -> Result<String, String> {
+    let mut registry = Registry::with_prefix("p2pool");
+    let (height, shares, orphans, payees) = s
+        .chain
+        .call(|c| {
+            let index = c.index();
+            (
+                index.best().map_or(0, |b| b.height),
+                index.len(),
+                index.orphan_count(),
+                index.tip_window().map_or(0, |w| w.len()),
+            )
+        })
+        .await
+        .map_err(|_| "the share chain is not running".to_string())?;
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    gauge(
+        &mut registry,
+        "share_chain_height",
+        "Height of the best share.",
+        as_i64(height),
+    );
+    gauge(
+        &mut registry,
+        "share_chain_shares",
+        "Shares held in memory.",
+        shares as i64,
+    );
+    gauge(
+        &mut registry,
+        "share_chain_orphans",
+        "Shares waiting for a missing parent or uncle.",
+        orphans as i64,
+    );
+    gauge(
+        &mut registry,
+        "window_payees",
+        "Payout scripts in the current PPLNS window.",
+        payees as i64,
+    );
+
+    let daemon = s.daemon.borrow().clone();
+    gauge(
+        &mut registry,
+        "daemon_ready",
+        "1 while the coin daemon serves usable templates.",
+        i64::from(daemon.state.is_ready()),
+    );
+    if let Some(t) = &daemon.template {
+        gauge(
+            &mut registry,
+            "block_height",
+            "Height of the block being mined.",
+            i64::from(t.height),
+        );
+    }
+
+    let sync_state = match s.sync.as_ref().map(|r| r.borrow().clone()) {
+        None | Some(SyncState::Alone) => 0,
+        Some(SyncState::Syncing { .. }) => 1,
+        Some(SyncState::Synced) => 2,
+    };
+    gauge(
+        &mut registry,
+        "sync_state",
+        "0 alone or no network, 1 syncing, 2 synced.",
+        sync_state,
+    );
+
+    let st = (s.stratum)();
+    gauge(
+        &mut registry,
+        "stratum_connections",
+        "Open Stratum connections.",
+        st.connections as i64,
+    );
+    gauge(
+        &mut registry,
+        "stratum_workers",
+        "Distinct worker names seen.",
+        st.workers.len() as i64,
+    );
+    counter(
+        &mut registry,
+        "stratum_accepted",
+        "Accepted submissions (pseudo-shares included).",
+        st.accepted,
+    );
+    counter(
+        &mut registry,
+        "stratum_shares",
+        "Submissions that became shares on the chain.",
+        st.shares,
+    );
+    counter(
+        &mut registry,
+        "stratum_blocks",
+        "Submissions that met the block target.",
+        st.blocks,
+    );
+    counter(&mut registry, "stratum_jobs", "Jobs broadcast.", st.jobs);
+    let rejected = Family::<Vec<(String, String)>, Counter>::default();
+    for (code, count) in &st.rejected {
+        rejected
+            .get_or_create(&vec![("code".to_string(), code.to_string())])
+            .inc_by(*count);
+    }
+    registry.register(
+        "stratum_rejected",
+        "Rejected submissions by Stratum error code.",
+        rejected,
+    );
+
+    if let Some(net) = &s.network {
+        if let Ok(status) = net.status().await {
+            gauge(
+                &mut registry,
+                "p2p_peers",
+                "Connected share-chain peers.",
+                status.connected_peers as i64,
+            );
+            gauge(
+                &mut registry,
+                "p2p_mesh_peers",
+                "Peers in the share gossip mesh.",
+                status.mesh_peers as i64,
+            );
+        }
+    }
+
+    let mut out = String::new();
+    encode(&mut out, &registry).map_err(|e| e.to_string())?;
+    Ok(out)
+}

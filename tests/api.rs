@@ -1,0 +1,223 @@
+//! The JSON-RPC API, dashboard and metrics over real HTTP, reading a real share chain (real
+//! scrypt shares mined by the share-chain test kit) through the chain thread.
+//!
+//! The node-level wiring (a real litecoind, real miners) is covered in `node_regtest.rs`;
+//! here: every method's answer matches the chain it reads, and hostile requests get a
+//! JSON-RPC error, never a crash.
+
+use p2pool::api::{ApiServer, ApiSources, MAX_REQUEST_BYTES};
+use p2pool::chain_service::ChainHandle;
+use p2pool::daemon::watcher::{DaemonState, DaemonStatus};
+use p2pool::stratum::{StatsSnapshot, WorkerStats};
+use serde_json::{json, Value};
+use share_chain::address::script_to_address;
+use share_chain::chain::ChainIndex;
+use share_chain::testkit::{grow_chain, miner_script, regtest_preset};
+use tokio::sync::watch;
+
+struct Api {
+    server: ApiServer,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _daemon: watch::Sender<DaemonStatus>,
+}
+
+impl Api {
+    async fn call(&self, method: &str, params: Value) -> Value {
+        self.raw(json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string())
+            .await
+    }
+
+    async fn raw(&self, body: String) -> Value {
+        let url = format!("http://{}/", self.server.local_addr());
+        let resp = self.client.post(url).body(body).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+}
+
+/// An API over a chain of `n` shares from 3 miners (0, 1, 2 in turn), with one Stratum
+/// worker paying miner 1.
+async fn api(n: usize) -> (Api, Vec<String>) {
+    let preset = regtest_preset("[consensus]\nwindow_shares = 30\nwindow_work_blocks = 1000\n");
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, _) = ChainHandle::open(dir.path().join("chain"), preset.clone()).unwrap();
+    let mut scratch = ChainIndex::new(&preset);
+    let shares = grow_chain(&mut scratch, n, 3, 1_700_000_000);
+    chain
+        .call(move |c| {
+            for s in shares {
+                c.connect(s, 1_800_000_000).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    let addresses: Vec<String> = (0..3)
+        .map(|i| script_to_address(&miner_script(i), &preset.coin).unwrap())
+        .collect();
+    let worker = format!("{}.rig1", addresses[1]);
+    let (daemon_tx, daemon) = watch::channel(DaemonStatus {
+        state: DaemonState::Unreachable,
+        template: None,
+        template_seq: 0,
+    });
+    let sources = ApiSources {
+        preset,
+        chain,
+        daemon,
+        stratum: Box::new(move || StatsSnapshot {
+            connections: 1,
+            accepted: 5,
+            workers: vec![WorkerStats {
+                username: worker.clone(),
+                accepted: 5,
+                shares: 2,
+                ..WorkerStats::default()
+            }],
+            ..StatsSnapshot::default()
+        }),
+        network: None,
+        sync: None,
+    };
+    let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), sources)
+        .await
+        .unwrap();
+    let api = Api {
+        server,
+        client: reqwest::Client::new(),
+        _dir: dir,
+        _daemon: daemon_tx,
+    };
+    (api, addresses)
+}
+
+#[tokio::test]
+async fn methods_report_the_chain_they_read() {
+    let (api, addresses) = api(10).await;
+
+    let info = api.call("getinfo", json!([])).await;
+    let info = &info["result"];
+    assert_eq!(info["share_chain"]["height"], 9);
+    assert_eq!(info["share_chain"]["shares"], 10);
+    assert_eq!(info["share_chain"]["window_shares"], 10);
+    assert_eq!(info["share_chain"]["window_payees"], 3);
+    assert_eq!(info["daemon"]["ready"], false);
+    assert_eq!(info["stratum"]["connections"], 1);
+    assert_eq!(info["sync"]["serving"], true);
+
+    // Miner 0 mined shares 0, 3, 6, 9; miners 1 and 2 three each: 4/10, 3/10, 3/10.
+    let pay = api.call("getpayoutinfo", json!([])).await;
+    let pay = &pay["result"];
+    assert_eq!(pay["payees"], 3);
+    let miners = pay["miners"].as_array().unwrap();
+    assert_eq!(miners[0]["address"], addresses[0].as_str());
+    let fractions: Vec<f64> = miners
+        .iter()
+        .map(|m| m["fraction"].as_f64().unwrap())
+        .collect();
+    assert!((fractions[0] - 0.4).abs() < 1e-9, "{fractions:?}");
+    assert!((fractions.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    let weights: u128 = miners
+        .iter()
+        .map(|m| m["weight"].as_str().unwrap().parse::<u128>().unwrap())
+        .sum();
+    assert_eq!(weights.to_string(), pay["total_weight"].as_str().unwrap());
+    // No template: no amount to expect.
+    assert_eq!(miners[0]["expected"], Value::Null);
+
+    let one = api.call("getpayoutinfo", json!([addresses[2]])).await;
+    let one = one["result"]["miners"].as_array().unwrap().clone();
+    assert_eq!(one.len(), 1);
+    assert!((one[0]["fraction"].as_f64().unwrap() - 0.3).abs() < 1e-9);
+
+    let stats = api.call("getminerstats", json!([addresses[1]])).await;
+    let stats = &stats["result"];
+    assert_eq!(stats["workers"].as_array().unwrap().len(), 1);
+    assert_eq!(stats["workers"][0]["shares"], 2);
+    assert!((stats["window"]["fraction"].as_f64().unwrap() - 0.3).abs() < 1e-9);
+    let none = api.call("getminerstats", json!([addresses[0]])).await;
+    assert!(none["result"]["workers"].as_array().unwrap().is_empty());
+
+    let recent = api.call("getsharechain", json!([5])).await;
+    let recent = recent["result"].as_array().unwrap();
+    assert_eq!(recent.len(), 5);
+    assert_eq!(recent[0]["height"], 9);
+    assert_eq!(recent[0]["hash"], info["share_chain"]["tip"]);
+    assert_eq!(recent[4]["height"], 5);
+
+    assert_eq!(
+        api.call("getpeerinfo", json!([])).await["result"],
+        json!([])
+    );
+
+    let base = format!("http://{}", api.server.local_addr());
+    let metrics = api
+        .client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("p2pool_share_chain_height 9"), "{metrics}");
+    assert!(metrics.contains("p2pool_window_payees 3"), "{metrics}");
+    assert!(
+        metrics.contains("p2pool_stratum_accepted_total 5"),
+        "{metrics}"
+    );
+    let page = api
+        .client
+        .get(&base)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("getpayoutinfo"));
+}
+
+#[tokio::test]
+async fn hostile_requests_get_errors() {
+    let (api, _) = api(3).await;
+    let code = |v: &Value| v["error"]["code"].as_i64();
+
+    let wrong_net = api
+        .call(
+            "getpayoutinfo",
+            json!(["ltc1qw508d6qejxtdg4y5r3zarvary0c5xw7kgmn4n9"]),
+        )
+        .await;
+    assert_eq!(code(&wrong_net), Some(-32602), "{wrong_net}");
+    assert!(wrong_net["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid address"));
+    assert_eq!(
+        code(&api.call("getpayoutinfo", json!([42])).await),
+        Some(-32602)
+    );
+    assert_eq!(
+        code(&api.call("getsharechain", json!([0])).await),
+        Some(-32602)
+    );
+    assert_eq!(
+        code(&api.call("getsharechain", json!([100_000])).await),
+        Some(-32602)
+    );
+    assert_eq!(
+        code(&api.call("nosuchmethod", json!([])).await),
+        Some(-32601)
+    );
+    assert_eq!(code(&api.raw("{not json".into()).await), Some(-32700));
+    assert_eq!(code(&api.raw("[{}]".into()).await), Some(-32600));
+
+    // An oversized body is refused before it is read whole.
+    let url = format!("http://{}/", api.server.local_addr());
+    let big = "x".repeat(MAX_REQUEST_BYTES + 1);
+    let resp = api.client.post(&url).body(big).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    // And the server still answers.
+    assert!(api.call("getinfo", json!([])).await["result"].is_object());
+}
