@@ -148,6 +148,7 @@ impl P2p {
             base_len: base,
             syncing: syncing.clone(),
             state: state_tx.clone(),
+            declined: Default::default(),
         };
         let tasks = vec![
             tokio::spawn(sync.run(sync_rx)),
@@ -523,7 +524,13 @@ struct Syncer {
     base_len: usize,
     syncing: Arc<AtomicBool>,
     state: Arc<watch::Sender<SyncState>>,
+    /// Per peer, the tip of a chain we chose not to join (it has less recent work than
+    /// ours): not fetched again until the peer's tip changes.
+    declined: std::sync::Mutex<std::collections::HashMap<PeerId, ShareHash>>,
 }
+
+/// Peers remembered in [`Syncer::declined`] at most.
+const MAX_DECLINED: usize = 1024;
 
 /// What a catch-up received: shares it connected, or a chain to join.
 enum Fetched {
@@ -581,7 +588,13 @@ impl Syncer {
                 .call(move |c| c.index().contains(&tip.hash))
                 .await
                 .unwrap_or(true);
-            if !known {
+            let declined = self
+                .declined
+                .lock()
+                .is_ok_and(|d| d.get(&peer) == Some(&tip.hash));
+            if declined {
+                debug!(%peer, tip = %tip.hash, "the peer's chain was declined already");
+            } else if !known {
                 info!(%peer, tip = %tip.hash, height = tip.height, "syncing from peer");
                 if let Fetched::Join(run) = self.fetch_chain(peer, tip.hash).await? {
                     self.join(peer, run).await?;
@@ -745,6 +758,7 @@ impl Syncer {
             }
         }
         let (len, uncle_count) = (run.len(), uncles.len());
+        let run_tip = run.last().map(Share::hash);
         let chain = PeerChain { run, uncles };
         let result = self.chain.call(move |c| c.join(chain, now_secs())).await;
         match result {
@@ -763,7 +777,15 @@ impl Syncer {
                     .penalize(peer, Misbehaviour::InvalidShare)
                     .await?;
             }
-            Ok(Err(e)) => info!(%peer, error = %e, "not joining the peer's chain"),
+            Ok(Err(e)) => {
+                info!(%peer, error = %e, "not joining the peer's chain");
+                if let (Some(tip), Ok(mut declined)) = (run_tip, self.declined.lock()) {
+                    if declined.len() >= MAX_DECLINED {
+                        declined.clear();
+                    }
+                    declined.insert(peer, tip);
+                }
+            }
             Err(_) => debug!("the chain thread is gone"),
         }
         Ok(())

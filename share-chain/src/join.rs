@@ -37,7 +37,8 @@ use crate::chain::ChainIndex;
 use crate::hash::ShareHash;
 use crate::params::ConsensusParams;
 use crate::pow::pow_hash;
-use crate::share::Share;
+use crate::pplns::share_credits;
+use crate::share::{Share, ShareInfo};
 use crate::target::Target;
 use crate::validation::ShareError;
 
@@ -96,6 +97,31 @@ impl JoinError {
                 | JoinError::MissingUncle(_)
         )
     }
+}
+
+/// The recent work (see [`ChainIndex::recent_work`]) a run would have if every share
+/// target it claims were met.
+fn claimed_recent_work(
+    run: &[Share],
+    uncles: &HashMap<ShareHash, Share>,
+    consensus: &ConsensusParams,
+    now: u64,
+) -> u128 {
+    let period = u64::from(consensus.window_shares) * u64::from(consensus.share_period_secs);
+    let since = now.saturating_sub(period);
+    run.iter()
+        .rev()
+        .take_while(|s| u64::from(s.header.time) >= since)
+        .map(|s| {
+            let named: Vec<&ShareInfo> = s
+                .info
+                .uncles
+                .iter()
+                .filter_map(|u| uncles.get(u).map(|u| &u.info))
+                .collect();
+            share_credits(&s.info, &named, consensus).weight
+        })
+        .fold(0u128, u128::saturating_add)
 }
 
 /// What a join took in.
@@ -159,6 +185,19 @@ impl ChainIndex {
             .map(|s| (s.hash(), s))
             .filter(|(h, _)| !in_run.contains(h))
             .collect();
+
+        // A chain that cannot win even if every hash it claims is real is refused before
+        // any proof of work is checked: a peer cannot make us hash for nothing.
+        if self.best_hash().is_some() {
+            let ours = self.recent_work(now);
+            let claimed = claimed_recent_work(&peer.run, &uncles, &self.consensus, now);
+            if claimed <= ours {
+                return Err(JoinError::NotHeavier {
+                    ours,
+                    theirs: claimed,
+                });
+            }
+        }
 
         let mut joined = self.empty_like();
         let mut base_count = 0;
@@ -303,6 +342,15 @@ mod tests {
         assert!(!served.uncles.is_empty());
         let (mut joined, report) = index().join(served.clone(), now).unwrap();
         assert_eq!(joined.best_hash(), peer.best_hash());
+        // The cheap pre-check counts exactly what the joined chain holds.
+        let uncles: HashMap<ShareHash, Share> = served
+            .uncles
+            .iter()
+            .map(|u| (u.hash(), u.clone()))
+            .collect();
+        let claimed = claimed_recent_work(&served.run, &uncles, peer.params(), now);
+        assert!(claimed > 0);
+        assert_eq!(claimed, joined.recent_work(now));
         assert_eq!(report.tip, peer.best_hash().unwrap());
         assert!(report.validated >= 1);
         assert_eq!(report.base + report.validated, joined.len());
