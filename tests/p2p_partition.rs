@@ -57,7 +57,10 @@ where
 {
     let start = Instant::now();
     while !check().await {
-        assert!(start.elapsed() < DEADLINE, "timed out after {DEADLINE:?}: {what}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -270,7 +273,12 @@ async fn a_healed_partition_converges_on_the_most_work_chain() {
     })
     .await;
     for n in all {
-        assert_eq!(n.tip(), Some(heavy_tip), "{} stays on the heavy tip", n.name);
+        assert_eq!(
+            n.tip(),
+            Some(heavy_tip),
+            "{} stays on the heavy tip",
+            n.name
+        );
     }
 
     // One chain, one set of payouts for the next share, on every node: the same as the
@@ -286,7 +294,10 @@ async fn a_healed_partition_converges_on_the_most_work_chain() {
         .unwrap()
         .payouts;
     let paid: HashSet<&[u8]> = expected.iter().map(|p| p.script.as_slice()).collect();
-    assert!(paid.contains(miner_script(0).as_slice()), "the prefix miner");
+    assert!(
+        paid.contains(miner_script(0).as_slice()),
+        "the prefix miner"
+    );
     assert!(paid.contains(miner_script(2).as_slice()), "the heavy miner");
     for n in all {
         assert_eq!(n.next_payouts().await, expected, "{}'s payouts", n.name);
