@@ -1,0 +1,75 @@
+//! Benchmark: an empty node syncs a full mainnet-size window (8,640 shares, 1,000 miners)
+//! from one peer over loopback (see BENCHMARKS.md, "Share-chain network").
+//!
+//! Both sides are the real node code: [`p2pool::p2p::P2p`] answering `GetTip`/`GetShares`
+//! from a [`p2pool::chain_service::ChainHandle`] restored from a share store, and on the
+//! other side an empty node whose catch-up fetches batches after its locator and connects
+//! every share through full validation (scrypt proof of work, the coinbase rebuilt with the
+//! PPLNS payouts, a `fdatasync`ed store write). Each iteration starts a fresh empty node
+//! (not timed), then times from its dial to the moment its best tip is the server's.
+//!
+//! `cargo bench --bench window_sync`
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{init_logs, load_average, mine_chain, preset, Node, WINDOW};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+
+const SYNC_LIMIT: Duration = Duration::from_secs(300);
+
+fn window_sync(c: &mut Criterion) {
+    init_logs();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let preset = preset();
+    let index = mine_chain(&preset, WINDOW, 10);
+    let tip = index.best_hash().expect("a chain");
+    let server = runtime.block_on(Node::start(&preset, Some(&index), Vec::new()));
+    drop(index);
+    let server_addr = server.addr();
+
+    let mut group = c.benchmark_group("share-chain network");
+    // One sync is seconds long: ten samples of one sync each.
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_millis(1));
+    group.measurement_time(Duration::from_secs(30));
+    group.bench_function(
+        format!("empty node syncs a full window ({WINDOW} shares) from one peer"),
+        |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let client = Node::start(&preset, None, Vec::new()).await;
+                        let t0 = Instant::now();
+                        client
+                            .p2p
+                            .handle()
+                            .dial(server_addr.clone())
+                            .await
+                            .expect("dial starts");
+                        let synced = client.wait_tip(tip, SYNC_LIMIT).await;
+                        let took = t0.elapsed();
+                        let held = client.chain.summary().shares;
+                        assert!(
+                            synced,
+                            "not synced within {SYNC_LIMIT:?}: holds {held} shares"
+                        );
+                        eprintln!("synced {held} shares in {took:.2?}");
+                        total += took;
+                        client.stop().await;
+                    }
+                    total
+                })
+            })
+        },
+    );
+    group.finish();
+    eprintln!("load average at the end: {}", load_average());
+    runtime.block_on(server.stop());
+}
+
+criterion_group!(benches, window_sync);
+criterion_main!(benches);
