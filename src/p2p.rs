@@ -351,13 +351,43 @@ async fn connect_bytes(chain: &ChainHandle, data: Vec<u8>) -> Outcome {
 async fn connect_share(chain: &ChainHandle, share: Share) -> Outcome {
     let hash = share.hash();
     match chain.call(move |c| c.connect(share, now_secs())).await {
-        Ok(Ok(connected)) => {
+        Ok(result) => outcome(hash, result),
+        Err(_) => Outcome::Unavailable,
+    }
+}
+
+/// Connects a sync batch with one durable write; each share's outcome.
+async fn connect_batch(chain: &ChainHandle, shares: Vec<Share>) -> Vec<Outcome> {
+    let hashes: Vec<ShareHash> = shares.iter().map(Share::hash).collect();
+    match chain
+        .call(move |c| c.connect_batch(shares, now_secs()))
+        .await
+    {
+        Ok(Ok(results)) => hashes
+            .into_iter()
+            .zip(results)
+            .map(|(hash, r)| outcome(hash, r.map_err(ChainError::Invalid)))
+            .collect(),
+        Ok(Err(e)) => {
+            warn!(error = %e, "cannot store shares");
+            vec![Outcome::Unavailable]
+        }
+        Err(_) => vec![Outcome::Unavailable],
+    }
+}
+
+fn outcome(
+    hash: ShareHash,
+    result: Result<share_chain::validation::Connected, ChainError>,
+) -> Outcome {
+    match result {
+        Ok(connected) => {
             for (h, e) in &connected.rejected {
                 debug!(share = %h, error = %e, "a waiting orphan turned out invalid");
             }
             Outcome::Connected(connected.entries.len())
         }
-        Ok(Err(ChainError::Invalid(e))) => {
+        Err(ChainError::Invalid(e)) => {
             if e.is_orphan() {
                 Outcome::Orphan
             } else if e.is_punishable() {
@@ -369,11 +399,10 @@ async fn connect_share(chain: &ChainHandle, share: Share) -> Outcome {
                 Outcome::Unripe
             }
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             warn!(error = %e, "cannot store a share");
             Outcome::Unavailable
         }
-        Err(_) => Outcome::Unavailable,
     }
 }
 
@@ -692,8 +721,8 @@ impl Syncer {
                 self.progress(peer, received, None);
             }
             let mut new = 0usize;
-            for share in shares {
-                match connect_share(&self.chain, share).await {
+            for result in connect_batch(&self.chain, shares).await {
+                match result {
                     Outcome::Connected(n) => {
                         connected += n;
                         new += 1;

@@ -11,9 +11,12 @@
 //!
 //! The heavy branch is four shares long so that the light branch's first share is out of
 //! uncle range of the next share: whether a heavy-side node fetches the light branch at all
-//! is a race (sync serves only the best chain), and a light share offered as an uncle is
-//! the bug shown by the second, ignored test: a share whose uncle a node has never seen is
-//! parked as an orphan for good, because nothing fetches a missing uncle.
+//! is a race (`GetShares` serves only the best chain), and a light share offered as an
+//! uncle would make the nodes' next payouts depend on it.
+//!
+//! The second test: a share naming an uncle a node never saw is accepted once the node
+//! fetches the uncle by hash (`GetSharesByHash`, for what the orphan pool waits for). It
+//! failed 3 of 3 runs before that request existed: the node stalled on the orphan for good.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -311,12 +314,9 @@ async fn a_healed_partition_converges_on_the_most_work_chain() {
 /// that names it as an uncle: X holds a side share S (a sibling of the common tip T, found
 /// while Y was not connected), then mines N on T with S as its uncle and publishes it.
 ///
-/// Fails today: Y parks N as an orphan (`UnknownUncle`) and asks X for history, but sync
-/// serves only X's best chain (`shares_after` walks the best chain after the locator), which
-/// never contains S, and N is already known to Y as an orphan, so the catch-up ends with
-/// nothing new. Y stays on T for good, and so would every share built on N.
+/// Y parks N as an orphan (`UnknownUncle`); X's best chain never contains S, so only the
+/// by-hash fetch of what Y's orphan pool waits for brings S, and then N connects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a missing uncle is never fetched (sync serves only the best chain), so a share naming an unseen side share as uncle stays orphaned"]
 async fn a_share_whose_uncle_was_missed_is_accepted() {
     init_logs();
     let preset = preset();
