@@ -8,6 +8,11 @@
 //! PPLNS payouts, a `fdatasync`ed store write). Each iteration starts a fresh empty node
 //! (not timed), then times from its dial to the moment its best tip is the server's.
 //!
+//! The second benchmark is the same for a node joining a chain its peer has pruned (the
+//! case of every node that joins a network older than a day): the peer holds only the last
+//! `prune_depth` shares, so the new node takes the bottom `base_len` of them as its base
+//! (proof of work checked) and validates the rest in full (`docs/PROTOCOL.md` §11.1).
+//!
 //! `cargo bench --bench window_sync`
 
 mod common;
@@ -16,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::{init_logs, load_average, mine_chain, preset, Node, WINDOW};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use share_chain::sharechain::ShareChain;
 
 const SYNC_LIMIT: Duration = Duration::from_secs(300);
 
@@ -71,5 +77,59 @@ fn window_sync(c: &mut Criterion) {
     runtime.block_on(server.stop());
 }
 
-criterion_group!(benches, window_sync);
+fn pruned_join(c: &mut Criterion) {
+    init_logs();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let preset = preset();
+    let depth = ShareChain::prune_depth(&preset);
+    let mut index = mine_chain(&preset, depth as usize + 200, 10);
+    let tip = index.best_hash().expect("a chain");
+    index.prune(depth);
+    let held = index.len();
+    let server = runtime.block_on(Node::start(&preset, Some(&index), Vec::new()));
+    drop(index);
+    let server_addr = server.addr();
+
+    let mut group = c.benchmark_group("share-chain network");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_millis(1));
+    group.measurement_time(Duration::from_secs(30));
+    group.bench_function(
+        format!("empty node joins a pruned chain ({held} shares held) from one peer"),
+        |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let client = Node::start(&preset, None, Vec::new()).await;
+                        let t0 = Instant::now();
+                        client
+                            .p2p
+                            .handle()
+                            .dial(server_addr.clone())
+                            .await
+                            .expect("dial starts");
+                        let joined = client.wait_tip(tip, SYNC_LIMIT).await;
+                        let took = t0.elapsed();
+                        let got = client.chain.summary().shares;
+                        assert!(
+                            joined,
+                            "not joined within {SYNC_LIMIT:?}: holds {got} shares"
+                        );
+                        eprintln!("joined with {got} shares in {took:.2?}");
+                        total += took;
+                        client.stop().await;
+                    }
+                    total
+                })
+            })
+        },
+    );
+    group.finish();
+    eprintln!("load average at the end: {}", load_average());
+    runtime.block_on(server.stop());
+}
+
+criterion_group!(benches, window_sync, pruned_join);
 criterion_main!(benches);

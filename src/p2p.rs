@@ -149,6 +149,7 @@ impl P2p {
             syncing: syncing.clone(),
             state: state_tx.clone(),
             declined: Default::default(),
+            next_request: tokio::sync::Mutex::new(tokio::time::Instant::now()),
         };
         let tasks = vec![
             tokio::spawn(sync.run(sync_rx)),
@@ -556,7 +557,15 @@ struct Syncer {
     /// Per peer, the tip of a chain we chose not to join (it has less recent work than
     /// ours): not fetched again until the peer's tip changes.
     declined: std::sync::Mutex<std::collections::HashMap<PeerId, ShareHash>>,
+    /// When the next sync request may go out (see [`Syncer::pace`]).
+    next_request: tokio::sync::Mutex<tokio::time::Instant>,
 }
+
+/// Spacing of our sync requests: at most 80 % of the inbound rate a peer allows by default
+/// (`ScoreConfig::request_rate`), bursts included.
+const REQUEST_SPACING: std::time::Duration = std::time::Duration::from_millis(
+    (1000.0 / (0.8 * p2pool_network::DEFAULT_REQUEST_RATE)) as u64,
+);
 
 /// Peers remembered in [`Syncer::declined`] at most.
 const MAX_DECLINED: usize = 1024;
@@ -593,6 +602,15 @@ impl Syncer {
         }
     }
 
+    /// Waits until the next sync request may go out. The syncer asks one peer at a time,
+    /// so spacing all its requests keeps each peer's inbound rate under the network's
+    /// default limit, which a peer punishes as a flood.
+    async fn pace(&self) {
+        let mut next = self.next_request.lock().await;
+        tokio::time::sleep_until(*next).await;
+        *next = tokio::time::Instant::now() + REQUEST_SPACING;
+    }
+
     /// Most hashes in one `GetSharesByHash`.
     fn by_hash_max(&self) -> usize {
         self.max_locator.min(self.batch as usize).max(1)
@@ -611,6 +629,7 @@ impl Syncer {
     /// Fetches `peer`'s best chain until we hold its tip or it sends nothing new, joining it
     /// if it does not build on ours; then fetches what our orphans wait for.
     async fn catch_up(&self, peer: PeerId) -> Result<(), NetworkError> {
+        self.pace().await;
         if let Some(tip) = self.handle.request_tip(peer).await? {
             let known = self
                 .chain
@@ -661,6 +680,7 @@ impl Syncer {
                     loc
                 }
             };
+            self.pace().await;
             let batch = self
                 .handle
                 .request_shares(peer, loc, Some(tip), self.batch)
@@ -772,6 +792,7 @@ impl Syncer {
         wanted.dedup();
         let mut uncles = Vec::new();
         for chunk in wanted.chunks(self.by_hash_max()) {
+            self.pace().await;
             for data in self
                 .handle
                 .request_shares_by_hash(peer, chunk.to_vec())
@@ -838,6 +859,7 @@ impl Syncer {
             if missing.is_empty() {
                 return Ok(());
             }
+            self.pace().await;
             let shares = self.handle.request_shares_by_hash(peer, missing).await?;
             if shares.is_empty() {
                 return Ok(());

@@ -34,6 +34,10 @@ impl Default for SyncLimits {
     }
 }
 
+/// Inbound sync requests per second a peer may send by default. Requesters pace
+/// themselves under it: a full-window sync is about 70 requests.
+pub const DEFAULT_REQUEST_RATE: f64 = 50.0;
+
 /// Peer scoring and banning; see [`crate::score`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScoreConfig {
@@ -57,8 +61,8 @@ impl Default for ScoreConfig {
             ban_threshold: -100.0,
             decay_half_life: Duration::from_secs(600),
             ban_duration: Duration::from_secs(3600),
-            request_rate: 10.0,
-            request_burst: 40.0,
+            request_rate: DEFAULT_REQUEST_RATE,
+            request_burst: 2.0 * DEFAULT_REQUEST_RATE,
             max_tracked: 4096,
         }
     }

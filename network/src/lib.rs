@@ -69,7 +69,7 @@ pub mod score;
 mod service;
 
 pub use codec::{CodecError, RefuseReason, SyncRequest, SyncResponse, TipInfo};
-pub use config::{GossipConfig, NetworkConfig, ScoreConfig, SyncLimits};
+pub use config::{GossipConfig, NetworkConfig, ScoreConfig, SyncLimits, DEFAULT_REQUEST_RATE};
 pub use handle::{NetworkEvent, NetworkHandle, NetworkStatus, PeerInfo, SyncResponder, Verdict};
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::{Multiaddr, PeerId};
