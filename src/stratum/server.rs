@@ -59,6 +59,29 @@ pub struct StratumConfig {
     pub max_workers_per_session: usize,
     /// Workers kept in the per-worker statistics.
     pub max_tracked_workers: usize,
+    /// Once the server is paused, how long connected miners keep their last job before
+    /// their connections are closed (so they fail over to a backup pool).
+    pub pause_grace: Duration,
+    /// The state the server starts in (a node starts paused until its daemon answers).
+    pub availability: Availability,
+}
+
+/// Whether the server hands out work.
+///
+/// While paused, a connection that has not started mining is refused at `mining.subscribe`
+/// or `mining.authorize` (a JSON-RPC error carrying the reason) and closed; a miner already
+/// at work keeps its last job for [`StratumConfig::pause_grace`], then its connection is
+/// closed too. The node pauses when its work could not become a valid block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Availability {
+    Serving,
+    Paused { reason: String },
+}
+
+impl Availability {
+    pub fn is_serving(&self) -> bool {
+        matches!(self, Availability::Serving)
+    }
 }
 
 impl Default for StratumConfig {
@@ -81,6 +104,8 @@ impl Default for StratumConfig {
             max_submissions_per_job: 100_000,
             max_workers_per_session: 64,
             max_tracked_workers: 10_000,
+            pause_grace: Duration::from_secs(30),
+            availability: Availability::Serving,
         }
     }
 }
@@ -106,6 +131,9 @@ impl StratumConfig {
         }
         if self.max_workers_per_session == 0 {
             return bad("max_workers_per_session must be positive");
+        }
+        if self.pause_grace > Duration::from_secs(24 * 3600) {
+            return bad("pause_grace must be at most a day");
         }
         Ok(())
     }
@@ -234,6 +262,7 @@ pub(crate) struct Shared<W: WorkSource> {
     /// Bumped to give every extranonce-subscribed session a fresh extranonce1.
     pub(crate) extranonce_epoch: watch::Sender<u64>,
     pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) availability: watch::Sender<Availability>,
     next_extranonce1: AtomicU32,
     next_job_seq: AtomicU64,
     pub(crate) verify_permits: Arc<Semaphore>,
@@ -288,6 +317,7 @@ impl<W: WorkSource> StratumServer<W> {
             jobs: watch::Sender::new(None),
             extranonce_epoch: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
+            availability: watch::Sender::new(config.availability.clone()),
             next_extranonce1: AtomicU32::new(random_start),
             next_job_seq: AtomicU64::new(1),
             verify_permits: Arc::new(Semaphore::new(config.verify_threads)),
@@ -296,7 +326,12 @@ impl<W: WorkSource> StratumServer<W> {
             config,
         });
         let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
-        tracing::info!(%local_addr, "stratum server listening");
+        match &*shared.availability.borrow() {
+            Availability::Serving => tracing::info!(%local_addr, "stratum server listening"),
+            Availability::Paused { reason } => {
+                tracing::info!(%local_addr, %reason, "stratum server listening, paused")
+            }
+        }
         Ok(StratumServer {
             shared,
             local_addr,
@@ -316,6 +351,44 @@ impl<W: WorkSource> StratumServer<W> {
         let job = Job::new(seq, template).map_err(ServerError::InvalidConfig)?;
         self.shared.jobs.send_replace(Some(Arc::new(job)));
         Ok(seq)
+    }
+
+    /// Pauses or resumes work (see [`Availability`]); each change is logged once.
+    ///
+    /// Pausing also withdraws the current job, so no connection accepted later is ever
+    /// sent work from before the pause: broadcast fresh work before resuming.
+    pub fn set_availability(&self, availability: Availability) {
+        let previous = self.shared.availability.send_replace(availability.clone());
+        if previous == availability {
+            return;
+        }
+        match (&previous, &availability) {
+            (Availability::Serving, Availability::Paused { reason }) => {
+                self.shared.jobs.send_replace(None);
+                tracing::warn!(
+                    %reason,
+                    connections = self.connections(),
+                    grace = ?self.shared.config.pause_grace,
+                    "stratum paused: refusing new miners; connected miners are closed after \
+                     the grace period unless work resumes"
+                );
+            }
+            (Availability::Paused { .. }, Availability::Paused { reason }) => {
+                tracing::info!(%reason, "stratum still paused, for another reason");
+            }
+            (Availability::Paused { .. }, Availability::Serving) => {
+                tracing::info!(
+                    connections = self.connections(),
+                    "stratum serving again: accepting miners"
+                );
+            }
+            (Availability::Serving, Availability::Serving) => {}
+        }
+    }
+
+    /// Whether the server hands out work now.
+    pub fn availability(&self) -> Availability {
+        self.shared.availability.borrow().clone()
     }
 
     /// Gives every session that sent `mining.extranonce.subscribe` a new extranonce1
@@ -471,6 +544,7 @@ mod tests {
             jobs: watch::Sender::new(None),
             extranonce_epoch: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
+            availability: watch::Sender::new(Availability::Serving),
             next_extranonce1: AtomicU32::new(0),
             next_job_seq: AtomicU64::new(1),
             verify_permits: Arc::new(Semaphore::new(1)),
