@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 
@@ -399,19 +399,21 @@ enum Slot {
     Building(Shared<BoxFuture<'static, Option<Arc<Job<WorkPayload>>>>>),
 }
 
-struct CacheEntry {
-    slot: Slot,
-    /// A session asked for it this round: the address is mined, so build it ahead next round.
-    used: bool,
-}
-
 /// The current round of work: its block and share context and each payout address's job.
 #[derive(Default)]
 struct JobCache {
     generation: u64,
     round: Option<Round>,
-    jobs: HashMap<Vec<u8>, CacheEntry>,
+    jobs: HashMap<Vec<u8>, Slot>,
+    /// The round before, for sessions that read its broadcast just as this one was built.
+    previous: Option<(u64, HashMap<Vec<u8>, Arc<Job<WorkPayload>>>)>,
+    /// Payout addresses connections asked jobs for, and when last: jobs are built ahead for
+    /// these.
+    known: HashMap<Vec<u8>, Instant>,
 }
+
+/// An address no connection asked a job for this long gets no job built ahead.
+const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(600);
 
 /// What a job of the current round is built from.
 #[derive(Clone)]
@@ -514,14 +516,11 @@ impl NodeWork {
         };
         let mut miners = vec![self.payout(PLACEHOLDER_SCRIPT.to_vec())];
         {
-            let cache = lock_cache(&self.cache);
-            miners.extend(
-                cache
-                    .jobs
-                    .iter()
-                    .filter(|(_, e)| e.used)
-                    .map(|(script, _)| self.payout(script.clone())),
-            );
+            let mut cache = lock_cache(&self.cache);
+            cache
+                .known
+                .retain(|_, used| used.elapsed() < KNOWN_ADDRESS_TTL);
+            miners.extend(cache.known.keys().map(|script| self.payout(script.clone())));
         }
         let shared_context = context.clone();
         let shares = self
@@ -563,13 +562,7 @@ impl NodeWork {
                 if i == 0 {
                     broadcast = Some(template);
                 } else if let Some(job) = prepared_job(template, generation) {
-                    jobs.insert(
-                        script,
-                        CacheEntry {
-                            slot: Slot::Ready(job),
-                            used: false,
-                        },
-                    );
+                    jobs.insert(script, Slot::Ready(job));
                 }
             }
             (broadcast, jobs)
@@ -584,6 +577,15 @@ impl NodeWork {
         };
         let broadcast = broadcast?;
         let mut cache = lock_cache(&self.cache);
+        let finished: HashMap<Vec<u8>, Arc<Job<WorkPayload>>> = cache
+            .jobs
+            .iter()
+            .filter_map(|(script, slot)| match slot {
+                Slot::Ready(job) => Some((script.clone(), job.clone())),
+                Slot::Building(_) => None,
+            })
+            .collect();
+        cache.previous = Some((cache.generation, finished));
         cache.generation = generation;
         cache.round = Some(Round {
             block,
@@ -632,8 +634,8 @@ impl NodeWork {
             if cache.generation == generation {
                 match &job {
                     Some(job) => {
-                        if let Some(entry) = cache.jobs.get_mut(&script) {
-                            entry.slot = Slot::Ready(job.clone());
+                        if let Some(slot) = cache.jobs.get_mut(&script) {
+                            *slot = Slot::Ready(job.clone());
                         }
                     }
                     // Let the next request try again.
@@ -670,13 +672,26 @@ impl WorkSource for NodeWork {
     ) -> Personalized<WorkPayload> {
         let generation = job.template.payload.generation;
         let mut cache = lock_cache(&self.cache);
-        // An older round's job: the newer broadcast is already on its way to the session.
-        if cache.generation != generation {
-            return Personalized::Nothing;
+        match cache.known.get_mut(miner) {
+            Some(used) => *used = Instant::now(),
+            None => {
+                cache.known.insert(miner.clone(), Instant::now());
+            }
         }
-        if let Some(entry) = cache.jobs.get_mut(miner) {
-            entry.used = true;
-            return match &entry.slot {
+        if cache.generation != generation {
+            // The round before (its broadcast was read just as the next one was built), or
+            // an older one: then the newer broadcast is already on its way to the session.
+            return match &cache.previous {
+                Some((previous, jobs)) if *previous == generation => {
+                    jobs.get(miner).map_or(Personalized::Nothing, |job| {
+                        Personalized::Ready(job.clone())
+                    })
+                }
+                _ => Personalized::Nothing,
+            };
+        }
+        if let Some(slot) = cache.jobs.get(miner) {
+            return match slot {
                 Slot::Ready(job) => Personalized::Ready(job.clone()),
                 Slot::Building(future) => Personalized::Later(Box::pin(future.clone())),
             };
@@ -688,13 +703,9 @@ impl WorkSource for NodeWork {
         let Some(future) = self.spawn_build(generation, round, miner.clone()) else {
             return Personalized::Nothing;
         };
-        cache.jobs.insert(
-            miner.clone(),
-            CacheEntry {
-                slot: Slot::Building(future.clone()),
-                used: true,
-            },
-        );
+        cache
+            .jobs
+            .insert(miner.clone(), Slot::Building(future.clone()));
         Personalized::Later(Box::pin(future))
     }
 }

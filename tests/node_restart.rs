@@ -27,7 +27,7 @@ use common::pool::{start_pool_with, Pool};
 /// Every wait is bounded by this.
 const WAIT: Duration = Duration::from_secs(30);
 /// How long connected miners keep their job once the node pauses (short for the test).
-const GRACE: Duration = Duration::from_secs(3);
+const GRACE: Duration = Duration::from_secs(5);
 
 /// A fresh Stratum connection's answer to `mining.subscribe`, and whether the server then
 /// closed the connection.
@@ -123,7 +123,9 @@ async fn litecoind_restart_while_mining() {
     let stats = Arc::new(MinerStats::default());
     let miner_config = MinerConfig {
         server: node.stratum_addr(),
-        username: format!("{address}.cpu"),
+        // A low fixed difficulty: the miner reports a block (half of all regtest hashes)
+        // every few hundred hashes, so blocks reach the node within the grace period.
+        username: format!("{address}.cpu+0.01"),
         ..common::pool::regtest_miner()
     };
     let miner = tokio::spawn(mine(miner_config, stats.clone(), stop.clone()));

@@ -4,6 +4,15 @@
 //! password and salt, 32 bytes out); Bitcoin with double SHA-256. Either way the result is
 //! compared with the target as a little-endian 256-bit integer (see [`crate::target`]).
 //! The share's *id* is always `sha256d(header)`, whatever the proof-of-work function.
+//!
+//! Every Stratum submission costs one scrypt hash, so it is specialised here for Litecoin's
+//! fixed parameters: the 128-byte ROMix state lives in 32-bit words (no byte conversions
+//! per block), the 128 KiB scratch table is allocated once per thread and reused, and on
+//! x86_64 the Salsa20/8 core runs on SSE2 vectors (AVX-512 rotates where the CPU has them,
+//! found at run time). PBKDF2-HMAC-SHA256 comes from the `pbkdf2` and `sha2` crates. The
+//! RustCrypto `scrypt` crate stays as the reference the tests compare with.
+
+use std::cell::RefCell;
 
 use crate::hash::sha256d;
 use crate::params::PowAlgorithm;
@@ -18,6 +27,24 @@ pub fn pow_hash(algorithm: PowAlgorithm, header: &[u8; 80]) -> [u8; 32] {
 
 /// Litecoin's scrypt: N=1024 (log2 10), r=1, p=1, dkLen=32, salt = password = header.
 pub fn scrypt_1024_1_1(header: &[u8; 80]) -> [u8; 32] {
+    let mut b = [0u8; 128];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(header, header, 1, &mut b);
+    let mut x = [0u32; 32];
+    for (word, bytes) in x.iter_mut().zip(b.chunks_exact(4)) {
+        *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    }
+    with_scratch(|v| romix(&mut x, v));
+    for (bytes, word) in b.chunks_exact_mut(4).zip(x.iter()) {
+        bytes.copy_from_slice(&word.to_le_bytes());
+    }
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(header, &b, 1, &mut out);
+    out
+}
+
+/// The same hash through the RustCrypto `scrypt` crate: the reference the fast path is
+/// tested against (and benchmarked beside).
+pub fn scrypt_1024_1_1_reference(header: &[u8; 80]) -> [u8; 32] {
     // These parameters are valid constants; `Params::new` cannot fail for them.
     let params = scrypt::Params::new(10, 1, 1, 32).expect("scrypt(10, 1, 1, 32) is valid");
     let mut out = [0u8; 32];
@@ -25,10 +52,287 @@ pub fn scrypt_1024_1_1(header: &[u8; 80]) -> [u8; 32] {
     out
 }
 
+/// scrypt's N for Litecoin.
+const N: usize = 1024;
+
+/// One 128-byte ROMix block (r = 1) as words; aligned for vector loads.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u32; 32]);
+
+thread_local! {
+    /// ROMix's table V (N blocks, 128 KiB), reused by every hash on this thread.
+    static SCRATCH: RefCell<Box<[Block]>> = RefCell::new(new_scratch());
+}
+
+fn new_scratch() -> Box<[Block]> {
+    vec![Block([0; 32]); N].into_boxed_slice()
+}
+
+/// Runs `f` on this thread's scratch table (a fresh one if it is unavailable: during
+/// thread teardown, say).
+fn with_scratch<R>(mut f: impl FnMut(&mut [Block]) -> R) -> R {
+    let reused = SCRATCH.try_with(|cell| cell.try_borrow_mut().ok().map(|mut v| f(&mut v)));
+    match reused {
+        Ok(Some(r)) => r,
+        _ => f(&mut new_scratch()),
+    }
+}
+
+/// scrypt's ROMix with N = 1024, r = 1 on the state `x` (32 little-endian words).
+fn romix(x: &mut [u32; 32], v: &mut [Block]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU has AVX-512F and AVX-512VL (checked just above).
+            unsafe { x86::romix_avx512(x, v) };
+        } else {
+            x86::romix_sse2(x, v);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    portable::romix(x, v);
+}
+
+/// Salsa20/8 and ROMix on plain words, for any CPU (and as a second reference in tests).
+#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+mod portable {
+    use super::{Block, N};
+
+    /// The Salsa20 core with 8 rounds, added to its input (scrypt's `Salsa20/8`).
+    pub(super) fn salsa20_8(b: &mut [u32; 16]) {
+        let mut x = *b;
+        macro_rules! quarter {
+            ($a:expr, $b:expr, $c:expr, $d:expr) => {
+                x[$b] ^= x[$a].wrapping_add(x[$d]).rotate_left(7);
+                x[$c] ^= x[$b].wrapping_add(x[$a]).rotate_left(9);
+                x[$d] ^= x[$c].wrapping_add(x[$b]).rotate_left(13);
+                x[$a] ^= x[$d].wrapping_add(x[$c]).rotate_left(18);
+            };
+        }
+        for _ in 0..4 {
+            // Columns.
+            quarter!(0, 4, 8, 12);
+            quarter!(5, 9, 13, 1);
+            quarter!(10, 14, 2, 6);
+            quarter!(15, 3, 7, 11);
+            // Rows.
+            quarter!(0, 1, 2, 3);
+            quarter!(5, 6, 7, 4);
+            quarter!(10, 11, 8, 9);
+            quarter!(15, 12, 13, 14);
+        }
+        for (b, x) in b.iter_mut().zip(x.iter()) {
+            *b = b.wrapping_add(*x);
+        }
+    }
+
+    /// BlockMix for r = 1: `B0 = S(B0 ^ B1)`, then `B1 = S(B1 ^ B0)`.
+    fn block_mix(x: &mut [u32; 32]) {
+        let (lo, hi) = x.split_at_mut(16);
+        let (Ok(b0), Ok(b1)) = (
+            <&mut [u32; 16]>::try_from(lo),
+            <&mut [u32; 16]>::try_from(hi),
+        ) else {
+            return;
+        };
+        for (a, b) in b0.iter_mut().zip(b1.iter()) {
+            *a ^= *b;
+        }
+        salsa20_8(b0);
+        for (b, a) in b1.iter_mut().zip(b0.iter()) {
+            *b ^= *a;
+        }
+        salsa20_8(b1);
+    }
+
+    pub(super) fn romix(x: &mut [u32; 32], v: &mut [Block]) {
+        for slot in v.iter_mut().take(N) {
+            slot.0 = *x;
+            block_mix(x);
+        }
+        for _ in 0..N {
+            let j = (x[16] as usize) & (N - 1);
+            if let Some(slot) = v.get(j) {
+                for (a, b) in x.iter_mut().zip(slot.0.iter()) {
+                    *a ^= *b;
+                }
+            }
+            block_mix(x);
+        }
+    }
+}
+
+/// ROMix with the Salsa20/8 core on 128-bit vectors.
+///
+/// Each 16-word block is kept "diagonal first": row `k` of the vectors holds words
+/// `(4k, 4k+5, 4k+10, 4k+15) mod 16`, so every column step and every row step of Salsa20
+/// is one lane-wise add, rotate and xor over four words, with lane rotations in between.
+/// ROMix itself (copies, xors, the index in word 16) does not care about the order, so
+/// the state is shuffled once on the way in and once on the way out.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Block, N};
+
+    /// Word `i` of a shuffled block is word `SHUFFLE[i]` of the plain one.
+    const SHUFFLE: [usize; 16] = [0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11];
+
+    fn shuffle(x: &[u32; 32]) -> [u32; 32] {
+        let mut out = [0u32; 32];
+        for half in 0..2 {
+            for (i, &from) in SHUFFLE.iter().enumerate() {
+                out[half * 16 + i] = x[half * 16 + from];
+            }
+        }
+        out
+    }
+
+    fn unshuffle(x: &[u32; 32]) -> [u32; 32] {
+        let mut out = [0u32; 32];
+        for half in 0..2 {
+            for (i, &to) in SHUFFLE.iter().enumerate() {
+                out[half * 16 + to] = x[half * 16 + i];
+            }
+        }
+        out
+    }
+
+    /// The whole ROMix, generic over the 32-bit lane rotation (`rotate::<L, R>` for a
+    /// left rotation by `L`, `R = 32 - L`).
+    macro_rules! romix_body {
+        ($x:expr, $v:expr, $rotate:ident) => {{
+            let shuffled = Block(shuffle($x));
+            let p = shuffled.0.as_ptr() as *const __m128i;
+            // SAFETY: `Block` is 32 words (8 vectors) and 64-byte aligned.
+            let mut s: [__m128i; 8] = unsafe {
+                [
+                    _mm_load_si128(p),
+                    _mm_load_si128(p.add(1)),
+                    _mm_load_si128(p.add(2)),
+                    _mm_load_si128(p.add(3)),
+                    _mm_load_si128(p.add(4)),
+                    _mm_load_si128(p.add(5)),
+                    _mm_load_si128(p.add(6)),
+                    _mm_load_si128(p.add(7)),
+                ]
+            };
+
+            macro_rules! salsa {
+                ($b0:expr, $b1:expr, $b2:expr, $b3:expr) => {{
+                    let (mut r0, mut r1, mut r2, mut r3) = ($b0, $b1, $b2, $b3);
+                    for _ in 0..4 {
+                        r1 = _mm_xor_si128(r1, $rotate::<7, 25>(_mm_add_epi32(r0, r3)));
+                        r2 = _mm_xor_si128(r2, $rotate::<9, 23>(_mm_add_epi32(r1, r0)));
+                        r3 = _mm_xor_si128(r3, $rotate::<13, 19>(_mm_add_epi32(r2, r1)));
+                        r0 = _mm_xor_si128(r0, $rotate::<18, 14>(_mm_add_epi32(r3, r2)));
+                        r1 = _mm_shuffle_epi32::<0x93>(r1);
+                        r2 = _mm_shuffle_epi32::<0x4e>(r2);
+                        r3 = _mm_shuffle_epi32::<0x39>(r3);
+                        r3 = _mm_xor_si128(r3, $rotate::<7, 25>(_mm_add_epi32(r0, r1)));
+                        r2 = _mm_xor_si128(r2, $rotate::<9, 23>(_mm_add_epi32(r3, r0)));
+                        r1 = _mm_xor_si128(r1, $rotate::<13, 19>(_mm_add_epi32(r2, r3)));
+                        r0 = _mm_xor_si128(r0, $rotate::<18, 14>(_mm_add_epi32(r1, r2)));
+                        r1 = _mm_shuffle_epi32::<0x39>(r1);
+                        r2 = _mm_shuffle_epi32::<0x4e>(r2);
+                        r3 = _mm_shuffle_epi32::<0x93>(r3);
+                    }
+                    $b0 = _mm_add_epi32($b0, r0);
+                    $b1 = _mm_add_epi32($b1, r1);
+                    $b2 = _mm_add_epi32($b2, r2);
+                    $b3 = _mm_add_epi32($b3, r3);
+                }};
+            }
+            macro_rules! block_mix {
+                () => {{
+                    s[0] = _mm_xor_si128(s[0], s[4]);
+                    s[1] = _mm_xor_si128(s[1], s[5]);
+                    s[2] = _mm_xor_si128(s[2], s[6]);
+                    s[3] = _mm_xor_si128(s[3], s[7]);
+                    salsa!(s[0], s[1], s[2], s[3]);
+                    s[4] = _mm_xor_si128(s[4], s[0]);
+                    s[5] = _mm_xor_si128(s[5], s[1]);
+                    s[6] = _mm_xor_si128(s[6], s[2]);
+                    s[7] = _mm_xor_si128(s[7], s[3]);
+                    salsa!(s[4], s[5], s[6], s[7]);
+                }};
+            }
+
+            let v: &mut [Block] = $v;
+            for slot in v.iter_mut().take(N) {
+                let q = slot.0.as_mut_ptr() as *mut __m128i;
+                for (k, vector) in s.iter().enumerate() {
+                    // SAFETY: `slot` is a 64-byte aligned block of 8 vectors; k < 8.
+                    unsafe { _mm_store_si128(q.add(k), *vector) };
+                }
+                block_mix!();
+            }
+            for _ in 0..N {
+                // Word 16 (the first of the second half) is in place in both orders.
+                let j = (_mm_cvtsi128_si32(s[4]) as u32 as usize) & (N - 1);
+                if let Some(slot) = v.get(j) {
+                    let q = slot.0.as_ptr() as *const __m128i;
+                    for (k, vector) in s.iter_mut().enumerate() {
+                        // SAFETY: as above.
+                        *vector = _mm_xor_si128(*vector, unsafe { _mm_load_si128(q.add(k)) });
+                    }
+                }
+                block_mix!();
+            }
+
+            let mut out = Block([0; 32]);
+            let q = out.0.as_mut_ptr() as *mut __m128i;
+            for (k, vector) in s.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm_store_si128(q.add(k), *vector) };
+            }
+            *$x = unshuffle(&out.0);
+        }};
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn rotate_sse2<const L: i32, const R: i32>(a: __m128i) -> __m128i {
+        _mm_or_si128(_mm_slli_epi32::<L>(a), _mm_srli_epi32::<R>(a))
+    }
+
+    /// SSE2 is part of x86_64: no detection needed.
+    pub(super) fn romix_sse2(x: &mut [u32; 32], v: &mut [Block]) {
+        // SAFETY: every x86_64 CPU has SSE2.
+        unsafe { romix_sse2_inner(x, v) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn romix_sse2_inner(x: &mut [u32; 32], v: &mut [Block]) {
+        romix_body!(x, v, rotate_sse2)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl")]
+    fn rotate_avx512<const L: i32, const R: i32>(a: __m128i) -> __m128i {
+        _mm_rol_epi32::<L>(a)
+    }
+
+    /// Callers must make sure the CPU supports AVX-512F and AVX-512VL.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    pub(super) fn romix_avx512(x: &mut [u32; 32], v: &mut [Block]) {
+        romix_body!(x, v, rotate_avx512)
+    }
+
+    #[cfg(test)]
+    pub(super) fn romix_sse2_for_tests(x: &mut [u32; 32], v: &mut [Block]) {
+        romix_sse2(x, v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::target::Target;
+    use proptest::prelude::*;
 
     fn display(mut hash: [u8; 32]) -> String {
         hash.reverse();
@@ -46,10 +350,71 @@ mod tests {
             shown,
             "0000050c34a64b415b6b15b37f2216634b5b1669cb9a2e38d76f7213b0671e00"
         );
+        assert_eq!(pow, scrypt_1024_1_1_reference(&header));
         // It meets the genesis block's own target (bits 0x1e0ffff0) ...
         assert!(Target::from_compact(0x1e0ffff0).unwrap().is_met_by(&pow));
         // ... and the sha256d id does not (it is not the proof of work).
         let id = pow_hash(PowAlgorithm::Sha256d, &header);
         assert!(!Target::from_compact(0x1e0ffff0).unwrap().is_met_by(&id));
+    }
+
+    /// The Salsa20/8 test vector of RFC 7914, section 8.
+    #[test]
+    fn salsa20_8_rfc7914_vector() {
+        let input = hex::decode(
+            "7e879a214f3ec9867ca940e641718f26baee555b8c61c1b50df846116dcd3b1d\
+             ee24f319df9b3d8514121e4b5ac5aa3276021d2909c74829edebc68db8b8c25e",
+        )
+        .unwrap();
+        let output = hex::decode(
+            "a41f859c6608cc993b81cacb020cef05044b2181a2fd337dfd7b1c6396682f29\
+             b4393168e3c9e6bcfe6bc5b7a06d96bae424cc102c91745c24ad673dc7618f81",
+        )
+        .unwrap();
+        let mut b = [0u32; 16];
+        for (w, c) in b.iter_mut().zip(input.chunks_exact(4)) {
+            *w = u32::from_le_bytes(c.try_into().unwrap());
+        }
+        portable::salsa20_8(&mut b);
+        let got: Vec<u8> = b.iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert_eq!(got, output);
+    }
+
+    /// The scratch table is reused: the same thread hashing different headers in a row
+    /// gets each one right (nothing of an earlier hash leaks into a later one).
+    #[test]
+    fn scratch_reuse_is_clean() {
+        for seed in 0..5u8 {
+            let header = [seed.wrapping_mul(37); 80];
+            assert_eq!(scrypt_1024_1_1(&header), scrypt_1024_1_1_reference(&header));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn equals_the_scrypt_crate(bytes in proptest::collection::vec(any::<u8>(), 80)) {
+            let header: [u8; 80] = bytes.try_into().unwrap();
+            prop_assert_eq!(scrypt_1024_1_1(&header), scrypt_1024_1_1_reference(&header));
+        }
+
+        /// Every ROMix (portable, SSE2, and the one this CPU picks) agrees.
+        #[test]
+        fn every_romix_agrees(words in proptest::collection::vec(any::<u32>(), 32)) {
+            let start: [u32; 32] = words.try_into().unwrap();
+            let mut v = new_scratch();
+            let mut a = start;
+            portable::romix(&mut a, &mut v);
+            let mut b = start;
+            romix(&mut b, &mut v);
+            prop_assert_eq!(a, b);
+            #[cfg(target_arch = "x86_64")]
+            {
+                let mut c = start;
+                x86::romix_sse2_for_tests(&mut c, &mut v);
+                prop_assert_eq!(a, c);
+            }
+        }
     }
 }

@@ -629,9 +629,12 @@ impl<W: WorkSource> Session<W> {
         match self.shared.work.personalize(&job, &worker.identity) {
             Personalized::Ready(job) => self.send_personal_job(job, clean, forget_older),
             Personalized::Later(future) => {
+                tracing::trace!(peer = %self.peer, seq = job.seq, "stratum: job being built");
                 self.personalizing = Some((future, clean, forget_older));
             }
-            Personalized::Nothing => {}
+            Personalized::Nothing => {
+                tracing::trace!(peer = %self.peer, seq = job.seq, "stratum: no job for this miner");
+            }
         }
     }
 
