@@ -7,10 +7,12 @@
 //!
 //! Every Stratum submission costs one scrypt hash, so it is specialised here for Litecoin's
 //! fixed parameters: the 128-byte ROMix state lives in 32-bit words (no byte conversions
-//! per block), the 128 KiB scratch table is allocated once per thread and reused, and on
-//! x86_64 the Salsa20/8 core runs on SSE2 vectors (AVX-512 rotates where the CPU has them,
-//! found at run time). PBKDF2-HMAC-SHA256 comes from the `pbkdf2` and `sha2` crates. The
-//! RustCrypto `scrypt` crate stays as the reference the tests compare with.
+//! per block) and the 128 KiB scratch table is allocated once per thread and reused. Four
+//! headers at a time ([`scrypt_1024_1_1_many`]) run side by side in AVX-512 vectors where
+//! the CPU has them (found at run time), which is where the speed is: one Salsa20/8 is a
+//! chain of dependent steps that leaves a vector unit mostly idle. PBKDF2-HMAC-SHA256 comes
+//! from the `pbkdf2` and `sha2` crates. The RustCrypto `scrypt` crate stays as the
+//! reference the tests compare with.
 
 use std::cell::RefCell;
 
@@ -28,17 +30,64 @@ pub fn pow_hash(algorithm: PowAlgorithm, header: &[u8; 80]) -> [u8; 32] {
 /// Litecoin's scrypt: N=1024 (log2 10), r=1, p=1, dkLen=32, salt = password = header.
 pub fn scrypt_1024_1_1(header: &[u8; 80]) -> [u8; 32] {
     let mut b = [0u8; 128];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(header, header, 1, &mut b);
+    let mut x = pbkdf2_in(header, &mut b);
+    with_scratch(|v| romix(&mut x, v));
+    pbkdf2_out(header, &x, &mut b)
+}
+
+/// How many headers [`scrypt_1024_1_1_many`] hashes at once where the CPU can.
+pub const SCRYPT_BATCH: usize = 4;
+
+/// [`scrypt_1024_1_1`] of every header in `headers`, in order.
+///
+/// Salsa20/8 is a chain of dependent steps, so one hash leaves a vector unit mostly
+/// waiting; four hashes side by side in 512-bit vectors (AVX-512, found at run time) cost
+/// little more than one. Elsewhere, and for a remainder under four, the headers are hashed
+/// one by one.
+pub fn scrypt_1024_1_1_many(headers: &[[u8; 80]]) -> Vec<[u8; 32]> {
+    let mut out = Vec::with_capacity(headers.len());
+    let mut chunks = headers.chunks_exact(SCRYPT_BATCH);
+    let remainder = chunks.remainder();
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx512() {
+        for chunk in chunks.by_ref() {
+            let mut states = [[0u32; 32]; SCRYPT_BATCH];
+            let mut salted = [[0u8; 128]; SCRYPT_BATCH];
+            for ((state, b), header) in states.iter_mut().zip(salted.iter_mut()).zip(chunk) {
+                *state = pbkdf2_in(header, b);
+            }
+            with_scratch_x4(|v| {
+                // SAFETY (of the call): `has_avx512` checked the CPU above.
+                unsafe { x86::romix_x4_avx512(&mut states, v) }
+            });
+            for ((state, b), header) in states.iter().zip(salted.iter_mut()).zip(chunk) {
+                out.push(pbkdf2_out(header, state, b));
+            }
+        }
+    }
+    for header in chunks.flatten().chain(remainder) {
+        out.push(scrypt_1024_1_1(header));
+    }
+    out
+}
+
+/// scrypt's first PBKDF2 step: the header stretched to 128 bytes, as ROMix's words.
+fn pbkdf2_in(header: &[u8; 80], b: &mut [u8; 128]) -> [u32; 32] {
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(header, header, 1, b);
     let mut x = [0u32; 32];
     for (word, bytes) in x.iter_mut().zip(b.chunks_exact(4)) {
         *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     }
-    with_scratch(|v| romix(&mut x, v));
+    x
+}
+
+/// scrypt's last PBKDF2 step: ROMix's result salts the header into the 32-byte hash.
+fn pbkdf2_out(header: &[u8; 80], x: &[u32; 32], b: &mut [u8; 128]) -> [u8; 32] {
     for (bytes, word) in b.chunks_exact_mut(4).zip(x.iter()) {
         bytes.copy_from_slice(&word.to_le_bytes());
     }
     let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(header, &b, 1, &mut out);
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(header, b, 1, &mut out);
     out
 }
 
@@ -69,6 +118,33 @@ fn new_scratch() -> Box<[Block]> {
     vec![Block([0; 32]); N].into_boxed_slice()
 }
 
+/// Four ROMix blocks interleaved row by row: vector `k` holds row `k` of each hash.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block4([u32; 128]);
+
+thread_local! {
+    /// The 4-way table (N blocks of four hashes, 512 KiB), allocated on first use.
+    static SCRATCH_X4: RefCell<Option<Box<[Block4]>>> = const { RefCell::new(None) };
+}
+
+fn new_scratch_x4() -> Box<[Block4]> {
+    vec![Block4([0; 128]); N].into_boxed_slice()
+}
+
+/// Like [`with_scratch`], for the 4-way table.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn with_scratch_x4<R>(mut f: impl FnMut(&mut [Block4]) -> R) -> R {
+    let reused = SCRATCH_X4.try_with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        Some(f(slot.get_or_insert_with(new_scratch_x4)))
+    });
+    match reused {
+        Ok(Some(r)) => r,
+        _ => f(&mut new_scratch_x4()),
+    }
+}
+
 /// Runs `f` on this thread's scratch table (a fresh one if it is unavailable: during
 /// thread teardown, say).
 fn with_scratch<R>(mut f: impl FnMut(&mut [Block]) -> R) -> R {
@@ -81,23 +157,12 @@ fn with_scratch<R>(mut f: impl FnMut(&mut [Block]) -> R) -> R {
 
 /// scrypt's ROMix with N = 1024, r = 1 on the state `x` (32 little-endian words).
 fn romix(x: &mut [u32; 32], v: &mut [Block]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
-            // SAFETY: the CPU has AVX-512F and AVX-512VL (checked just above).
-            unsafe { x86::romix_avx512(x, v) };
-        } else {
-            x86::romix_sse2(x, v);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
+    // One hash at a time, the plain-word version is the fastest measured (vectors do not
+    // pay for their shuffles without several hashes side by side; see the benches).
     portable::romix(x, v);
 }
 
 /// Salsa20/8 and ROMix on plain words, for any CPU (and as a second reference in tests).
-#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
 mod portable {
     use super::{Block, N};
 
@@ -165,9 +230,9 @@ mod portable {
     }
 }
 
-/// ROMix with the Salsa20/8 core on 128-bit vectors.
+/// ROMix with the Salsa20/8 core on vectors.
 ///
-/// Each 16-word block is kept "diagonal first": row `k` of the vectors holds words
+/// Each 16-word block is kept "diagonal first": row `k` (four words) holds words
 /// `(4k, 4k+5, 4k+10, 4k+15) mod 16`, so every column step and every row step of Salsa20
 /// is one lane-wise add, rotate and xor over four words, with lane rotations in between.
 /// ROMix itself (copies, xors, the index in word 16) does not care about the order, so
@@ -176,7 +241,7 @@ mod portable {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Block, N};
+    use super::{Block4, N};
 
     /// Word `i` of a shuffled block is word `SHUFFLE[i]` of the plain one.
     const SHUFFLE: [usize; 16] = [0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11];
@@ -201,130 +266,131 @@ mod x86 {
         out
     }
 
-    /// The whole ROMix, generic over the 32-bit lane rotation (`rotate::<L, R>` for a
-    /// left rotation by `L`, `R = 32 - L`).
-    macro_rules! romix_body {
-        ($x:expr, $v:expr, $rotate:ident) => {{
-            let shuffled = Block(shuffle($x));
-            let p = shuffled.0.as_ptr() as *const __m128i;
-            // SAFETY: `Block` is 32 words (8 vectors) and 64-byte aligned.
-            let mut s: [__m128i; 8] = unsafe {
-                [
-                    _mm_load_si128(p),
-                    _mm_load_si128(p.add(1)),
-                    _mm_load_si128(p.add(2)),
-                    _mm_load_si128(p.add(3)),
-                    _mm_load_si128(p.add(4)),
-                    _mm_load_si128(p.add(5)),
-                    _mm_load_si128(p.add(6)),
-                    _mm_load_si128(p.add(7)),
-                ]
-            };
+    /// Whether the CPU runs [`romix_x4_avx512`].
+    pub(super) fn has_avx512() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
 
-            macro_rules! salsa {
-                ($b0:expr, $b1:expr, $b2:expr, $b3:expr) => {{
-                    let (mut r0, mut r1, mut r2, mut r3) = ($b0, $b1, $b2, $b3);
-                    for _ in 0..4 {
-                        r1 = _mm_xor_si128(r1, $rotate::<7, 25>(_mm_add_epi32(r0, r3)));
-                        r2 = _mm_xor_si128(r2, $rotate::<9, 23>(_mm_add_epi32(r1, r0)));
-                        r3 = _mm_xor_si128(r3, $rotate::<13, 19>(_mm_add_epi32(r2, r1)));
-                        r0 = _mm_xor_si128(r0, $rotate::<18, 14>(_mm_add_epi32(r3, r2)));
-                        r1 = _mm_shuffle_epi32::<0x93>(r1);
-                        r2 = _mm_shuffle_epi32::<0x4e>(r2);
-                        r3 = _mm_shuffle_epi32::<0x39>(r3);
-                        r3 = _mm_xor_si128(r3, $rotate::<7, 25>(_mm_add_epi32(r0, r1)));
-                        r2 = _mm_xor_si128(r2, $rotate::<9, 23>(_mm_add_epi32(r3, r0)));
-                        r1 = _mm_xor_si128(r1, $rotate::<13, 19>(_mm_add_epi32(r2, r3)));
-                        r0 = _mm_xor_si128(r0, $rotate::<18, 14>(_mm_add_epi32(r1, r2)));
-                        r1 = _mm_shuffle_epi32::<0x39>(r1);
-                        r2 = _mm_shuffle_epi32::<0x4e>(r2);
-                        r3 = _mm_shuffle_epi32::<0x93>(r3);
-                    }
-                    $b0 = _mm_add_epi32($b0, r0);
-                    $b1 = _mm_add_epi32($b1, r1);
-                    $b2 = _mm_add_epi32($b2, r2);
-                    $b3 = _mm_add_epi32($b3, r3);
-                }};
-            }
-            macro_rules! block_mix {
-                () => {{
-                    s[0] = _mm_xor_si128(s[0], s[4]);
-                    s[1] = _mm_xor_si128(s[1], s[5]);
-                    s[2] = _mm_xor_si128(s[2], s[6]);
-                    s[3] = _mm_xor_si128(s[3], s[7]);
-                    salsa!(s[0], s[1], s[2], s[3]);
-                    s[4] = _mm_xor_si128(s[4], s[0]);
-                    s[5] = _mm_xor_si128(s[5], s[1]);
-                    s[6] = _mm_xor_si128(s[6], s[2]);
-                    s[7] = _mm_xor_si128(s[7], s[3]);
-                    salsa!(s[4], s[5], s[6], s[7]);
-                }};
-            }
-
-            let v: &mut [Block] = $v;
-            for slot in v.iter_mut().take(N) {
-                let q = slot.0.as_mut_ptr() as *mut __m128i;
-                for (k, vector) in s.iter().enumerate() {
-                    // SAFETY: `slot` is a 64-byte aligned block of 8 vectors; k < 8.
-                    unsafe { _mm_store_si128(q.add(k), *vector) };
+    /// ROMix of four independent states at once: vector `k` of the state holds row `k`
+    /// (four words, diagonal-first order as above) of each of the four hashes, one per
+    /// 128-bit lane; Salsa20's lane rotations stay within each 128-bit lane, so the four
+    /// hashes never mix. Each hash reads its own table entry (masked loads).
+    ///
+    /// Callers must make sure the CPU supports AVX-512F ([`has_avx512`]).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn romix_x4_avx512(states: &mut [[u32; 32]; 4], v: &mut [Block4]) {
+        let mut rows = Block4([0; 128]);
+        for (h, state) in states.iter().enumerate() {
+            let shuffled = shuffle(state);
+            for k in 0..8 {
+                for i in 0..4 {
+                    rows.0[k * 16 + h * 4 + i] = shuffled[k * 4 + i];
                 }
-                block_mix!();
             }
-            for _ in 0..N {
-                // Word 16 (the first of the second half) is in place in both orders.
-                let j = (_mm_cvtsi128_si32(s[4]) as u32 as usize) & (N - 1);
-                if let Some(slot) = v.get(j) {
-                    let q = slot.0.as_ptr() as *const __m128i;
-                    for (k, vector) in s.iter_mut().enumerate() {
-                        // SAFETY: as above.
-                        *vector = _mm_xor_si128(*vector, unsafe { _mm_load_si128(q.add(k)) });
-                    }
+        }
+        let p = rows.0.as_ptr() as *const __m512i;
+        // SAFETY: `Block4` is 128 words (8 vectors) and 64-byte aligned.
+        let mut s: [__m512i; 8] = unsafe {
+            [
+                _mm512_load_si512(p),
+                _mm512_load_si512(p.add(1)),
+                _mm512_load_si512(p.add(2)),
+                _mm512_load_si512(p.add(3)),
+                _mm512_load_si512(p.add(4)),
+                _mm512_load_si512(p.add(5)),
+                _mm512_load_si512(p.add(6)),
+                _mm512_load_si512(p.add(7)),
+            ]
+        };
+        macro_rules! salsa {
+            ($b0:expr, $b1:expr, $b2:expr, $b3:expr) => {{
+                let (mut r0, mut r1, mut r2, mut r3) = ($b0, $b1, $b2, $b3);
+                for _ in 0..4 {
+                    r1 = _mm512_xor_si512(r1, _mm512_rol_epi32::<7>(_mm512_add_epi32(r0, r3)));
+                    r2 = _mm512_xor_si512(r2, _mm512_rol_epi32::<9>(_mm512_add_epi32(r1, r0)));
+                    r3 = _mm512_xor_si512(r3, _mm512_rol_epi32::<13>(_mm512_add_epi32(r2, r1)));
+                    r0 = _mm512_xor_si512(r0, _mm512_rol_epi32::<18>(_mm512_add_epi32(r3, r2)));
+                    r1 = _mm512_shuffle_epi32::<0x93>(r1);
+                    r2 = _mm512_shuffle_epi32::<0x4e>(r2);
+                    r3 = _mm512_shuffle_epi32::<0x39>(r3);
+                    r3 = _mm512_xor_si512(r3, _mm512_rol_epi32::<7>(_mm512_add_epi32(r0, r1)));
+                    r2 = _mm512_xor_si512(r2, _mm512_rol_epi32::<9>(_mm512_add_epi32(r3, r0)));
+                    r1 = _mm512_xor_si512(r1, _mm512_rol_epi32::<13>(_mm512_add_epi32(r2, r3)));
+                    r0 = _mm512_xor_si512(r0, _mm512_rol_epi32::<18>(_mm512_add_epi32(r1, r2)));
+                    r1 = _mm512_shuffle_epi32::<0x39>(r1);
+                    r2 = _mm512_shuffle_epi32::<0x4e>(r2);
+                    r3 = _mm512_shuffle_epi32::<0x93>(r3);
                 }
-                block_mix!();
-            }
+                $b0 = _mm512_add_epi32($b0, r0);
+                $b1 = _mm512_add_epi32($b1, r1);
+                $b2 = _mm512_add_epi32($b2, r2);
+                $b3 = _mm512_add_epi32($b3, r3);
+            }};
+        }
+        macro_rules! block_mix {
+            () => {{
+                s[0] = _mm512_xor_si512(s[0], s[4]);
+                s[1] = _mm512_xor_si512(s[1], s[5]);
+                s[2] = _mm512_xor_si512(s[2], s[6]);
+                s[3] = _mm512_xor_si512(s[3], s[7]);
+                salsa!(s[0], s[1], s[2], s[3]);
+                s[4] = _mm512_xor_si512(s[4], s[0]);
+                s[5] = _mm512_xor_si512(s[5], s[1]);
+                s[6] = _mm512_xor_si512(s[6], s[2]);
+                s[7] = _mm512_xor_si512(s[7], s[3]);
+                salsa!(s[4], s[5], s[6], s[7]);
+            }};
+        }
 
-            let mut out = Block([0; 32]);
-            let q = out.0.as_mut_ptr() as *mut __m128i;
+        for slot in v.iter_mut().take(N) {
+            let q = slot.0.as_mut_ptr() as *mut __m512i;
             for (k, vector) in s.iter().enumerate() {
-                // SAFETY: as above.
-                unsafe { _mm_store_si128(q.add(k), *vector) };
+                // SAFETY: `slot` is a 64-byte aligned block of 8 vectors; k < 8.
+                unsafe { _mm512_store_si512(q.add(k), *vector) };
             }
-            *$x = unshuffle(&out.0);
-        }};
-    }
+            block_mix!();
+        }
+        let mut first_row = [0u32; 16];
+        for _ in 0..N {
+            // Word 16 of each hash (the first of its second half) is lane 0 of its
+            // 128-bit lane of vector 4, in both word orders.
+            // SAFETY: 16 words are 64 bytes; unaligned store.
+            unsafe { _mm512_storeu_si512(first_row.as_mut_ptr() as *mut __m512i, s[4]) };
+            let j = [0usize, 4, 8, 12].map(|lane| (first_row[lane] as usize) & (N - 1));
+            let (Some(b0), Some(b1), Some(b2), Some(b3)) =
+                (v.get(j[0]), v.get(j[1]), v.get(j[2]), v.get(j[3]))
+            else {
+                continue;
+            };
+            let base = [b0, b1, b2, b3].map(|b| b.0.as_ptr());
+            for (k, vector) in s.iter_mut().enumerate() {
+                // SAFETY: each table entry is a 64-byte aligned block of 8 vectors (128
+                // words); k < 8, so `k * 16` words in stays inside it.
+                let row = unsafe {
+                    let mut row = _mm512_load_si512(base[0].add(k * 16) as *const __m512i);
+                    row = _mm512_mask_load_epi32(row, 0x00f0, base[1].add(k * 16) as *const i32);
+                    row = _mm512_mask_load_epi32(row, 0x0f00, base[2].add(k * 16) as *const i32);
+                    _mm512_mask_load_epi32(row, 0xf000, base[3].add(k * 16) as *const i32)
+                };
+                *vector = _mm512_xor_si512(*vector, row);
+            }
+            block_mix!();
+        }
 
-    #[inline]
-    #[target_feature(enable = "sse2")]
-    fn rotate_sse2<const L: i32, const R: i32>(a: __m128i) -> __m128i {
-        _mm_or_si128(_mm_slli_epi32::<L>(a), _mm_srli_epi32::<R>(a))
-    }
-
-    /// SSE2 is part of x86_64: no detection needed.
-    pub(super) fn romix_sse2(x: &mut [u32; 32], v: &mut [Block]) {
-        // SAFETY: every x86_64 CPU has SSE2.
-        unsafe { romix_sse2_inner(x, v) }
-    }
-
-    #[target_feature(enable = "sse2")]
-    fn romix_sse2_inner(x: &mut [u32; 32], v: &mut [Block]) {
-        romix_body!(x, v, rotate_sse2)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512vl")]
-    fn rotate_avx512<const L: i32, const R: i32>(a: __m128i) -> __m128i {
-        _mm_rol_epi32::<L>(a)
-    }
-
-    /// Callers must make sure the CPU supports AVX-512F and AVX-512VL.
-    #[target_feature(enable = "avx512f,avx512vl")]
-    pub(super) fn romix_avx512(x: &mut [u32; 32], v: &mut [Block]) {
-        romix_body!(x, v, rotate_avx512)
-    }
-
-    #[cfg(test)]
-    pub(super) fn romix_sse2_for_tests(x: &mut [u32; 32], v: &mut [Block]) {
-        romix_sse2(x, v)
+        let q = rows.0.as_mut_ptr() as *mut __m512i;
+        for (k, vector) in s.iter().enumerate() {
+            // SAFETY: as above.
+            unsafe { _mm512_store_si512(q.add(k), *vector) };
+        }
+        for (h, state) in states.iter_mut().enumerate() {
+            let mut shuffled = [0u32; 32];
+            for k in 0..8 {
+                for i in 0..4 {
+                    shuffled[k * 4 + i] = rows.0[k * 16 + h * 4 + i];
+                }
+            }
+            *state = unshuffle(&shuffled);
+        }
     }
 }
 
@@ -399,21 +465,18 @@ mod tests {
             prop_assert_eq!(scrypt_1024_1_1(&header), scrypt_1024_1_1_reference(&header));
         }
 
-        /// Every ROMix (portable, SSE2, and the one this CPU picks) agrees.
+        /// Four at a time (AVX-512 where the CPU has it), and any remainder, equals the
+        /// crate hash by hash.
         #[test]
-        fn every_romix_agrees(words in proptest::collection::vec(any::<u32>(), 32)) {
-            let start: [u32; 32] = words.try_into().unwrap();
-            let mut v = new_scratch();
-            let mut a = start;
-            portable::romix(&mut a, &mut v);
-            let mut b = start;
-            romix(&mut b, &mut v);
-            prop_assert_eq!(a, b);
-            #[cfg(target_arch = "x86_64")]
-            {
-                let mut c = start;
-                x86::romix_sse2_for_tests(&mut c, &mut v);
-                prop_assert_eq!(a, c);
+        fn many_equals_the_scrypt_crate(
+            headers in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 80), 0..10)
+        ) {
+            let headers: Vec<[u8; 80]> =
+                headers.into_iter().map(|h| h.try_into().unwrap()).collect();
+            let hashes = scrypt_1024_1_1_many(&headers);
+            prop_assert_eq!(hashes.len(), headers.len());
+            for (header, hash) in headers.iter().zip(&hashes) {
+                prop_assert_eq!(*hash, scrypt_1024_1_1_reference(header));
             }
         }
     }

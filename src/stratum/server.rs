@@ -4,9 +4,9 @@
 //! Jobs travel through a `tokio::sync::watch` channel: a broadcast is one store, each
 //! session wakes and writes its own `mining.notify` (the text is prepared once per job).
 //! A session that falls behind simply sees the newest job; it notices a new block by the
-//! changed previous hash, so `clean_jobs` is never lost. Verification of submissions is
-//! bounded by a semaphore of `verify_threads` permits around `spawn_blocking`, so at most
-//! that many scrypt hashes run at once whatever the number of miners.
+//! changed previous hash, so `clean_jobs` is never lost. Submissions are verified on a pool
+//! of `verify_threads` threads ([`super::verify`]), so at most that many threads hash at
+//! once whatever the number of miners.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use share_chain::{CoinParams, PowAlgorithm};
+use share_chain::CoinParams;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -25,6 +25,7 @@ use super::errors::ServerError;
 use super::job::{Job, JobTemplate};
 use super::session::Session;
 use super::vardiff::VardiffConfig;
+use super::verify::Verifier;
 use super::WorkSource;
 
 /// Server settings. `Default` suits a node on the open internet; tests shrink them.
@@ -46,7 +47,7 @@ pub struct StratumConfig {
     /// Version bits miners may roll (BIP310); intersected with what each miner asks for.
     pub version_rolling_mask: u32,
     pub vardiff: VardiffConfig,
-    /// Scrypt hashes verified at once (threads of the blocking pool in use).
+    /// Threads of the verification pool (each hashes up to four submissions at once).
     pub verify_threads: usize,
     /// Submissions of one connection being verified at once; beyond it the server stops
     /// reading from that connection until one finishes.
@@ -255,7 +256,6 @@ impl Stats {
 /// What all sessions share.
 pub(crate) struct Shared<W: WorkSource> {
     pub(crate) config: StratumConfig,
-    pub(crate) pow: PowAlgorithm,
     pub(crate) scale: DifficultyScale,
     pub(crate) work: Arc<W>,
     pub(crate) jobs: watch::Sender<Option<Arc<Job<W::Payload>>>>,
@@ -265,7 +265,7 @@ pub(crate) struct Shared<W: WorkSource> {
     pub(crate) availability: watch::Sender<Availability>,
     next_extranonce1: AtomicU32,
     next_job_seq: AtomicU64,
-    pub(crate) verify_permits: Arc<Semaphore>,
+    pub(crate) verifier: Verifier,
     pub(crate) stats: Stats,
     pub(crate) sessions: AtomicUsize,
 }
@@ -311,7 +311,6 @@ impl<W: WorkSource> StratumServer<W> {
             .build_hasher()
             .finish() as u32;
         let shared = Arc::new(Shared {
-            pow: coin.pow,
             scale: DifficultyScale::from_coin(coin),
             work,
             jobs: watch::Sender::new(None),
@@ -320,7 +319,12 @@ impl<W: WorkSource> StratumServer<W> {
             availability: watch::Sender::new(config.availability.clone()),
             next_extranonce1: AtomicU32::new(random_start),
             next_job_seq: AtomicU64::new(1),
-            verify_permits: Arc::new(Semaphore::new(config.verify_threads)),
+            verifier: Verifier::start(config.verify_threads, coin.pow).map_err(|source| {
+                ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                }
+            })?,
             stats: Stats::new(config.max_tracked_workers),
             sessions: AtomicUsize::new(0),
             config,
@@ -436,6 +440,7 @@ impl<W: WorkSource> StratumServer<W> {
     /// Stops accepting and closes every session.
     pub async fn shutdown(self) {
         self.shared.shutdown.send_replace(true);
+        self.shared.verifier.close();
         self.accept_task.abort();
         // Sessions see the flag and end on their own; wait briefly for them.
         for _ in 0..100 {
@@ -450,6 +455,7 @@ impl<W: WorkSource> StratumServer<W> {
 impl<W: WorkSource> Drop for StratumServer<W> {
     fn drop(&mut self) {
         self.shared.shutdown.send_replace(true);
+        self.shared.verifier.close();
         self.accept_task.abort();
     }
 }
@@ -500,6 +506,7 @@ async fn accept_loop<W: WorkSource>(listener: TcpListener, shared: Arc<Shared<W>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use share_chain::PowAlgorithm;
 
     #[test]
     fn default_config_is_valid_and_bad_ones_are_refused() {
@@ -538,7 +545,6 @@ mod tests {
     fn a_session_task_is_small() {
         let config = StratumConfig::default();
         let shared = Arc::new(Shared {
-            pow: PowAlgorithm::Scrypt,
             scale: DifficultyScale::new(65536),
             work: Arc::new(Nobody),
             jobs: watch::Sender::new(None),
@@ -547,7 +553,7 @@ mod tests {
             availability: watch::Sender::new(Availability::Serving),
             next_extranonce1: AtomicU32::new(0),
             next_job_seq: AtomicU64::new(1),
-            verify_permits: Arc::new(Semaphore::new(1)),
+            verifier: Verifier::start(1, PowAlgorithm::Scrypt).unwrap(),
             stats: Stats::new(1),
             sessions: AtomicUsize::new(0),
             config,

@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use share_chain::Target;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::errors::{SessionError, StratumError};
@@ -33,6 +34,7 @@ use super::messages::{self, Incoming, Request};
 use super::server::{Availability, Shared};
 use super::username::Username;
 use super::vardiff::Vardiff;
+use super::verify::Check;
 use super::{JobFuture, Personalized, Solution, WorkSource};
 
 /// First byte of a TLS record carrying a handshake (a ClientHello on a fresh connection).
@@ -818,8 +820,71 @@ impl<W: WorkSource> Session<W> {
     }
 }
 
-/// Hashes a submission on the blocking pool (bounded by the server's permits) and hands a
-/// share or block to the node from there.
+/// A submission queued on the verification pool, answered through `reply`.
+struct SubmitCheck<W: WorkSource> {
+    shared: Arc<Shared<W>>,
+    template: Arc<job::JobTemplate<W::Payload>>,
+    extranonce1: [u8; 4],
+    submission: Submission,
+    version: u32,
+    target: Target,
+    miner: Arc<W::Identity>,
+    username: String,
+    coinbase: Vec<u8>,
+    header: [u8; 80],
+    reply: oneshot::Sender<Result<(bool, bool), StratumError>>,
+}
+
+impl<W: WorkSource> Check for SubmitCheck<W> {
+    fn header(&mut self) -> [u8; 80] {
+        let (coinbase, header) = job::submitted_header(
+            &self.template,
+            &self.extranonce1,
+            &self.submission,
+            self.version,
+        );
+        self.coinbase = coinbase;
+        self.header = header;
+        header
+    }
+
+    /// Hands a share or block to the node (from the pool thread) and answers the session.
+    fn finish(self: Box<Self>, pow_hash: [u8; 32]) {
+        let this = *self;
+        let verdict = job::judge(
+            &this.template,
+            this.header,
+            this.coinbase,
+            pow_hash,
+            this.target,
+        );
+        if !verdict.accepted() {
+            let _ = this.reply.send(Err(StratumError::LowDifficulty));
+            return;
+        }
+        let (share, block) = (verdict.meets_share_target, verdict.meets_block_target);
+        if share || block {
+            this.shared.work.on_solution(Solution {
+                header: verdict.header,
+                pow_hash: verdict.pow_hash,
+                coinbase: verdict.coinbase,
+                job: this.template,
+                extranonce1: this.extranonce1,
+                extranonce2: this.submission.extranonce2,
+                ntime: this.submission.ntime,
+                nonce: this.submission.nonce,
+                version: this.version,
+                miner: this.miner,
+                username: this.username,
+                meets_share_target: share,
+                meets_block_target: block,
+            });
+        }
+        let _ = this.reply.send(Ok((share, block)));
+    }
+}
+
+/// Queues a submission on the verification pool and waits for its verdict.
 #[allow(clippy::too_many_arguments)]
 async fn verify_off_loop<W: WorkSource>(
     shared: Arc<Shared<W>>,
@@ -831,43 +896,26 @@ async fn verify_off_loop<W: WorkSource>(
     miner: Arc<W::Identity>,
     username: String,
 ) -> Result<(bool, bool), StratumError> {
-    let Ok(permit) = shared.verify_permits.clone().acquire_owned().await else {
-        return Err(StratumError::VerificationFailed);
-    };
-    let task = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let verdict = job::verify(
-            shared.pow,
-            &template,
-            &extranonce1,
-            &submission,
-            version,
-            target,
-        );
-        if !verdict.accepted() {
-            return Err(StratumError::LowDifficulty);
-        }
-        let (share, block) = (verdict.meets_share_target, verdict.meets_block_target);
-        if share || block {
-            shared.work.on_solution(Solution {
-                header: verdict.header,
-                pow_hash: verdict.pow_hash,
-                coinbase: verdict.coinbase,
-                job: template,
-                extranonce1,
-                extranonce2: submission.extranonce2,
-                ntime: submission.ntime,
-                nonce: submission.nonce,
-                version,
-                miner,
-                username,
-                meets_share_target: share,
-                meets_block_target: block,
-            });
-        }
-        Ok((share, block))
+    let (reply, answer) = oneshot::channel();
+    let check = Box::new(SubmitCheck {
+        shared: shared.clone(),
+        template,
+        extranonce1,
+        submission,
+        version,
+        target,
+        miner,
+        username,
+        coinbase: Vec::new(),
+        header: [0; 80],
+        reply,
     });
-    task.await.unwrap_or(Err(StratumError::VerificationFailed))
+    if shared.verifier.submit(check).is_err() {
+        return Err(StratumError::VerificationFailed);
+    }
+    answer
+        .await
+        .unwrap_or(Err(StratumError::VerificationFailed))
 }
 
 /// Waits for the job being personalized (pending forever when there is none; the select
