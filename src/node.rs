@@ -392,11 +392,16 @@ impl Drop for Node {
     }
 }
 
+/// A payout address's job being built: every session of that address waits on one build.
+type SharedBuild = Shared<BoxFuture<'static, Option<Arc<Job<WorkPayload>>>>>;
+/// Each payout address's finished job of one round.
+type RoundJobs = HashMap<Vec<u8>, Arc<Job<WorkPayload>>>;
+
 /// A payout address's job in the current round.
 enum Slot {
     Ready(Arc<Job<WorkPayload>>),
-    /// Being built off the event loop; every session of that address waits on the same build.
-    Building(Shared<BoxFuture<'static, Option<Arc<Job<WorkPayload>>>>>),
+    /// Being built off the event loop.
+    Building(SharedBuild),
 }
 
 /// The current round of work: its block and share context and each payout address's job.
@@ -406,7 +411,7 @@ struct JobCache {
     round: Option<Round>,
     jobs: HashMap<Vec<u8>, Slot>,
     /// The round before, for sessions that read its broadcast just as this one was built.
-    previous: Option<(u64, HashMap<Vec<u8>, Arc<Job<WorkPayload>>>)>,
+    previous: Option<(u64, RoundJobs)>,
     /// Payout addresses connections asked jobs for, and when last: jobs are built ahead for
     /// these.
     known: HashMap<Vec<u8>, Instant>,
@@ -577,7 +582,7 @@ impl NodeWork {
         };
         let broadcast = broadcast?;
         let mut cache = lock_cache(&self.cache);
-        let finished: HashMap<Vec<u8>, Arc<Job<WorkPayload>>> = cache
+        let finished: RoundJobs = cache
             .jobs
             .iter()
             .filter_map(|(script, slot)| match slot {
@@ -599,12 +604,7 @@ impl NodeWork {
 
     /// Builds `script`'s job of the current round on a task (the chain thread for the share
     /// template, then the coinbase); the result lands in the cache and in the future.
-    fn spawn_build(
-        &self,
-        generation: u64,
-        round: Round,
-        script: Vec<u8>,
-    ) -> Option<Shared<BoxFuture<'static, Option<Arc<Job<WorkPayload>>>>>> {
+    fn spawn_build(&self, generation: u64, round: Round, script: Vec<u8>) -> Option<SharedBuild> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let chain = self.chain.clone();
         let cache = self.cache.clone();

@@ -48,28 +48,44 @@ pub fn scrypt_1024_1_1_many(headers: &[[u8; 80]]) -> Vec<[u8; 32]> {
     let mut out = Vec::with_capacity(headers.len());
     let mut chunks = headers.chunks_exact(SCRYPT_BATCH);
     let remainder = chunks.remainder();
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() {
-        for chunk in chunks.by_ref() {
-            let mut states = [[0u32; 32]; SCRYPT_BATCH];
-            let mut salted = [[0u8; 128]; SCRYPT_BATCH];
-            for ((state, b), header) in states.iter_mut().zip(salted.iter_mut()).zip(chunk) {
-                *state = pbkdf2_in(header, b);
-            }
-            with_scratch_x4(|v| {
-                // SAFETY (of the call): `has_avx512` checked the CPU above.
-                unsafe { x86::romix_x4_avx512(&mut states, v) }
-            });
-            for ((state, b), header) in states.iter().zip(salted.iter_mut()).zip(chunk) {
-                out.push(pbkdf2_out(header, state, b));
-            }
-        }
-    }
+    hash_fours(&mut chunks, &mut out);
     for header in chunks.flatten().chain(remainder) {
         out.push(scrypt_1024_1_1(header));
     }
     out
 }
+
+/// Hashes whole groups of four from `chunks` side by side, if this CPU (and the compiler
+/// that built this: AVX-512 intrinsics are stable from Rust 1.89) can; leaves the rest.
+#[cfg(target_arch = "x86_64")]
+#[rustversion::since(1.89)]
+fn hash_fours(chunks: &mut std::slice::ChunksExact<'_, [u8; 80]>, out: &mut Vec<[u8; 32]>) {
+    if !x86::has_avx512() {
+        return;
+    }
+    for chunk in chunks {
+        let mut states = [[0u32; 32]; SCRYPT_BATCH];
+        let mut salted = [[0u8; 128]; SCRYPT_BATCH];
+        for ((state, b), header) in states.iter_mut().zip(salted.iter_mut()).zip(chunk) {
+            *state = pbkdf2_in(header, b);
+        }
+        with_scratch_x4(|v| {
+            // SAFETY (of the call): `has_avx512` checked the CPU above.
+            unsafe { x86::romix_x4_avx512(&mut states, v) }
+        });
+        for ((state, b), header) in states.iter().zip(salted.iter_mut()).zip(chunk) {
+            out.push(pbkdf2_out(header, state, b));
+        }
+    }
+}
+
+/// Without AVX-512 (or an older compiler) every header is hashed on its own.
+#[cfg(not(target_arch = "x86_64"))]
+fn hash_fours(_: &mut std::slice::ChunksExact<'_, [u8; 80]>, _: &mut Vec<[u8; 32]>) {}
+
+#[cfg(target_arch = "x86_64")]
+#[rustversion::before(1.89)]
+fn hash_fours(_: &mut std::slice::ChunksExact<'_, [u8; 80]>, _: &mut Vec<[u8; 32]>) {}
 
 /// scrypt's first PBKDF2 step: the header stretched to 128 bytes, as ROMix's words.
 fn pbkdf2_in(header: &[u8; 80], b: &mut [u8; 128]) -> [u32; 32] {
@@ -134,6 +150,7 @@ fn new_scratch_x4() -> Box<[Block4]> {
 
 /// Like [`with_scratch`], for the 4-way table.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[rustversion::attr(before(1.89), allow(dead_code))]
 fn with_scratch_x4<R>(mut f: impl FnMut(&mut [Block4]) -> R) -> R {
     let reused = SCRATCH_X4.try_with(|cell| {
         let mut slot = cell.try_borrow_mut().ok()?;
@@ -238,6 +255,10 @@ mod portable {
 /// ROMix itself (copies, xors, the index in word 16) does not care about the order, so
 /// the state is shuffled once on the way in and once on the way out.
 #[cfg(target_arch = "x86_64")]
+#[rustversion::since(1.89)]
+// The workspace's MSRV predates these intrinsics; `rustversion` leaves this module out of
+// builds by older compilers (they hash one header at a time).
+#[allow(clippy::incompatible_msrv)]
 mod x86 {
     use std::arch::x86_64::*;
 
