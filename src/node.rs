@@ -419,6 +419,9 @@ struct JobCache {
 
 /// An address no connection asked a job for this long gets no job built ahead.
 const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(600);
+/// Jobs are built ahead for at most this many addresses (the most recently seen): a flood
+/// of connections with fresh addresses must not make every round unboundedly long.
+const MAX_KNOWN_ADDRESSES: usize = 10_000;
 
 /// What a job of the current round is built from.
 #[derive(Clone)]
@@ -525,6 +528,13 @@ impl NodeWork {
             cache
                 .known
                 .retain(|_, used| used.elapsed() < KNOWN_ADDRESS_TTL);
+            if cache.known.len() > MAX_KNOWN_ADDRESSES {
+                let mut by_age: Vec<Instant> = cache.known.values().copied().collect();
+                by_age.sort_unstable_by(|a, b| b.cmp(a));
+                if let Some(&oldest_kept) = by_age.get(MAX_KNOWN_ADDRESSES - 1) {
+                    cache.known.retain(|_, used| *used >= oldest_kept);
+                }
+            }
             miners.extend(cache.known.keys().map(|script| self.payout(script.clone())));
         }
         let shared_context = context.clone();
@@ -899,5 +909,91 @@ async fn handle_solutions(
                 Err(e) => error!(error = %e, "share chain unavailable"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: DaemonState) -> DaemonStatus {
+        DaemonStatus {
+            state,
+            template: None,
+            template_seq: 0,
+        }
+    }
+
+    #[test]
+    fn readiness_combines_named_conditions() {
+        let mut r = Readiness::starting();
+        assert!(!r.is_ready());
+        assert_eq!(
+            r.blocker().as_deref(),
+            Some("litecoind: waiting for its first answer")
+        );
+        assert!(r.set(DAEMON_CONDITION, true, "ready".into()));
+        assert!(r.is_ready());
+        assert_eq!(r.blocker(), None);
+        // Setting the same state again is no change.
+        assert!(!r.set(DAEMON_CONDITION, true, "ready".into()));
+        assert!(r.set(SYNC_CONDITION, false, "catching up: 10 of 80 shares".into()));
+        assert!(r.set(DAEMON_CONDITION, false, "unreachable".into()));
+        assert_eq!(
+            r.blocker().as_deref(),
+            Some("litecoind: unreachable; share chain: catching up: 10 of 80 shares")
+        );
+        assert_eq!(r.condition(SYNC_CONDITION).map(|c| c.ready), Some(false));
+    }
+
+    #[test]
+    fn the_handle_publishes_changes() {
+        let handle = ReadinessHandle::default();
+        let mut rx = handle.subscribe();
+        rx.borrow_and_update();
+        handle.set_sync_ready(false, "syncing");
+        assert!(rx.has_changed().unwrap());
+        assert!(!rx.borrow_and_update().is_ready());
+        handle.set_sync_ready(false, "syncing");
+        assert!(!rx.has_changed().unwrap(), "no change, no wake-up");
+        assert_eq!(
+            handle
+                .current()
+                .condition(SYNC_CONDITION)
+                .map(|c| c.reason.clone()),
+            Some("syncing".to_string())
+        );
+    }
+
+    #[test]
+    fn every_daemon_state_has_a_reason() {
+        let states = [
+            DaemonState::Connecting,
+            DaemonState::Ready,
+            DaemonState::Unreachable,
+            DaemonState::Unauthorized,
+            DaemonState::WrongChain {
+                expected: "regtest".into(),
+                found: "main".into(),
+            },
+            DaemonState::WarmingUp("Loading block index".into()),
+            DaemonState::Syncing,
+            DaemonState::NoTemplate("not connected".into()),
+        ];
+        for state in states {
+            let (ready, reason) = daemon_condition(&status(state.clone()));
+            assert!(!ready, "{state:?} without a template is not ready");
+            assert!(!reason.is_empty());
+        }
+        let (_, reason) = daemon_condition(&status(DaemonState::Unauthorized));
+        assert!(reason.contains("credentials"), "{reason}");
+        let (_, reason) = daemon_condition(&status(DaemonState::WrongChain {
+            expected: "regtest".into(),
+            found: "main".into(),
+        }));
+        assert!(
+            reason.contains("main") && reason.contains("regtest"),
+            "{reason}"
+        );
     }
 }
