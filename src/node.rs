@@ -794,6 +794,11 @@ async fn feed_jobs(
                             stratum.set_availability(Availability::Serving);
                             serving = true;
                         }
+                    } else if !serving {
+                        // Ready, but no work could be built (the reason is logged above).
+                        stratum.set_availability(Availability::Paused {
+                            reason: "the node cannot build work for miners; see its log".into(),
+                        });
                     }
                 }
             }
