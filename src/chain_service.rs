@@ -109,20 +109,6 @@ impl ChainHandle {
         rx.await.map_err(|_| ChainStopped)
     }
 
-    /// Like [`ChainHandle::call`], from a thread outside the async runtime.
-    pub fn call_blocking<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut ShareChain) -> R + Send + 'static,
-    ) -> Result<R, ChainStopped> {
-        let (tx, rx) = std_mpsc::channel();
-        self.jobs
-            .send(Box::new(move |chain| {
-                let _ = tx.send(f(chain));
-            }))
-            .map_err(|_| ChainStopped)?;
-        rx.recv().map_err(|_| ChainStopped)
-    }
-
     pub fn summary(&self) -> ChainSummary {
         self.summary.borrow().clone()
     }

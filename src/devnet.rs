@@ -115,6 +115,10 @@ pub async fn run(
                     }
                 }
                 Ok(NodeEvent::DaemonState(state)) => println!("litecoind: {state:?}"),
+                Ok(NodeEvent::Readiness(readiness)) => match readiness.blocker() {
+                    None => println!("node ready: serving miners"),
+                    Some(reason) => println!("node not ready, miners paused: {reason}"),
+                },
                 Err(RecvError::Lagged(n)) => println!("({n} events skipped)"),
                 Err(RecvError::Closed) => break,
             },

@@ -2,12 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use p2pool::daemon::{Auth, RpcConfig};
 use p2pool::devnet::{self, DevnetConfig};
-use p2pool::node::{Node, NodeConfig, NodeEvent};
+use p2pool::node::{Node, NodeConfig, NodeEvent, NodeOptions};
 use p2pool_network::Multiaddr;
 use share_chain::address::address_to_script;
 use share_chain::{OperatorFee, Preset};
@@ -69,6 +70,10 @@ struct RunArgs {
     /// Share-chain peers to connect to (multiaddrs, e.g. /ip4/1.2.3.4/tcp/19338).
     #[arg(long)]
     peer: Vec<Multiaddr>,
+    /// Seconds connected miners keep their last job once work pauses (litecoind gone,
+    /// share chain syncing) before their connections are closed so they fail over.
+    #[arg(long, default_value_t = 30)]
+    stratum_pause_grace: u64,
     /// Operator fee in percent of the weight of shares mined through this node.
     #[arg(long, requires = "fee_address")]
     fee: Option<f64>,
@@ -194,15 +199,20 @@ async fn run(args: RunArgs) -> Result<()> {
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], preset.ports.stratum)));
     std::fs::create_dir_all(&args.datadir)
         .with_context(|| format!("cannot create {}", args.datadir.display()))?;
-    let node = Node::start(NodeConfig {
-        preset,
-        datadir: args.datadir.clone(),
-        daemon: RpcConfig::new(url, auth),
-        stratum,
-        fee,
-        p2p_listen,
-        peers: args.peer.clone(),
-    })
+    let node = Node::start_with(
+        NodeConfig {
+            preset,
+            datadir: args.datadir.clone(),
+            daemon: RpcConfig::new(url, auth),
+            stratum,
+            fee,
+            p2p_listen,
+            peers: args.peer.clone(),
+        },
+        NodeOptions {
+            stratum_pause_grace: Duration::from_secs(args.stratum_pause_grace),
+        },
+    )
     .await?;
     info!(stratum = %node.stratum_addr(), "p2pool node running; Ctrl-C stops it");
     if let Some(p2p) = &node.p2p {

@@ -4,6 +4,10 @@
 //! authorizes with an address, decodes `mining.notify`, grinds scrypt on its own threads
 //! and submits what meets the difficulty it was given. Anything the server sends that it
 //! does not understand ends the connection with an error rather than a panic.
+//!
+//! Like a real miner it rides out outages: when the pool closes the connection or refuses
+//! it for now (a paused node), it reconnects with a short backoff, so a devnet or a test
+//! keeps mining across a litecoind restart. Only a refused username ends it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +45,10 @@ pub struct MinerStats {
     pub submitted: AtomicU64,
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
+    /// Sessions that got work (subscribed, authorized and sent a job).
+    pub sessions: AtomicU64,
+    /// Connections lost or refused (each followed by a reconnect).
+    pub disconnects: AtomicU64,
 }
 
 #[derive(Debug, Error)]
@@ -51,7 +59,25 @@ pub enum MinerError {
     Refused { what: &'static str, detail: String },
     #[error("unexpected message from the stratum server: {0}")]
     Protocol(String),
+    #[error("the stratum server closed the connection")]
+    Closed,
+    #[error("the stratum server has no work for now: {0}")]
+    Unavailable(String),
 }
+
+impl MinerError {
+    /// Whether reconnecting cannot help (the pool refused this username, or speaks
+    /// something this miner does not understand).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, MinerError::Refused { .. } | MinerError::Protocol(_))
+    }
+}
+
+/// First wait before reconnecting; it doubles per failed attempt up to the maximum.
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// The Stratum error code of an unauthorized worker or invalid username.
+const CODE_UNAUTHORIZED: i64 = 24;
 
 /// A job as a miner decodes it from `mining.notify` (also used by the Stratum tests).
 #[derive(Clone, Debug)]
@@ -146,11 +172,53 @@ struct Found {
     nonce: u32,
 }
 
-/// Mines until `stop` is set or the connection fails.
+/// Mines until `stop` is set, reconnecting whenever the pool goes away or refuses work for
+/// now; ends early only on a fatal error ([`MinerError::is_fatal`]).
 pub async fn mine(
     config: MinerConfig,
     stats: Arc<MinerStats>,
     stop: Arc<AtomicBool>,
+) -> Result<(), MinerError> {
+    let mut backoff = RECONNECT_MIN;
+    loop {
+        let mut got_work = false;
+        match mine_once(&config, &stats, &stop, &mut got_work).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => {
+                stats.disconnects.fetch_add(1, Ordering::Relaxed);
+                if got_work {
+                    backoff = RECONNECT_MIN;
+                }
+                tracing::info!(server = %config.server, error = %e, retry_in = ?backoff, "miner: reconnecting");
+            }
+        }
+        let until = tokio::time::Instant::now() + backoff;
+        while tokio::time::Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        backoff = (backoff * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// The error code and message of a JSON-RPC error answer.
+fn rpc_error(msg: &Value) -> (Option<i64>, String) {
+    let code = msg["error"][0].as_i64();
+    let text = msg["error"][1]
+        .as_str()
+        .map_or_else(|| msg["error"].to_string(), str::to_string);
+    (code, text)
+}
+
+/// One connection: mines until `stop` is set (`Ok`) or the connection ends (`Err`).
+async fn mine_once(
+    config: &MinerConfig,
+    stats: &Arc<MinerStats>,
+    stop: &AtomicBool,
+    got_work: &mut bool,
 ) -> Result<(), MinerError> {
     let stream = TcpStream::connect(config.server).await?;
     let (read, mut write) = stream.into_split();
@@ -176,13 +244,18 @@ pub async fn mine(
     let mut threads = Vec::new();
     let mut next_id = 3u64;
 
-    let result = loop {
+    // Every way out of the loop, `?` included, lands here so the grinders are stopped.
+    let result: Result<(), MinerError> = async { loop {
         if stop.load(Ordering::Relaxed) {
             break Ok(());
         }
         tokio::select! {
             line = lines.next_line() => {
-                let Some(line) = line? else { break Err(bad("connection closed")) };
+                let line = match line {
+                    Ok(Some(line)) => line,
+                    Ok(None) => break Err(MinerError::Closed),
+                    Err(e) => break Err(e.into()),
+                };
                 let msg: Value = serde_json::from_str(&line).map_err(|_| bad("invalid JSON"))?;
                 match msg.get("method").and_then(Value::as_str) {
                     Some("mining.set_difficulty") => {
@@ -194,6 +267,10 @@ pub async fn mine(
                     }
                     Some("mining.notify") => {
                         let job = Arc::new(MinerJob::from_notify(&msg["params"])?);
+                        if !*got_work {
+                            *got_work = true;
+                            stats.sessions.fetch_add(1, Ordering::Relaxed);
+                        }
                         *shared.job.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some((job, scale.target(difficulty)));
                         shared.generation.fetch_add(1, Ordering::Relaxed);
@@ -208,19 +285,18 @@ pub async fn mine(
                     Some(_) => {}
                     None => match msg["id"].as_u64() {
                         Some(1) => {
-                            extranonce1 = msg["result"][1]
-                                .as_str()
-                                .and_then(|s| hex::decode(s).ok())
-                                .ok_or_else(|| MinerError::Refused {
-                                    what: "the subscription",
-                                    detail: msg["error"].to_string(),
-                                })?;
+                            match msg["result"][1].as_str().and_then(|s| hex::decode(s).ok()) {
+                                Some(en1) => extranonce1 = en1,
+                                // A paused pool refuses subscriptions for now.
+                                None => break Err(MinerError::Unavailable(rpc_error(&msg).1)),
+                            }
                         }
                         Some(2) if msg["result"] != json!(true) => {
-                            break Err(MinerError::Refused {
-                                what: "the username",
-                                detail: msg["error"].to_string(),
-                            });
+                            let (code, detail) = rpc_error(&msg);
+                            if code == Some(CODE_UNAUTHORIZED) {
+                                break Err(MinerError::Refused { what: "the username", detail });
+                            }
+                            break Err(MinerError::Unavailable(detail));
                         }
                         Some(id) if id >= 3 => {
                             if msg["result"] == json!(true) {
@@ -247,7 +323,7 @@ pub async fn mine(
             }
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-    };
+    } }.await;
     shared.stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;

@@ -12,17 +12,26 @@
 //! shares it finds are gossiped, and peers' shares connect to the same chain.
 //!
 //! Each payout address gets its own coinbase (the share's own credit and the finder bonus
-//! go to it), built on demand when a connection first needs it and cached per job.
+//! go to it). When work changes, the jobs of every address mined in the last round are
+//! built ahead, off the event loop; a new address gets its job built on a task the first
+//! time a connection needs it.
+//!
+//! Work is served only while the node is ready ([`Readiness`]): litecoind answers, on the
+//! right chain, synced, with a template; and the share chain is in sync with the network.
+//! Otherwise Stratum is paused with the reason, and resumes with fresh work by itself.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
 
 use p2pool_network::{Multiaddr, NetworkError};
 use share_chain::address::{address_to_script, script_to_address};
-use share_chain::template::MinerPayout;
+use share_chain::template::{BlockContext, MinerPayout, ShareTemplate};
 use share_chain::{CoinParams, OperatorFee, Preset, ShareHash};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -31,10 +40,13 @@ use tracing::{debug, error, info, warn};
 use crate::chain_service::{ChainHandle, ChainStopped, OpenError};
 use crate::daemon::rpc::{RpcClient, RpcConfig, RpcError, SubmitOutcome};
 use crate::daemon::template::BlockTemplate;
-use crate::daemon::watcher::{daemon_chain_name, DaemonState, Watcher, WatcherConfig};
+use crate::daemon::watcher::{
+    daemon_chain_name, DaemonState, DaemonStatus, Watcher, WatcherConfig,
+};
 use crate::p2p::{P2p, P2pConfig};
 use crate::stratum::{
-    Job, JobTemplate, ServerError, Solution, StratumConfig, StratumServer, Username, WorkSource,
+    Availability, Job, JobTemplate, Personalized, ServerError, Solution, StratumConfig,
+    StratumServer, Username, WorkSource,
 };
 use crate::work::{block_context, build_work, WorkPayload};
 
@@ -57,6 +69,8 @@ pub struct NodeConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeEvent {
     DaemonState(DaemonState),
+    /// The node's readiness changed (Stratum serves work only while it is ready).
+    Readiness(Readiness),
     ShareAccepted {
         hash: ShareHash,
         height: u64,
@@ -74,6 +88,155 @@ pub enum NodeEvent {
         /// Who the coinbase pays: (address or script hex, amount).
         payouts: Vec<(String, u64)>,
     },
+}
+
+/// Name of the readiness condition the daemon watcher feeds.
+pub const DAEMON_CONDITION: &str = "litecoind";
+/// Name of the readiness condition of share-chain sync (set by the share-chain network
+/// through [`ReadinessHandle::set_sync_ready`]; ready until it says otherwise).
+pub const SYNC_CONDITION: &str = "share chain";
+
+/// One thing the node needs before its work can become a valid block or share.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    pub name: &'static str,
+    pub ready: bool,
+    /// What the state is: why it is not ready, or what ready means here.
+    pub reason: String,
+}
+
+/// Whether the node hands out work: ready when every named condition is.
+///
+/// Stratum serves miners only while the node is ready; otherwise it is paused with the
+/// reasons of the conditions that are not (see [`crate::stratum::Availability`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    conditions: Vec<Condition>,
+}
+
+impl Readiness {
+    /// A starting node: litecoind not heard from yet, share-chain sync ready.
+    pub fn starting() -> Self {
+        Readiness {
+            conditions: vec![
+                Condition {
+                    name: DAEMON_CONDITION,
+                    ready: false,
+                    reason: "waiting for its first answer".into(),
+                },
+                Condition {
+                    name: SYNC_CONDITION,
+                    ready: true,
+                    reason: "ready".into(),
+                },
+            ],
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.conditions.iter().all(|c| c.ready)
+    }
+
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    pub fn condition(&self, name: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.name == name)
+    }
+
+    /// Why the node is not ready (`name: reason` of each such condition), or `None`.
+    pub fn blocker(&self) -> Option<String> {
+        let reasons: Vec<String> = self
+            .conditions
+            .iter()
+            .filter(|c| !c.ready)
+            .map(|c| format!("{}: {}", c.name, c.reason))
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// Sets a condition (adding it if new); whether anything changed.
+    pub fn set(&mut self, name: &'static str, ready: bool, reason: String) -> bool {
+        match self.conditions.iter_mut().find(|c| c.name == name) {
+            Some(c) if c.ready == ready && c.reason == reason => false,
+            Some(c) => {
+                c.ready = ready;
+                c.reason = reason;
+                true
+            }
+            None => {
+                self.conditions.push(Condition {
+                    name,
+                    ready,
+                    reason,
+                });
+                true
+            }
+        }
+    }
+}
+
+/// Sets and watches the node's [`Readiness`]; cheap to clone and hand to whoever owns a
+/// condition.
+#[derive(Clone)]
+pub struct ReadinessHandle {
+    tx: Arc<watch::Sender<Readiness>>,
+}
+
+impl Default for ReadinessHandle {
+    fn default() -> Self {
+        ReadinessHandle {
+            tx: Arc::new(watch::Sender::new(Readiness::starting())),
+        }
+    }
+}
+
+impl ReadinessHandle {
+    /// Sets condition `name`; a change is logged once (a warning when it stops being ready).
+    pub fn set(&self, name: &'static str, ready: bool, reason: impl Into<String>) {
+        let reason = reason.into();
+        let changed = self
+            .tx
+            .send_if_modified(|r| r.set(name, ready, reason.clone()));
+        if changed {
+            if ready {
+                info!(condition = name, "{name} is ready: {reason}");
+            } else {
+                warn!(condition = name, "{name} is not ready: {reason}");
+            }
+        }
+    }
+
+    /// The share-chain sync condition: `false` while the node is catching up with its
+    /// peers (Stratum serves no work meanwhile), with the reason to show.
+    pub fn set_sync_ready(&self, ready: bool, reason: impl Into<String>) {
+        self.set(SYNC_CONDITION, ready, reason);
+    }
+
+    pub fn current(&self) -> Readiness {
+        self.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Readiness> {
+        self.tx.subscribe()
+    }
+}
+
+/// Tuning beyond [`NodeConfig`]; `Default` suits a real node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Once work is paused, how long connected miners keep their last job before their
+    /// connections are closed (so they fail over to a backup pool).
+    pub stratum_pause_grace: Duration,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            stratum_pause_grace: StratumConfig::default().pause_grace,
+        }
+    }
 }
 
 /// Why the node could not start.
@@ -98,6 +261,7 @@ pub struct Node {
     /// The share-chain network, when the node listens for peers.
     pub p2p: Option<P2p>,
     events: broadcast::Sender<NodeEvent>,
+    readiness: ReadinessHandle,
     _watcher: Watcher,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -105,6 +269,11 @@ pub struct Node {
 impl Node {
     /// Starts the node: opens the chain, binds Stratum, starts watching the daemon.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_with(config, NodeOptions::default()).await
+    }
+
+    /// [`Node::start`] with non-default options.
+    pub async fn start_with(config: NodeConfig, options: NodeOptions) -> Result<Node, NodeError> {
         let preset = config.preset.clone();
         let (chain, report) = ChainHandle::open(config.datadir.join("shares"), preset.clone())?;
         info!(
@@ -124,11 +293,21 @@ impl Node {
             coin: preset.coin.clone(),
             chain: chain.clone(),
             fee: config.fee.clone(),
-            cache: Mutex::new(JobCache::default()),
+            cache: Arc::new(Mutex::new(JobCache::default())),
+            next_generation: AtomicU64::new(0),
             solutions: solutions_tx,
         });
+        let readiness = ReadinessHandle::default();
         let stratum_config = StratumConfig {
             listen: config.stratum,
+            pause_grace: options.stratum_pause_grace,
+            // Paused until litecoind has answered and work is built.
+            availability: Availability::Paused {
+                reason: readiness
+                    .current()
+                    .blocker()
+                    .unwrap_or_else(|| "starting".into()),
+            },
             ..StratumConfig::default()
         };
         let stratum =
@@ -155,6 +334,7 @@ impl Node {
             tokio::spawn(feed_jobs(
                 watcher.subscribe(),
                 chain.subscribe(),
+                readiness.clone(),
                 work.clone(),
                 stratum.clone(),
                 events.clone(),
@@ -173,6 +353,7 @@ impl Node {
             stratum,
             p2p,
             events,
+            readiness,
             _watcher: watcher,
             tasks,
         })
@@ -185,6 +366,22 @@ impl Node {
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
     }
+
+    /// Whether the node serves work now, and if not, why.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.current()
+    }
+
+    /// The handle to set and watch readiness conditions (the share-chain network sets
+    /// [`SYNC_CONDITION`] through it).
+    pub fn readiness_handle(&self) -> ReadinessHandle {
+        self.readiness.clone()
+    }
+
+    /// See [`ReadinessHandle::set_sync_ready`].
+    pub fn set_sync_ready(&self, ready: bool, reason: impl Into<String>) {
+        self.readiness.set_sync_ready(ready, reason);
+    }
 }
 
 impl Drop for Node {
@@ -195,11 +392,43 @@ impl Drop for Node {
     }
 }
 
-/// Jobs built for each payout address, for the current broadcast job.
+/// A payout address's job being built: every session of that address waits on one build.
+type SharedBuild = Shared<BoxFuture<'static, Option<Arc<Job<WorkPayload>>>>>;
+/// Each payout address's finished job of one round.
+type RoundJobs = HashMap<Vec<u8>, Arc<Job<WorkPayload>>>;
+
+/// A payout address's job in the current round.
+enum Slot {
+    Ready(Arc<Job<WorkPayload>>),
+    /// Being built off the event loop.
+    Building(SharedBuild),
+}
+
+/// The current round of work: its block and share context and each payout address's job.
 #[derive(Default)]
 struct JobCache {
-    seq: u64,
-    jobs: HashMap<Vec<u8>, Arc<Job<WorkPayload>>>,
+    generation: u64,
+    round: Option<Round>,
+    jobs: HashMap<Vec<u8>, Slot>,
+    /// The round before, for sessions that read its broadcast just as this one was built.
+    previous: Option<(u64, RoundJobs)>,
+    /// Payout addresses connections asked jobs for, and when last: jobs are built ahead for
+    /// these.
+    known: HashMap<Vec<u8>, Instant>,
+}
+
+/// An address no connection asked a job for this long gets no job built ahead.
+const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(600);
+/// Jobs are built ahead for at most this many addresses (the most recently seen): a flood
+/// of connections with fresh addresses must not make every round unboundedly long.
+const MAX_KNOWN_ADDRESSES: usize = 10_000;
+
+/// What a job of the current round is built from.
+#[derive(Clone)]
+struct Round {
+    block: Arc<BlockTemplate>,
+    context: BlockContext,
+    clean: bool,
 }
 
 /// The node's side of the Stratum server.
@@ -207,7 +436,8 @@ pub struct NodeWork {
     coin: CoinParams,
     chain: ChainHandle,
     fee: Option<OperatorFee>,
-    cache: Mutex<JobCache>,
+    cache: Arc<Mutex<JobCache>>,
+    next_generation: AtomicU64,
     solutions: mpsc::UnboundedSender<Solution<NodeWork>>,
 }
 
@@ -215,71 +445,220 @@ pub struct NodeWork {
 /// sees it, so this only fills the slot.
 const PLACEHOLDER_SCRIPT: &[u8] = &[0x51];
 
-impl NodeWork {
-    /// Builds `script`'s job on `block` (blocking on the chain thread).
-    fn build_job(
-        &self,
-        block: Arc<BlockTemplate>,
-        script: Vec<u8>,
-        clean: bool,
-        seq: u64,
-    ) -> Option<Arc<Job<WorkPayload>>> {
-        let template = self.build_template(block, script, clean)?;
-        match Job::new(seq, template) {
-            Ok(job) => Some(Arc::new(job)),
-            Err(e) => {
-                error!(error = %e, "built a job no miner can use");
-                None
-            }
+fn lock_cache(cache: &Mutex<JobCache>) -> std::sync::MutexGuard<'_, JobCache> {
+    // The cache holds no invariant a panic could break halfway: keep using it.
+    cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The Stratum job of `share` on `block` (CPU work: coinbase halves and their hex).
+fn job_template(
+    share: ShareTemplate,
+    block: Arc<BlockTemplate>,
+    clean: bool,
+    generation: u64,
+) -> Option<JobTemplate<WorkPayload>> {
+    let mut work = match build_work(share, block.clone()) {
+        Ok(work) => work,
+        Err(e) => {
+            error!(error = %e, "cannot split the coinbase for Stratum");
+            return None;
+        }
+    };
+    work.payload.generation = generation;
+    Some(JobTemplate {
+        prev_hash: block.previous_block_hash,
+        coinb1: work.coinb1,
+        coinb2: work.coinb2,
+        merkle_branch: work.payload.share.block.merkle_branch.clone(),
+        version: block.version,
+        bits: block.bits,
+        time: work.time,
+        share_target: work.payload.share.share_target,
+        block_target: block.target,
+        clean,
+        payload: work.payload,
+    })
+}
+
+fn prepared_job(
+    template: JobTemplate<WorkPayload>,
+    generation: u64,
+) -> Option<Arc<Job<WorkPayload>>> {
+    match Job::new(generation, template) {
+        Ok(job) => Some(Arc::new(job)),
+        Err(e) => {
+            error!(error = %e, "built a job no miner can use");
+            None
         }
     }
+}
 
-    fn build_template(
-        &self,
-        block: Arc<BlockTemplate>,
-        script: Vec<u8>,
-        clean: bool,
-    ) -> Option<JobTemplate<WorkPayload>> {
-        let context = block_context(&block);
-        let miner = MinerPayout {
+impl NodeWork {
+    fn payout(&self, script: Vec<u8>) -> MinerPayout {
+        MinerPayout {
             script,
             fee: self.fee.clone(),
             share_target_bits: None,
+        }
+    }
+
+    /// Starts a round of work on `block`: builds the broadcast job and, ahead of time, the
+    /// job of every payout address mined in the last round (one call to the chain thread,
+    /// the coinbases on the blocking pool), so sessions find theirs ready. Returns the
+    /// broadcast job's template (its coinbase pays a placeholder).
+    async fn prepare_round(
+        &self,
+        block: Arc<BlockTemplate>,
+        clean: bool,
+    ) -> Option<JobTemplate<WorkPayload>> {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let for_context = block.clone();
+        let context = match tokio::task::spawn_blocking(move || block_context(&for_context)).await {
+            Ok(context) => context,
+            Err(e) => {
+                error!(error = %e, "cannot prepare the block context");
+                return None;
+            }
         };
-        let share = match self
-            .chain
-            .call_blocking(move |c| c.index_mut().share_template(&miner, context))
+        let mut miners = vec![self.payout(PLACEHOLDER_SCRIPT.to_vec())];
         {
-            Ok(Ok(share)) => share,
-            Ok(Err(e)) => {
-                error!(error = %e, "cannot build a share template");
-                return None;
+            let mut cache = lock_cache(&self.cache);
+            cache
+                .known
+                .retain(|_, used| used.elapsed() < KNOWN_ADDRESS_TTL);
+            if cache.known.len() > MAX_KNOWN_ADDRESSES {
+                let mut by_age: Vec<Instant> = cache.known.values().copied().collect();
+                by_age.sort_unstable_by(|a, b| b.cmp(a));
+                if let Some(&oldest_kept) = by_age.get(MAX_KNOWN_ADDRESSES - 1) {
+                    cache.known.retain(|_, used| *used >= oldest_kept);
+                }
             }
+            miners.extend(cache.known.keys().map(|script| self.payout(script.clone())));
+        }
+        let shared_context = context.clone();
+        let shares = self
+            .chain
+            .call(move |c| {
+                let index = c.index_mut();
+                miners
+                    .into_iter()
+                    .map(|m| {
+                        let share = index.share_template(&m, shared_context.clone());
+                        (m.script, share)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        let shares = match shares {
+            Ok(shares) => shares,
             Err(e) => {
-                error!(error = %e, "cannot build a share template");
+                error!(error = %e, "cannot build share templates");
                 return None;
             }
         };
-        let work = match build_work(share, block.clone()) {
-            Ok(work) => work,
-            Err(e) => {
-                error!(error = %e, "cannot split the coinbase for Stratum");
-                return None;
+        let for_jobs = block.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let mut broadcast = None;
+            let mut jobs = HashMap::new();
+            for (i, (script, share)) in shares.into_iter().enumerate() {
+                let share = match share {
+                    Ok(share) => share,
+                    Err(e) => {
+                        error!(error = %e, "cannot build a share template");
+                        continue;
+                    }
+                };
+                let Some(template) = job_template(share, for_jobs.clone(), clean, generation)
+                else {
+                    continue;
+                };
+                if i == 0 {
+                    broadcast = Some(template);
+                } else if let Some(job) = prepared_job(template, generation) {
+                    jobs.insert(script, Slot::Ready(job));
+                }
             }
-        };
-        Some(JobTemplate {
-            prev_hash: block.previous_block_hash,
-            coinb1: work.coinb1,
-            coinb2: work.coinb2,
-            merkle_branch: work.payload.share.block.merkle_branch.clone(),
-            version: block.version,
-            bits: block.bits,
-            time: work.time,
-            share_target: work.payload.share.share_target,
-            block_target: block.target,
-            clean,
-            payload: work.payload,
+            (broadcast, jobs)
         })
+        .await;
+        let (broadcast, jobs) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                error!(error = %e, "cannot build jobs");
+                return None;
+            }
+        };
+        let broadcast = broadcast?;
+        let mut cache = lock_cache(&self.cache);
+        let finished: RoundJobs = cache
+            .jobs
+            .iter()
+            .filter_map(|(script, slot)| match slot {
+                Slot::Ready(job) => Some((script.clone(), job.clone())),
+                Slot::Building(_) => None,
+            })
+            .collect();
+        cache.previous = Some((cache.generation, finished));
+        cache.generation = generation;
+        cache.round = Some(Round {
+            block,
+            context,
+            clean,
+        });
+        cache.jobs = jobs;
+        debug!(generation, ahead = cache.jobs.len(), "jobs built ahead");
+        Some(broadcast)
+    }
+
+    /// Builds `script`'s job of the current round on a task (the chain thread for the share
+    /// template, then the coinbase); the result lands in the cache and in the future.
+    fn spawn_build(&self, generation: u64, round: Round, script: Vec<u8>) -> Option<SharedBuild> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let chain = self.chain.clone();
+        let cache = self.cache.clone();
+        let miner = self.payout(script.clone());
+        let task = runtime.spawn(async move {
+            let Round {
+                block,
+                context,
+                clean,
+            } = round;
+            let share = chain
+                .call(move |c| c.index_mut().share_template(&miner, context))
+                .await;
+            let job = match share {
+                Ok(Ok(share)) => job_template(share, block, clean, generation)
+                    .and_then(|t| prepared_job(t, generation)),
+                Ok(Err(e)) => {
+                    error!(error = %e, "cannot build a share template");
+                    None
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot build a share template");
+                    None
+                }
+            };
+            let mut cache = lock_cache(&cache);
+            if cache.generation == generation {
+                match &job {
+                    Some(job) => {
+                        if let Some(slot) = cache.jobs.get_mut(&script) {
+                            *slot = Slot::Ready(job.clone());
+                        }
+                    }
+                    // Let the next request try again.
+                    None => {
+                        cache.jobs.remove(&script);
+                    }
+                }
+            }
+            job
+        });
+        let future: BoxFuture<'static, Option<Arc<Job<WorkPayload>>>> =
+            Box::pin(async move { task.await.ok().flatten() });
+        Some(future.shared())
     }
 }
 
@@ -300,75 +679,139 @@ impl WorkSource for NodeWork {
         &self,
         job: &Arc<Job<WorkPayload>>,
         miner: &Vec<u8>,
-    ) -> Option<Arc<Job<WorkPayload>>> {
-        let mut cache = match self.cache.lock() {
-            Ok(cache) => cache,
-            Err(poisoned) => poisoned.into_inner(),
+    ) -> Personalized<WorkPayload> {
+        let generation = job.template.payload.generation;
+        let mut cache = lock_cache(&self.cache);
+        match cache.known.get_mut(miner) {
+            Some(used) => *used = Instant::now(),
+            None => {
+                cache.known.insert(miner.clone(), Instant::now());
+            }
+        }
+        if cache.generation != generation {
+            // The round before (its broadcast was read just as the next one was built), or
+            // an older one: then the newer broadcast is already on its way to the session.
+            return match &cache.previous {
+                Some((previous, jobs)) if *previous == generation => {
+                    jobs.get(miner).map_or(Personalized::Nothing, |job| {
+                        Personalized::Ready(job.clone())
+                    })
+                }
+                _ => Personalized::Nothing,
+            };
+        }
+        if let Some(slot) = cache.jobs.get(miner) {
+            return match slot {
+                Slot::Ready(job) => Personalized::Ready(job.clone()),
+                Slot::Building(future) => Personalized::Later(Box::pin(future.clone())),
+            };
+        }
+        let Some(round) = cache.round.clone() else {
+            return Personalized::Nothing;
         };
-        if cache.seq != job.seq {
-            cache.seq = job.seq;
-            cache.jobs.clear();
-        }
-        if let Some(mine) = cache.jobs.get(miner) {
-            return Some(mine.clone());
-        }
-        let block = job.template.payload.block.clone();
         // Never fall back to the broadcast job: it pays a placeholder, not this miner.
-        let mine = self.build_job(block, miner.clone(), job.template.clean, job.seq)?;
-        cache.jobs.insert(miner.clone(), mine.clone());
-        Some(mine)
+        let Some(future) = self.spawn_build(generation, round, miner.clone()) else {
+            return Personalized::Nothing;
+        };
+        cache
+            .jobs
+            .insert(miner.clone(), Slot::Building(future.clone()));
+        Personalized::Later(Box::pin(future))
     }
 }
 
-/// Rebuilds work whenever the daemon has a new template or the chain a new tip.
+/// What litecoind's state means for work: ready, or the reason it is not.
+pub fn daemon_condition(status: &DaemonStatus) -> (bool, String) {
+    match &status.state {
+        DaemonState::Ready if status.template.is_some() => (true, "ready".into()),
+        DaemonState::Ready => (false, "no block template yet".into()),
+        DaemonState::Connecting => (false, "waiting for its first answer".into()),
+        DaemonState::Unreachable => (
+            false,
+            "unreachable (stopped, restarting, or a wrong RPC address)".into(),
+        ),
+        DaemonState::Unauthorized => (
+            false,
+            "refused the RPC credentials (wrong user, password or cookie)".into(),
+        ),
+        DaemonState::WrongChain { expected, found } => (
+            false,
+            format!("runs the {found} chain, this node needs {expected}"),
+        ),
+        DaemonState::WarmingUp(message) => (false, format!("starting up: {message}")),
+        DaemonState::Syncing => (false, "still syncing the block chain".into()),
+        DaemonState::NoTemplate(reason) => (false, format!("serves no block template: {reason}")),
+    }
+}
+
+/// Rebuilds work whenever the daemon has a new template or the chain a new tip, and pauses
+/// Stratum while the node is not ready (see [`Readiness`]).
 async fn feed_jobs(
-    mut daemon: watch::Receiver<crate::daemon::watcher::DaemonStatus>,
+    mut daemon: watch::Receiver<DaemonStatus>,
     mut chain: watch::Receiver<crate::chain_service::ChainSummary>,
+    readiness: ReadinessHandle,
     work: Arc<NodeWork>,
     stratum: Arc<StratumServer<NodeWork>>,
     events: broadcast::Sender<NodeEvent>,
 ) {
+    let mut ready_rx = readiness.subscribe();
     let mut last_state: Option<DaemonState> = None;
+    let mut last_readiness: Option<Readiness> = None;
     let mut last_template_seq = 0;
     let mut last_prev_block: Option<[u8; 32]> = None;
     let mut last_tip: Option<ShareHash> = None;
+    let mut serving = false;
     loop {
         let status = daemon.borrow_and_update().clone();
         let tip = chain.borrow_and_update().tip;
         if last_state.as_ref() != Some(&status.state) {
-            match &status.state {
-                DaemonState::Ready => info!("litecoind is ready: serving work"),
-                DaemonState::Connecting => info!("connecting to litecoind"),
-                other => warn!(state = ?other, "litecoind is not ready: no new work for miners"),
-            }
             let _ = events.send(NodeEvent::DaemonState(status.state.clone()));
             last_state = Some(status.state.clone());
         }
-        if let Some(template) = status.ready_template() {
-            let new_template = status.template_seq != last_template_seq;
-            let new_tip = tip != last_tip;
-            if new_template || new_tip {
-                let clean = last_prev_block != Some(template.previous_block_hash);
-                let block = template.clone();
-                let w = work.clone();
-                let built = tokio::task::spawn_blocking(move || {
-                    w.build_template(block, PLACEHOLDER_SCRIPT.to_vec(), clean)
-                })
-                .await;
-                if let Ok(Some(job)) = built {
-                    match stratum.broadcast(job) {
-                        Ok(seq) => debug!(seq, clean, height = template.height, "new work"),
-                        Err(e) => error!(error = %e, "cannot broadcast work"),
+        let (daemon_ready, reason) = daemon_condition(&status);
+        readiness.set(DAEMON_CONDITION, daemon_ready, reason);
+        let now = ready_rx.borrow_and_update().clone();
+        if last_readiness.as_ref() != Some(&now) {
+            let _ = events.send(NodeEvent::Readiness(now.clone()));
+            last_readiness = Some(now.clone());
+        }
+        match (now.blocker(), status.ready_template()) {
+            (None, Some(template)) => {
+                let new_template = status.template_seq != last_template_seq;
+                let new_tip = tip != last_tip;
+                // Back from a pause, miners get fresh work even on the same template.
+                if new_template || new_tip || !serving {
+                    let clean = last_prev_block != Some(template.previous_block_hash);
+                    if let Some(job) = work.prepare_round(template.clone(), clean).await {
+                        match stratum.broadcast(job) {
+                            Ok(seq) => debug!(seq, clean, height = template.height, "new work"),
+                            Err(e) => error!(error = %e, "cannot broadcast work"),
+                        }
+                        last_template_seq = status.template_seq;
+                        last_prev_block = Some(template.previous_block_hash);
+                        last_tip = tip;
+                        if !serving {
+                            stratum.set_availability(Availability::Serving);
+                            serving = true;
+                        }
+                    } else if !serving {
+                        // Ready, but no work could be built (the reason is logged above).
+                        stratum.set_availability(Availability::Paused {
+                            reason: "the node cannot build work for miners; see its log".into(),
+                        });
                     }
-                    last_template_seq = status.template_seq;
-                    last_prev_block = Some(template.previous_block_hash);
-                    last_tip = tip;
                 }
+            }
+            (blocker, _) => {
+                let reason = blocker.unwrap_or_else(|| "litecoind: no block template".into());
+                stratum.set_availability(Availability::Paused { reason });
+                serving = false;
             }
         }
         tokio::select! {
             changed = daemon.changed() => if changed.is_err() { return },
             changed = chain.changed() => if changed.is_err() { return },
+            changed = ready_rx.changed() => if changed.is_err() { return },
         }
     }
 }
@@ -471,5 +914,91 @@ async fn handle_solutions(
                 Err(e) => error!(error = %e, "share chain unavailable"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: DaemonState) -> DaemonStatus {
+        DaemonStatus {
+            state,
+            template: None,
+            template_seq: 0,
+        }
+    }
+
+    #[test]
+    fn readiness_combines_named_conditions() {
+        let mut r = Readiness::starting();
+        assert!(!r.is_ready());
+        assert_eq!(
+            r.blocker().as_deref(),
+            Some("litecoind: waiting for its first answer")
+        );
+        assert!(r.set(DAEMON_CONDITION, true, "ready".into()));
+        assert!(r.is_ready());
+        assert_eq!(r.blocker(), None);
+        // Setting the same state again is no change.
+        assert!(!r.set(DAEMON_CONDITION, true, "ready".into()));
+        assert!(r.set(SYNC_CONDITION, false, "catching up: 10 of 80 shares".into()));
+        assert!(r.set(DAEMON_CONDITION, false, "unreachable".into()));
+        assert_eq!(
+            r.blocker().as_deref(),
+            Some("litecoind: unreachable; share chain: catching up: 10 of 80 shares")
+        );
+        assert_eq!(r.condition(SYNC_CONDITION).map(|c| c.ready), Some(false));
+    }
+
+    #[test]
+    fn the_handle_publishes_changes() {
+        let handle = ReadinessHandle::default();
+        let mut rx = handle.subscribe();
+        rx.borrow_and_update();
+        handle.set_sync_ready(false, "syncing");
+        assert!(rx.has_changed().unwrap());
+        assert!(!rx.borrow_and_update().is_ready());
+        handle.set_sync_ready(false, "syncing");
+        assert!(!rx.has_changed().unwrap(), "no change, no wake-up");
+        assert_eq!(
+            handle
+                .current()
+                .condition(SYNC_CONDITION)
+                .map(|c| c.reason.clone()),
+            Some("syncing".to_string())
+        );
+    }
+
+    #[test]
+    fn every_daemon_state_has_a_reason() {
+        let states = [
+            DaemonState::Connecting,
+            DaemonState::Ready,
+            DaemonState::Unreachable,
+            DaemonState::Unauthorized,
+            DaemonState::WrongChain {
+                expected: "regtest".into(),
+                found: "main".into(),
+            },
+            DaemonState::WarmingUp("Loading block index".into()),
+            DaemonState::Syncing,
+            DaemonState::NoTemplate("not connected".into()),
+        ];
+        for state in states {
+            let (ready, reason) = daemon_condition(&status(state.clone()));
+            assert!(!ready, "{state:?} without a template is not ready");
+            assert!(!reason.is_empty());
+        }
+        let (_, reason) = daemon_condition(&status(DaemonState::Unauthorized));
+        assert!(reason.contains("credentials"), "{reason}");
+        let (_, reason) = daemon_condition(&status(DaemonState::WrongChain {
+            expected: "regtest".into(),
+            found: "main".into(),
+        }));
+        assert!(
+            reason.contains("main") && reason.contains("regtest"),
+            "{reason}"
+        );
     }
 }

@@ -51,6 +51,9 @@ pub struct WorkPayload {
     pub share: ShareTemplate,
     pub block: Arc<BlockTemplate>,
     pub script_sig_prefix: Vec<u8>,
+    /// Which round of work this belongs to (the node counts them; 0 until it sets one):
+    /// jobs of one round share their block template and share-chain tip.
+    pub generation: u64,
 }
 
 /// One miner's work.
@@ -84,6 +87,7 @@ pub fn build_work(
             share,
             block,
             script_sig_prefix: prefix,
+            generation: 0,
         },
     })
 }

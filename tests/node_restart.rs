@@ -1,6 +1,7 @@
 //! litecoind restarts while the pool mines: the node must notice, stop claiming blocks,
-//! and carry on by itself once litecoind is back, with neither the node nor the miner
-//! restarted.
+//! pause Stratum (connected miners are let go after the grace period, new ones refused with
+//! the reason), and carry on by itself once litecoind is back, with neither the node nor
+//! the miner restarted (the miner reconnects on its own).
 //!
 //! A real node on a regtest litecoind pair and one real CPU miner (`p2pool::miner`) over
 //! Stratum. Node A (the one the pool talks to) is stopped cleanly and started again on the
@@ -13,16 +14,52 @@ use std::time::{Duration, Instant};
 
 use p2pool::daemon::DaemonState;
 use p2pool::miner::{mine, MinerConfig, MinerStats};
-use p2pool::node::NodeEvent;
+use p2pool::node::{NodeEvent, NodeOptions, DAEMON_CONDITION};
 use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 mod common;
 
-use common::pool::{start_pool, Pool};
+use common::pool::{start_pool_with, Pool};
 
 /// Every wait is bounded by this.
 const WAIT: Duration = Duration::from_secs(30);
+/// How long connected miners keep their job once the node pauses (short for the test).
+const GRACE: Duration = Duration::from_secs(5);
+
+/// A fresh Stratum connection's answer to `mining.subscribe`, and whether the server then
+/// closed the connection.
+async fn try_subscribe(addr: std::net::SocketAddr) -> (Value, bool) {
+    let stream = TcpStream::connect(addr).await.expect("connect to stratum");
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"t/1\"]}\n")
+        .await
+        .expect("send subscribe");
+    let mut lines = BufReader::new(read).lines();
+    let answer = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("an answer in time")
+        .expect("read")
+        .expect("an answer before the close");
+    let answer: Value = serde_json::from_str(&answer).expect("JSON");
+    let closed = matches!(
+        tokio::time::timeout(WAIT, lines.next_line()).await,
+        Ok(Ok(None)) | Ok(Err(_))
+    );
+    (answer, closed)
+}
+
+/// Polls `check` every 50 ms until it holds; panics with `what` after [`WAIT`].
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < WAIT, "{what} within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// Waits for the first event `pick` maps to `Some`; every event seen on the way goes to
 /// `seen` (so the caller can check what happened meanwhile).
@@ -75,7 +112,10 @@ async fn litecoind_restart_while_mining() {
         mut daemons,
         node,
         datadir: _datadir,
-    } = start_pool().await;
+    } = start_pool_with(NodeOptions {
+        stratum_pause_grace: GRACE,
+    })
+    .await;
     let mut events = node.subscribe();
     let address = daemons.new_address("bech32").await.unwrap();
 
@@ -83,7 +123,9 @@ async fn litecoind_restart_while_mining() {
     let stats = Arc::new(MinerStats::default());
     let miner_config = MinerConfig {
         server: node.stratum_addr(),
-        username: format!("{address}.cpu"),
+        // A low fixed difficulty: the miner reports a block (half of all regtest hashes)
+        // every few hundred hashes, so blocks reach the node within the grace period.
+        username: format!("{address}.cpu+0.01"),
         ..common::pool::regtest_miner()
     };
     let miner = tokio::spawn(mine(miner_config, stats.clone(), stop.clone()));
@@ -112,16 +154,53 @@ async fn litecoind_restart_while_mining() {
     .await;
     let noticed = stopped_at.elapsed();
 
-    // The miner keeps hashing on the last job meanwhile, and the node submits what it
-    // finds: wait for one such block, so the check below is never vacuous.
-    let mut outage = Vec::new();
-    wait_for(
-        &mut events,
-        &mut outage,
-        "block submitted during the outage",
-        |e| matches!(e, NodeEvent::BlockSubmitted { .. }).then_some(()),
-    )
+    let readiness = node.readiness();
+    assert!(!readiness.is_ready(), "{readiness:?}");
+    let blocker = readiness.blocker().expect("a reason");
+    assert!(blocker.contains(DAEMON_CONDITION), "{blocker}");
+    let paused_at = Instant::now();
+
+    // During the grace period the miner keeps hashing on its last job and finds blocks:
+    // wait for one, so the check below is never vacuous. (The node submits it, unless a
+    // block on the same previous block was accepted just before litecoind went down.)
+    let blocks_before = node.stratum.stats().blocks;
+    wait_until("a block found during the outage", || {
+        node.stratum.stats().blocks > blocks_before
+    })
     .await;
+    let mut outage = Vec::new();
+
+    // After the grace period the miner's connection is closed (it fails over, here: retries),
+    // and a new miner is refused at subscribe with the reason.
+    let disconnects = stats.disconnects.load(Ordering::Relaxed);
+    wait_until("the miner's connection closed", || {
+        stats.disconnects.load(Ordering::Relaxed) > disconnects
+    })
+    .await;
+    let closed_after = paused_at.elapsed();
+    assert!(
+        closed_after + Duration::from_millis(500) >= GRACE,
+        "closed {closed_after:?} after the pause, before the {GRACE:?} grace"
+    );
+    let (answer, closed) = try_subscribe(node.stratum_addr()).await;
+    assert_eq!(answer["result"], Value::Null, "{answer}");
+    let message = answer["error"][1].as_str().unwrap_or_default();
+    assert!(
+        message.contains("litecoind") && message.contains("unreachable"),
+        "the refusal says why: {answer}"
+    );
+    assert!(closed, "a refused connection is closed");
+    while let Ok(event) = events.try_recv() {
+        outage.push(event);
+    }
+    assert!(
+        outage.iter().chain(&stopping).any(|e| matches!(
+            e,
+            NodeEvent::Readiness(r) if !r.is_ready()
+        )),
+        "the node announced it is not ready"
+    );
+    let sessions_before = stats.sessions.load(Ordering::Relaxed);
 
     // litecoind comes back on the same data directory and ports. (Events from here on may
     // be blocks litecoind really accepted, even before the node calls it ready again.)
@@ -170,7 +249,14 @@ async fn litecoind_restart_while_mining() {
     );
     let height_after = daemons.block_count().await.unwrap();
     assert!(height_after > height_before);
-    assert!(!miner.is_finished(), "the miner never lost its connection");
+    assert!(!miner.is_finished(), "the miner never gave up");
+    assert!(
+        stats.sessions.load(Ordering::Relaxed) > sessions_before,
+        "the miner was served again on a new connection"
+    );
+    assert!(node.readiness().is_ready());
+    let (answer, _) = try_subscribe(node.stratum_addr()).await;
+    assert!(answer["error"].is_null(), "served again: {answer}");
 
     // Every block the node called accepted, before, during or after the restart, is on
     // litecoind's chain.
@@ -196,8 +282,8 @@ async fn litecoind_restart_while_mining() {
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_secs(5), miner).await;
     println!(
-        "node_restart: {:?} in all; Unreachable noticed {noticed:?} after stop; \
-         {refused} block submissions refused during \
+        "node_restart: {:?} in all; Unreachable noticed {noticed:?} after stop; miner closed \
+         {closed_after:?} after the pause; {refused} block submissions refused during \
          the outage; height {height_before} -> {height_after}",
         started.elapsed()
     );

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p2pool::miner::MinerJob;
 use p2pool::stratum::{
-    JobTemplate, Solution, StratumConfig, StratumServer, Username, VardiffConfig, WorkSource,
+    Availability, Job, JobTemplate, Personalized, Solution, StratumConfig, StratumServer, Username,
+    VardiffConfig, WorkSource,
 };
 use ruint::aliases::U256;
 use serde_json::{json, Value};
@@ -882,4 +883,199 @@ async fn set_extranonce_reaches_subscribed_miners() {
     assert_eq!(other.submit("rltc1qother", &f, None).await["result"], true);
     assert!(other.notes.is_empty());
     assert_eq!(other.en1, en1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Availability: a paused server refuses new miners and lets connected ones go.
+
+fn paused(reason: &str) -> Availability {
+    Availability::Paused {
+        reason: reason.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_refuses_new_miners_and_closes_connected_ones_after_the_grace() {
+    let mut config = base_config();
+    config.pause_grace = Duration::from_millis(800);
+    let (server, _stub) = start(config).await;
+    server
+        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
+        .unwrap();
+    let mut miner = Client::connect(server.local_addr()).await;
+    miner.handshake(USER).await;
+
+    let reason = "litecoind: unreachable (stopped)";
+    server.set_availability(paused(reason));
+    assert_eq!(server.availability(), paused(reason));
+
+    // A new connection is refused at subscribe, with the reason, and closed.
+    let mut late = Client::connect(server.local_addr()).await;
+    let sub = late
+        .call("mining.subscribe", json!(["test-miner/1.0"]))
+        .await;
+    assert_eq!(sub["result"], Value::Null, "{sub}");
+    assert_eq!(sub["error"][0], 20, "{sub}");
+    let message = sub["error"][1].as_str().unwrap();
+    assert!(message.contains(reason), "{message}");
+    assert!(
+        late.closed_by_server().await,
+        "refused connection stays open"
+    );
+    // So is one that authorizes first.
+    let mut late = Client::connect(server.local_addr()).await;
+    let auth = late.call("mining.authorize", json!([USER, "x"])).await;
+    assert_eq!(auth["error"][0], 20, "{auth}");
+    assert!(late.closed_by_server().await);
+
+    // The connected miner keeps its job during the grace period ...
+    let f = miner.grind_pseudo(easy_share());
+    assert_eq!(miner.submit(USER, &f, None).await["result"], true);
+    // ... and is closed after it, without a new job.
+    let paused_at = std::time::Instant::now();
+    assert!(miner.closed_by_server().await, "miner kept past the grace");
+    assert!(paused_at.elapsed() < Duration::from_secs(5));
+    assert!(
+        miner.notes.iter().all(|n| n["method"] != "mining.notify"),
+        "no work while paused: {:?}",
+        miner.notes
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.connections(), 0);
+    assert_eq!(server.stats().hostile_disconnects, 0);
+
+    // Resumed with fresh work: miners are served again, with that work only.
+    server
+        .broadcast(template(2, 0xbb, true, easy_share(), easy_block()))
+        .unwrap();
+    server.set_availability(Availability::Serving);
+    let mut back = Client::connect(server.local_addr()).await;
+    back.handshake(USER).await;
+    assert_eq!(back.job().prev_block, [0xbb; 32]);
+    let f = back.grind_pseudo(easy_share());
+    assert_eq!(back.submit(USER, &f, None).await["result"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_pause_keeps_connected_miners() {
+    let mut config = base_config();
+    config.pause_grace = Duration::from_millis(500);
+    let (server, _stub) = start(config).await;
+    server
+        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
+        .unwrap();
+    let mut miner = Client::connect(server.local_addr()).await;
+    miner.handshake(USER).await;
+
+    server.set_availability(paused("litecoind: restarting"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .broadcast(template(2, 0xbb, true, easy_share(), easy_block()))
+        .unwrap();
+    server.set_availability(Availability::Serving);
+    let n = miner.notification("mining.notify").await;
+    assert_eq!(n["params"][8], true);
+    // Well past the grace: still connected and served.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let f = miner.grind_pseudo(easy_share());
+    assert_eq!(miner.submit(USER, &f, None).await["result"], true);
+    assert_eq!(server.connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_paused_serves_nobody_until_resumed() {
+    let mut config = base_config();
+    config.availability = paused("litecoind: waiting for its first answer");
+    let (server, _stub) = start(config).await;
+    let mut early = Client::connect(server.local_addr()).await;
+    let sub = early.call("mining.subscribe", json!(["m/1"])).await;
+    assert!(
+        sub["error"][1]
+            .as_str()
+            .unwrap()
+            .contains("waiting for its first answer"),
+        "{sub}"
+    );
+    assert!(early.closed_by_server().await);
+    server
+        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
+        .unwrap();
+    server.set_availability(Availability::Serving);
+    let mut miner = Client::connect(server.local_addr()).await;
+    miner.handshake(USER).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs personalized off the event loop.
+
+/// Pays each miner with a job built later (a delay stands in for the chain thread).
+struct Slow {
+    delay: Duration,
+}
+
+impl WorkSource for Slow {
+    type Identity = String;
+    type Payload = u64;
+
+    fn validate_username(&self, username: &Username) -> Result<String, String> {
+        Ok(username.address.clone())
+    }
+
+    fn on_solution(&self, _solution: Solution<Self>) {}
+
+    fn personalize(&self, job: &Arc<Job<u64>>, miner: &String) -> Personalized<u64> {
+        let delay = self.delay;
+        let mut template = (*job.template).clone();
+        // The miner's own coinbase: its name at the end of coinb1.
+        template.coinb1.extend_from_slice(miner.as_bytes());
+        let seq = job.seq;
+        Personalized::Later(Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Job::new(seq, template).ok().map(Arc::new)
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_built_later_reach_the_miner_and_keep_their_clean_flag() {
+    let work = Arc::new(Slow {
+        delay: Duration::from_millis(150),
+    });
+    let server = StratumServer::bind(base_config(), &regtest().coin, work)
+        .await
+        .unwrap();
+    server
+        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
+        .unwrap();
+    let mut c = Client::connect(server.local_addr()).await;
+    c.handshake(USER).await;
+    assert!(
+        c.job().coinb1.ends_with(b"rltc1qminer0000"),
+        "the miner's own job"
+    );
+    let f = c.grind_pseudo(easy_share());
+    assert_eq!(c.submit(USER, &f, None).await["result"], true);
+
+    // A clean job superseded by a dirty one before it was built: the miner still gets a
+    // clean job (the older work is useless), and only the newest.
+    server
+        .broadcast(template(2, 0xbb, true, easy_share(), easy_block()))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    server
+        .broadcast(template(3, 0xbb, false, easy_share(), easy_block()))
+        .unwrap();
+    let n = c.notification("mining.notify").await;
+    assert_eq!(n["params"][8], true, "{n}");
+    assert_eq!(c.job().prev_block, [0xbb; 32]);
+    let tag: [u8; 8] = 3u64.to_le_bytes();
+    assert!(
+        c.job().coinb1.windows(8).any(|w| w == tag),
+        "the newest job is sent"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        c.notes.iter().all(|n| n["method"] != "mining.notify"),
+        "the superseded job is never sent"
+    );
 }

@@ -42,6 +42,9 @@ pub enum StratumError {
     UnknownMethod(String),
     #[error("share could not be verified")]
     VerificationFailed,
+    /// The pool hands out no work now (the reason says why); try again later or elsewhere.
+    #[error("no work available: {0}")]
+    Unavailable(String),
 }
 
 impl StratumError {
@@ -59,7 +62,8 @@ impl StratumError {
             | StratumError::TooManySubmissions
             | StratumError::TooManyWorkers
             | StratumError::UnknownMethod(_)
-            | StratumError::VerificationFailed => 20,
+            | StratumError::VerificationFailed
+            | StratumError::Unavailable(_) => 20,
         }
     }
 
@@ -91,6 +95,8 @@ pub enum SessionError {
     IdleTimeout,
     #[error("write timed out (miner not reading)")]
     WriteTimeout,
+    #[error("work paused: {0}")]
+    Paused(String),
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
 }
@@ -98,7 +104,10 @@ pub enum SessionError {
 impl SessionError {
     /// Whether the peer misbehaved (worth a warning) rather than simply went away.
     pub fn is_hostile(&self) -> bool {
-        !matches!(self, SessionError::Io(_) | SessionError::IdleTimeout)
+        !matches!(
+            self,
+            SessionError::Io(_) | SessionError::IdleTimeout | SessionError::Paused(_)
+        )
     }
 }
 

@@ -279,6 +279,18 @@ pub fn verify<P>(
     version: u32,
     session_target: Target,
 ) -> Verdict {
+    let (coinbase, header) = submitted_header(template, extranonce1, submission, version);
+    let pow_hash = pow_hash(pow, &header);
+    judge(template, header, coinbase, pow_hash, session_target)
+}
+
+/// The coinbase and the 80-byte header a submission claims to have hashed.
+pub fn submitted_header<P>(
+    template: &JobTemplate<P>,
+    extranonce1: &[u8; EXTRANONCE1_SIZE],
+    submission: &Submission,
+    version: u32,
+) -> (Vec<u8>, [u8; 80]) {
     let coinbase = coinbase(template, extranonce1, &submission.extranonce2);
     let root = merkle_root_from_branch(sha256d(&coinbase), &template.merkle_branch);
     let header = header(
@@ -289,7 +301,17 @@ pub fn verify<P>(
         template.bits,
         submission.nonce,
     );
-    let pow_hash = pow_hash(pow, &header);
+    (coinbase, header)
+}
+
+/// What a header with proof-of-work hash `pow_hash` amounts to against the job's targets.
+pub fn judge<P>(
+    template: &JobTemplate<P>,
+    header: [u8; 80],
+    coinbase: Vec<u8>,
+    pow_hash: [u8; 32],
+    session_target: Target,
+) -> Verdict {
     Verdict {
         header,
         pow_hash,

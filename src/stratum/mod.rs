@@ -12,8 +12,9 @@
 //! connection) → [`job`] (what a job is and how a submission becomes a header) →
 //! [`difficulty`] / [`vardiff`] → [`messages`] / [`username`] / [`errors`].
 //!
-//! Verifying a submission costs one scrypt hash (~0.2 ms); that runs on a bounded pool of
-//! blocking threads so the event loop keeps serving every other miner meanwhile.
+//! Verifying a submission costs one scrypt hash (0.06–0.2 ms); that runs on a bounded pool
+//! of threads ([`verify`], several hashes at once) so the event loop keeps serving every
+//! other miner meanwhile.
 
 pub mod difficulty;
 pub mod errors;
@@ -23,13 +24,16 @@ pub mod server;
 pub mod session;
 pub mod username;
 pub mod vardiff;
+mod verify;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 pub use difficulty::DifficultyScale;
 pub use errors::{ServerError, SessionError, StratumError};
 pub use job::{Job, JobTemplate, EXTRANONCE1_SIZE, EXTRANONCE2_SIZE};
-pub use server::{StatsSnapshot, StratumConfig, StratumServer, WorkerStats};
+pub use server::{Availability, StatsSnapshot, StratumConfig, StratumServer, WorkerStats};
 pub use username::Username;
 pub use vardiff::VardiffConfig;
 
@@ -55,17 +59,32 @@ pub trait WorkSource: Send + Sync + Sized + 'static {
 
     /// The job `miner` works on in place of the broadcast `job`. A P2Pool coinbase pays the
     /// miner of the share its own credit and the finder bonus, so each payout address needs
-    /// its own coinbase. Called on the event loop for every job a session sends: return a
-    /// cached job. `None` sends that miner nothing for now. The default sends everyone the
-    /// broadcast job as it is.
+    /// its own coinbase. Called on the event loop for every job a session sends: it must not
+    /// block. Return a cached job, or a future that builds it off the event loop (the
+    /// session sends it when it is ready, unless a newer job came meanwhile). The default
+    /// sends everyone the broadcast job as it is.
     fn personalize(
         &self,
         job: &Arc<job::Job<Self::Payload>>,
         miner: &Self::Identity,
-    ) -> Option<Arc<job::Job<Self::Payload>>> {
+    ) -> Personalized<Self::Payload> {
         let _ = miner;
-        Some(job.clone())
+        Personalized::Ready(job.clone())
     }
+}
+
+/// A future that yields a miner's own job (`None`: no work for that miner now).
+pub type JobFuture<P> = Pin<Box<dyn Future<Output = Option<Arc<job::Job<P>>>> + Send>>;
+
+/// What [`WorkSource::personalize`] has for a miner.
+pub enum Personalized<P> {
+    /// Its job, at once.
+    Ready(Arc<job::Job<P>>),
+    /// Its job once this future resolves.
+    Later(JobFuture<P>),
+    /// Nothing for now (the node cannot build its coinbase): better no job than one paying
+    /// someone else.
+    Nothing,
 }
 
 /// A submission that met the share target or the block target of its job.

@@ -4,9 +4,9 @@
 //! Jobs travel through a `tokio::sync::watch` channel: a broadcast is one store, each
 //! session wakes and writes its own `mining.notify` (the text is prepared once per job).
 //! A session that falls behind simply sees the newest job; it notices a new block by the
-//! changed previous hash, so `clean_jobs` is never lost. Verification of submissions is
-//! bounded by a semaphore of `verify_threads` permits around `spawn_blocking`, so at most
-//! that many scrypt hashes run at once whatever the number of miners.
+//! changed previous hash, so `clean_jobs` is never lost. Submissions are verified on a pool
+//! of `verify_threads` threads ([`super::verify`]), so at most that many threads hash at
+//! once whatever the number of miners.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use share_chain::{CoinParams, PowAlgorithm};
+use share_chain::CoinParams;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -25,6 +25,7 @@ use super::errors::ServerError;
 use super::job::{Job, JobTemplate};
 use super::session::Session;
 use super::vardiff::VardiffConfig;
+use super::verify::Verifier;
 use super::WorkSource;
 
 /// Server settings. `Default` suits a node on the open internet; tests shrink them.
@@ -46,7 +47,7 @@ pub struct StratumConfig {
     /// Version bits miners may roll (BIP310); intersected with what each miner asks for.
     pub version_rolling_mask: u32,
     pub vardiff: VardiffConfig,
-    /// Scrypt hashes verified at once (threads of the blocking pool in use).
+    /// Threads of the verification pool (each hashes up to four submissions at once).
     pub verify_threads: usize,
     /// Submissions of one connection being verified at once; beyond it the server stops
     /// reading from that connection until one finishes.
@@ -59,6 +60,29 @@ pub struct StratumConfig {
     pub max_workers_per_session: usize,
     /// Workers kept in the per-worker statistics.
     pub max_tracked_workers: usize,
+    /// Once the server is paused, how long connected miners keep their last job before
+    /// their connections are closed (so they fail over to a backup pool).
+    pub pause_grace: Duration,
+    /// The state the server starts in (a node starts paused until its daemon answers).
+    pub availability: Availability,
+}
+
+/// Whether the server hands out work.
+///
+/// While paused, a connection that has not started mining is refused at `mining.subscribe`
+/// or `mining.authorize` (a JSON-RPC error carrying the reason) and closed; a miner already
+/// at work keeps its last job for [`StratumConfig::pause_grace`], then its connection is
+/// closed too. The node pauses when its work could not become a valid block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Availability {
+    Serving,
+    Paused { reason: String },
+}
+
+impl Availability {
+    pub fn is_serving(&self) -> bool {
+        matches!(self, Availability::Serving)
+    }
 }
 
 impl Default for StratumConfig {
@@ -81,6 +105,8 @@ impl Default for StratumConfig {
             max_submissions_per_job: 100_000,
             max_workers_per_session: 64,
             max_tracked_workers: 10_000,
+            pause_grace: Duration::from_secs(30),
+            availability: Availability::Serving,
         }
     }
 }
@@ -106,6 +132,9 @@ impl StratumConfig {
         }
         if self.max_workers_per_session == 0 {
             return bad("max_workers_per_session must be positive");
+        }
+        if self.pause_grace > Duration::from_secs(24 * 3600) {
+            return bad("pause_grace must be at most a day");
         }
         Ok(())
     }
@@ -227,16 +256,16 @@ impl Stats {
 /// What all sessions share.
 pub(crate) struct Shared<W: WorkSource> {
     pub(crate) config: StratumConfig,
-    pub(crate) pow: PowAlgorithm,
     pub(crate) scale: DifficultyScale,
     pub(crate) work: Arc<W>,
     pub(crate) jobs: watch::Sender<Option<Arc<Job<W::Payload>>>>,
     /// Bumped to give every extranonce-subscribed session a fresh extranonce1.
     pub(crate) extranonce_epoch: watch::Sender<u64>,
     pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) availability: watch::Sender<Availability>,
     next_extranonce1: AtomicU32,
     next_job_seq: AtomicU64,
-    pub(crate) verify_permits: Arc<Semaphore>,
+    pub(crate) verifier: Verifier,
     pub(crate) stats: Stats,
     pub(crate) sessions: AtomicUsize,
 }
@@ -282,21 +311,31 @@ impl<W: WorkSource> StratumServer<W> {
             .build_hasher()
             .finish() as u32;
         let shared = Arc::new(Shared {
-            pow: coin.pow,
             scale: DifficultyScale::from_coin(coin),
             work,
             jobs: watch::Sender::new(None),
             extranonce_epoch: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
+            availability: watch::Sender::new(config.availability.clone()),
             next_extranonce1: AtomicU32::new(random_start),
             next_job_seq: AtomicU64::new(1),
-            verify_permits: Arc::new(Semaphore::new(config.verify_threads)),
+            verifier: Verifier::start(config.verify_threads, coin.pow).map_err(|source| {
+                ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                }
+            })?,
             stats: Stats::new(config.max_tracked_workers),
             sessions: AtomicUsize::new(0),
             config,
         });
         let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
-        tracing::info!(%local_addr, "stratum server listening");
+        match &*shared.availability.borrow() {
+            Availability::Serving => tracing::info!(%local_addr, "stratum server listening"),
+            Availability::Paused { reason } => {
+                tracing::info!(%local_addr, %reason, "stratum server listening, paused")
+            }
+        }
         Ok(StratumServer {
             shared,
             local_addr,
@@ -316,6 +355,44 @@ impl<W: WorkSource> StratumServer<W> {
         let job = Job::new(seq, template).map_err(ServerError::InvalidConfig)?;
         self.shared.jobs.send_replace(Some(Arc::new(job)));
         Ok(seq)
+    }
+
+    /// Pauses or resumes work (see [`Availability`]); each change is logged once.
+    ///
+    /// Pausing also withdraws the current job, so no connection accepted later is ever
+    /// sent work from before the pause: broadcast fresh work before resuming.
+    pub fn set_availability(&self, availability: Availability) {
+        let previous = self.shared.availability.send_replace(availability.clone());
+        if previous == availability {
+            return;
+        }
+        match (&previous, &availability) {
+            (Availability::Serving, Availability::Paused { reason }) => {
+                self.shared.jobs.send_replace(None);
+                tracing::warn!(
+                    %reason,
+                    connections = self.connections(),
+                    grace = ?self.shared.config.pause_grace,
+                    "stratum paused: refusing new miners; connected miners are closed after \
+                     the grace period unless work resumes"
+                );
+            }
+            (Availability::Paused { .. }, Availability::Paused { reason }) => {
+                tracing::info!(%reason, "stratum still paused, for another reason");
+            }
+            (Availability::Paused { .. }, Availability::Serving) => {
+                tracing::info!(
+                    connections = self.connections(),
+                    "stratum serving again: accepting miners"
+                );
+            }
+            (Availability::Serving, Availability::Serving) => {}
+        }
+    }
+
+    /// Whether the server hands out work now.
+    pub fn availability(&self) -> Availability {
+        self.shared.availability.borrow().clone()
     }
 
     /// Gives every session that sent `mining.extranonce.subscribe` a new extranonce1
@@ -363,6 +440,7 @@ impl<W: WorkSource> StratumServer<W> {
     /// Stops accepting and closes every session.
     pub async fn shutdown(self) {
         self.shared.shutdown.send_replace(true);
+        self.shared.verifier.close();
         self.accept_task.abort();
         // Sessions see the flag and end on their own; wait briefly for them.
         for _ in 0..100 {
@@ -377,6 +455,7 @@ impl<W: WorkSource> StratumServer<W> {
 impl<W: WorkSource> Drop for StratumServer<W> {
     fn drop(&mut self) {
         self.shared.shutdown.send_replace(true);
+        self.shared.verifier.close();
         self.accept_task.abort();
     }
 }
@@ -427,6 +506,7 @@ async fn accept_loop<W: WorkSource>(listener: TcpListener, shared: Arc<Shared<W>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use share_chain::PowAlgorithm;
 
     #[test]
     fn default_config_is_valid_and_bad_ones_are_refused() {
@@ -465,15 +545,15 @@ mod tests {
     fn a_session_task_is_small() {
         let config = StratumConfig::default();
         let shared = Arc::new(Shared {
-            pow: PowAlgorithm::Scrypt,
             scale: DifficultyScale::new(65536),
             work: Arc::new(Nobody),
             jobs: watch::Sender::new(None),
             extranonce_epoch: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
+            availability: watch::Sender::new(Availability::Serving),
             next_extranonce1: AtomicU32::new(0),
             next_job_seq: AtomicU64::new(1),
-            verify_permits: Arc::new(Semaphore::new(1)),
+            verifier: Verifier::start(1, PowAlgorithm::Scrypt).unwrap(),
             stats: Stats::new(1),
             sessions: AtomicUsize::new(0),
             config,

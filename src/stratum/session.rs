@@ -25,15 +25,17 @@ use serde_json::{json, Value};
 use share_chain::Target;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::errors::{SessionError, StratumError};
 use super::job::{self, check_ntime, rolled_version, Job, Submission, EXTRANONCE2_SIZE};
 use super::messages::{self, Incoming, Request};
-use super::server::Shared;
+use super::server::{Availability, Shared};
 use super::username::Username;
 use super::vardiff::Vardiff;
-use super::{Solution, WorkSource};
+use super::verify::Check;
+use super::{JobFuture, Personalized, Solution, WorkSource};
 
 /// First byte of a TLS record carrying a handshake (a ClientHello on a fresh connection).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -105,6 +107,14 @@ pub(crate) struct Session<W: WorkSource> {
     flood_count: u32,
     opened: Instant,
     last_message: Instant,
+    /// While the server is paused: when this connection is closed.
+    close_at: Option<Instant>,
+    /// The miner's own job for the current broadcast, being built by the node; with the
+    /// `clean` and `forget_older` flags to send it with.
+    personalizing: Option<(JobFuture<W::Payload>, bool, bool)>,
+    /// A subscribe or authorize was refused because the server is paused: close the
+    /// connection once the answer is written.
+    refused: Option<String>,
 }
 
 impl<W: WorkSource> Session<W> {
@@ -138,6 +148,9 @@ impl<W: WorkSource> Session<W> {
             flood_count: 0,
             opened: now,
             last_message: now,
+            close_at: None,
+            personalizing: None,
+            refused: None,
             shared,
         }
     }
@@ -148,6 +161,9 @@ impl<W: WorkSource> Session<W> {
         let mut job_rx = self.shared.jobs.subscribe();
         let mut extranonce_rx = self.shared.extranonce_epoch.subscribe();
         let mut shutdown_rx = self.shared.shutdown.subscribe();
+        let mut availability_rx = self.shared.availability.subscribe();
+        let availability = availability_rx.borrow_and_update().clone();
+        self.on_availability(&availability);
         self.current_job = job_rx.borrow_and_update().clone();
         self.last_prev_hash = self.current_job.as_ref().map(|j| j.template.prev_hash);
         let mut buf: Vec<u8> = Vec::new();
@@ -175,6 +191,9 @@ impl<W: WorkSource> Session<W> {
                     self.out.clear();
                 }
             }
+            if let Some(reason) = self.refused.take() {
+                return Err(SessionError::Paused(reason));
+            }
             let deadline = self.deadline();
             tokio::select! {
                 biased;
@@ -191,6 +210,20 @@ impl<W: WorkSource> Session<W> {
                     if let Some(job) = job {
                         self.on_new_job(job);
                     }
+                }
+                job = next_personalized(&mut self.personalizing), if self.personalizing.is_some() => {
+                    if let Some((_, clean, forget_older)) = self.personalizing.take() {
+                        if let Some(job) = job {
+                            self.send_personal_job(job, clean, forget_older);
+                        }
+                    }
+                }
+                changed = availability_rx.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let availability = availability_rx.borrow_and_update().clone();
+                    self.on_availability(&availability);
                 }
                 changed = extranonce_rx.changed() => {
                     if changed.is_err() {
@@ -238,12 +271,49 @@ impl<W: WorkSource> Session<W> {
         if self.started && self.fixed_difficulty.is_none() {
             deadline = deadline.min(self.vardiff.deadline(&cfg.vardiff));
         }
+        if let Some(close_at) = self.close_at {
+            deadline = deadline.min(close_at);
+        }
         deadline
+    }
+
+    /// A pause starts this connection's grace period; resuming cancels it.
+    fn on_availability(&mut self, availability: &Availability) {
+        match availability {
+            Availability::Serving => self.close_at = None,
+            Availability::Paused { .. } => {
+                if self.close_at.is_none() {
+                    self.close_at = Some(Instant::now() + self.shared.config.pause_grace);
+                }
+            }
+        }
+    }
+
+    /// Refuses a subscribe or authorize of a connection not yet mining while the server is
+    /// paused, and marks the connection for closing once the answer is out.
+    fn refuse_if_paused(&mut self) -> Result<(), StratumError> {
+        if self.started {
+            return Ok(());
+        }
+        match &*self.shared.availability.borrow() {
+            Availability::Serving => Ok(()),
+            Availability::Paused { reason } => {
+                self.refused = Some(reason.clone());
+                Err(StratumError::Unavailable(reason.clone()))
+            }
+        }
     }
 
     fn on_timer(&mut self) -> Result<(), SessionError> {
         let now = Instant::now();
         let cfg = &self.shared.config;
+        if self.close_at.is_some_and(|at| now >= at) {
+            let reason = match &*self.shared.availability.borrow() {
+                Availability::Paused { reason } => reason.clone(),
+                Availability::Serving => String::from("paused"),
+            };
+            return Err(SessionError::Paused(reason));
+        }
         if !self.started && now >= self.opened + cfg.handshake_timeout {
             return Err(SessionError::HandshakeTimeout);
         }
@@ -346,6 +416,7 @@ impl<W: WorkSource> Session<W> {
     }
 
     fn subscribe(&mut self, _request: &Request) -> Result<Value, StratumError> {
+        self.refuse_if_paused()?;
         let first = !self.subscribed;
         self.subscribed = true;
         let en1 = hex::encode(self.extranonce1);
@@ -366,6 +437,7 @@ impl<W: WorkSource> Session<W> {
 
     fn authorize(&mut self, request: &Request) -> Result<Value, StratumError> {
         let name = request.str_param(0, "username")?;
+        self.refuse_if_paused()?;
         if self.workers.iter().any(|w| w.username == name) {
             return Ok(Value::Bool(true));
         }
@@ -546,15 +618,30 @@ impl<W: WorkSource> Session<W> {
     /// Queues `set_difficulty` (if it changed) and `mining.notify` for `job` under a new id.
     /// `forget_older` drops older job ids (they become stale).
     fn send_job(&mut self, job: Arc<Job<W::Payload>>, clean: bool, forget_older: bool) {
-        let job = match self.workers.first() {
-            Some(worker) => match self.shared.work.personalize(&job, &worker.identity) {
-                Some(job) => job,
-                // No work for this miner now (the node could not build its coinbase):
-                // better no job than one paying someone else.
-                None => return,
-            },
-            None => job,
+        // A job still being built for an older broadcast is superseded by this one; its
+        // flags carry over (a clean job must not turn into a dirty one).
+        let (clean, forget_older) = match self.personalizing.take() {
+            Some((_, c, f)) => (clean || c, forget_older || f),
+            None => (clean, forget_older),
         };
+        let Some(worker) = self.workers.first() else {
+            self.send_personal_job(job, clean, forget_older);
+            return;
+        };
+        match self.shared.work.personalize(&job, &worker.identity) {
+            Personalized::Ready(job) => self.send_personal_job(job, clean, forget_older),
+            Personalized::Later(future) => {
+                tracing::trace!(peer = %self.peer, seq = job.seq, "stratum: job being built");
+                self.personalizing = Some((future, clean, forget_older));
+            }
+            Personalized::Nothing => {
+                tracing::trace!(peer = %self.peer, seq = job.seq, "stratum: no job for this miner");
+            }
+        }
+    }
+
+    /// Queues `set_difficulty` (if it changed) and `mining.notify` for this miner's `job`.
+    fn send_personal_job(&mut self, job: Arc<Job<W::Payload>>, clean: bool, forget_older: bool) {
         let (difficulty, target) = self.effective(&job);
         if self.sent_difficulty != Some(difficulty) {
             self.out
@@ -733,8 +820,71 @@ impl<W: WorkSource> Session<W> {
     }
 }
 
-/// Hashes a submission on the blocking pool (bounded by the server's permits) and hands a
-/// share or block to the node from there.
+/// A submission queued on the verification pool, answered through `reply`.
+struct SubmitCheck<W: WorkSource> {
+    shared: Arc<Shared<W>>,
+    template: Arc<job::JobTemplate<W::Payload>>,
+    extranonce1: [u8; 4],
+    submission: Submission,
+    version: u32,
+    target: Target,
+    miner: Arc<W::Identity>,
+    username: String,
+    coinbase: Vec<u8>,
+    header: [u8; 80],
+    reply: oneshot::Sender<Result<(bool, bool), StratumError>>,
+}
+
+impl<W: WorkSource> Check for SubmitCheck<W> {
+    fn header(&mut self) -> [u8; 80] {
+        let (coinbase, header) = job::submitted_header(
+            &self.template,
+            &self.extranonce1,
+            &self.submission,
+            self.version,
+        );
+        self.coinbase = coinbase;
+        self.header = header;
+        header
+    }
+
+    /// Hands a share or block to the node (from the pool thread) and answers the session.
+    fn finish(self: Box<Self>, pow_hash: [u8; 32]) {
+        let this = *self;
+        let verdict = job::judge(
+            &this.template,
+            this.header,
+            this.coinbase,
+            pow_hash,
+            this.target,
+        );
+        if !verdict.accepted() {
+            let _ = this.reply.send(Err(StratumError::LowDifficulty));
+            return;
+        }
+        let (share, block) = (verdict.meets_share_target, verdict.meets_block_target);
+        if share || block {
+            this.shared.work.on_solution(Solution {
+                header: verdict.header,
+                pow_hash: verdict.pow_hash,
+                coinbase: verdict.coinbase,
+                job: this.template,
+                extranonce1: this.extranonce1,
+                extranonce2: this.submission.extranonce2,
+                ntime: this.submission.ntime,
+                nonce: this.submission.nonce,
+                version: this.version,
+                miner: this.miner,
+                username: this.username,
+                meets_share_target: share,
+                meets_block_target: block,
+            });
+        }
+        let _ = this.reply.send(Ok((share, block)));
+    }
+}
+
+/// Queues a submission on the verification pool and waits for its verdict.
 #[allow(clippy::too_many_arguments)]
 async fn verify_off_loop<W: WorkSource>(
     shared: Arc<Shared<W>>,
@@ -746,41 +896,35 @@ async fn verify_off_loop<W: WorkSource>(
     miner: Arc<W::Identity>,
     username: String,
 ) -> Result<(bool, bool), StratumError> {
-    let Ok(permit) = shared.verify_permits.clone().acquire_owned().await else {
-        return Err(StratumError::VerificationFailed);
-    };
-    let task = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let verdict = job::verify(
-            shared.pow,
-            &template,
-            &extranonce1,
-            &submission,
-            version,
-            target,
-        );
-        if !verdict.accepted() {
-            return Err(StratumError::LowDifficulty);
-        }
-        let (share, block) = (verdict.meets_share_target, verdict.meets_block_target);
-        if share || block {
-            shared.work.on_solution(Solution {
-                header: verdict.header,
-                pow_hash: verdict.pow_hash,
-                coinbase: verdict.coinbase,
-                job: template,
-                extranonce1,
-                extranonce2: submission.extranonce2,
-                ntime: submission.ntime,
-                nonce: submission.nonce,
-                version,
-                miner,
-                username,
-                meets_share_target: share,
-                meets_block_target: block,
-            });
-        }
-        Ok((share, block))
+    let (reply, answer) = oneshot::channel();
+    let check = Box::new(SubmitCheck {
+        shared: shared.clone(),
+        template,
+        extranonce1,
+        submission,
+        version,
+        target,
+        miner,
+        username,
+        coinbase: Vec::new(),
+        header: [0; 80],
+        reply,
     });
-    task.await.unwrap_or(Err(StratumError::VerificationFailed))
+    if shared.verifier.submit(check).is_err() {
+        return Err(StratumError::VerificationFailed);
+    }
+    answer
+        .await
+        .unwrap_or(Err(StratumError::VerificationFailed))
+}
+
+/// Waits for the job being personalized (pending forever when there is none; the select
+/// arm is disabled then anyway).
+async fn next_personalized<P>(
+    slot: &mut Option<(JobFuture<P>, bool, bool)>,
+) -> Option<Arc<Job<P>>> {
+    match slot {
+        Some((future, _, _)) => future.await,
+        None => std::future::pending().await,
+    }
 }

@@ -1,7 +1,9 @@
 //! A p2pool node on a throw-away regtest litecoind pair: the setup every node test shares.
 
+use std::time::{Duration, Instant};
+
 use p2pool::miner::MinerConfig;
-use p2pool::node::{Node, NodeConfig};
+use p2pool::node::{Node, NodeConfig, NodeOptions};
 use p2pool::regtest::RegtestPair;
 use share_chain::Preset;
 use tempfile::TempDir;
@@ -26,22 +28,40 @@ pub fn regtest() -> Preset {
     Preset::builtin("litecoin-regtest").expect("the regtest preset")
 }
 
-/// Starts litecoind (a pair, so it serves templates) and a node on it, Stratum on a free port.
+/// Starts litecoind (a pair, so it serves templates) and a node on it, Stratum on a free
+/// port; returns once Stratum serves work.
 pub async fn start_pool() -> Pool {
+    start_pool_with(NodeOptions::default()).await
+}
+
+/// [`start_pool`] with node options.
+pub async fn start_pool_with(options: NodeOptions) -> Pool {
     init_logs();
     let daemons = RegtestPair::start().await.expect("litecoind pair");
     let datadir = tempfile::tempdir().expect("a temporary datadir");
-    let node = Node::start(NodeConfig {
-        preset: regtest(),
-        datadir: datadir.path().to_path_buf(),
-        daemon: daemons.a.rpc_config(),
-        stratum: "127.0.0.1:0".parse().expect("an address"),
-        fee: None,
-        p2p_listen: Vec::new(),
-        peers: Vec::new(),
-    })
+    let node = Node::start_with(
+        NodeConfig {
+            preset: regtest(),
+            datadir: datadir.path().to_path_buf(),
+            daemon: daemons.a.rpc_config(),
+            stratum: "127.0.0.1:0".parse().expect("an address"),
+            fee: None,
+            p2p_listen: Vec::new(),
+            peers: Vec::new(),
+        },
+        options,
+    )
     .await
     .expect("node starts");
+    let start = Instant::now();
+    while !node.stratum.availability().is_serving() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the node does not serve work: {:?}",
+            node.readiness()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Pool {
         daemons,
         node,
