@@ -14,7 +14,7 @@ use thiserror::Error;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::miner::{mine, MinerConfig, MinerStats};
-use crate::node::{Node, NodeConfig, NodeError, NodeEvent};
+use crate::node::{Node, NodeConfig, NodeError, NodeEvent, NodeOptions};
 use crate::regtest::{RegtestError, RegtestPair};
 
 /// How the devnet runs.
@@ -46,15 +46,21 @@ pub async fn run(
     let datadir = tempfile::Builder::new()
         .prefix("p2pool-devnet-")
         .tempdir()?;
-    let node = Node::start(NodeConfig {
-        preset: preset.clone(),
-        datadir: datadir.path().to_path_buf(),
-        daemon: daemons.a.rpc_config(),
-        stratum: "127.0.0.1:0".parse().expect("a socket address"),
-        fee: None,
-        p2p_listen: Vec::new(),
-        peers: Vec::new(),
-    })
+    let node = Node::start_with(
+        NodeConfig {
+            preset: preset.clone(),
+            datadir: datadir.path().to_path_buf(),
+            daemon: daemons.a.rpc_config(),
+            stratum: "127.0.0.1:0".parse().expect("a socket address"),
+            fee: None,
+            p2p_listen: Vec::new(),
+            peers: Vec::new(),
+        },
+        NodeOptions {
+            api: Some("127.0.0.1:0".parse().expect("a socket address")),
+            ..NodeOptions::default()
+        },
+    )
     .await?;
     println!(
         "litecoind rpc {}, p2pool stratum {}, share chain in {}",
@@ -62,6 +68,9 @@ pub async fn run(
         node.stratum_addr(),
         datadir.path().display()
     );
+    if let Some(api) = node.api_addr() {
+        println!("dashboard http://{api}/ (JSON-RPC: POST to the same URL; metrics: /metrics)");
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut miners = Vec::new();

@@ -12,7 +12,7 @@ use p2pool::node::{Node, NodeConfig, NodeEvent, NodeOptions};
 use p2pool_network::Multiaddr;
 use share_chain::address::address_to_script;
 use share_chain::{OperatorFee, Preset};
-use tracing::{info, warn};
+use tracing::info;
 
 #[derive(Parser)]
 #[command(
@@ -64,9 +64,13 @@ struct RunArgs {
     /// Run without the share-chain network: this node mines its own chain.
     #[arg(long, conflicts_with_all = ["p2p", "peer"])]
     no_p2p: bool,
-    /// JSON-RPC API listen address.
+    /// JSON-RPC API, dashboard (GET /) and Prometheus metrics (GET /metrics) listen
+    /// address (default: 127.0.0.1 on the preset's RPC port).
     #[arg(long)]
     rpc: Option<SocketAddr>,
+    /// Discover share-chain peers on the local network with mDNS.
+    #[arg(long, conflicts_with = "no_p2p")]
+    mdns: bool,
     /// Share-chain peers to connect to (multiaddrs, e.g. /ip4/1.2.3.4/tcp/19338).
     #[arg(long)]
     peer: Vec<Multiaddr>,
@@ -191,9 +195,18 @@ async fn run(args: RunArgs) -> Result<()> {
     } else {
         args.p2p.clone()
     };
-    if args.rpc.is_some() {
-        warn!("the JSON-RPC API is not available yet: --rpc is ignored");
+    let api = args
+        .rpc
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], preset.ports.rpc)));
+    // The preset's bootstrap peers, then the operator's.
+    let mut peers = Vec::new();
+    for peer in &preset.bootstrap_peers {
+        peers.push(
+            peer.parse::<Multiaddr>()
+                .with_context(|| format!("the preset's bootstrap peer {peer:?}"))?,
+        );
     }
+    peers.extend(args.peer.iter().cloned());
     let stratum = args
         .stratum
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], preset.ports.stratum)));
@@ -207,14 +220,16 @@ async fn run(args: RunArgs) -> Result<()> {
             stratum,
             fee,
             p2p_listen,
-            peers: args.peer.clone(),
+            peers,
         },
         NodeOptions {
             stratum_pause_grace: Duration::from_secs(args.stratum_pause_grace),
+            api: Some(api),
+            mdns: args.mdns,
         },
     )
     .await?;
-    info!(stratum = %node.stratum_addr(), "p2pool node running; Ctrl-C stops it");
+    info!(stratum = %node.stratum_addr(), api = ?node.api_addr(), "p2pool node running; Ctrl-C stops it");
     if let Some(p2p) = &node.p2p {
         info!(peer_id = %p2p.local_peer_id(), listen = ?p2p.listen_addrs(), "share-chain network");
     }

@@ -37,13 +37,14 @@ use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, error, info, warn};
 
+use crate::api::{ApiError, ApiServer, ApiSources};
 use crate::chain_service::{ChainHandle, ChainStopped, OpenError};
 use crate::daemon::rpc::{RpcClient, RpcConfig, RpcError, SubmitOutcome};
 use crate::daemon::template::BlockTemplate;
 use crate::daemon::watcher::{
     daemon_chain_name, DaemonState, DaemonStatus, Watcher, WatcherConfig,
 };
-use crate::p2p::{P2p, P2pConfig};
+use crate::p2p::{P2p, P2pConfig, SyncState};
 use crate::stratum::{
     Availability, Job, JobTemplate, Personalized, ServerError, Solution, StratumConfig,
     StratumServer, Username, WorkSource,
@@ -229,12 +230,18 @@ pub struct NodeOptions {
     /// Once work is paused, how long connected miners keep their last job before their
     /// connections are closed (so they fail over to a backup pool).
     pub stratum_pause_grace: Duration,
+    /// Where to serve the JSON-RPC API, dashboard and metrics (none: not served).
+    pub api: Option<SocketAddr>,
+    /// Discover share-chain peers on the local network with mDNS.
+    pub mdns: bool,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
         NodeOptions {
             stratum_pause_grace: StratumConfig::default().pause_grace,
+            api: None,
+            mdns: false,
         }
     }
 }
@@ -252,6 +259,8 @@ pub enum NodeError {
     ChainStopped(#[from] ChainStopped),
     #[error("share-chain network: {0}")]
     Network(#[from] NetworkError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
 }
 
 /// A running node.
@@ -260,6 +269,7 @@ pub struct Node {
     pub stratum: Arc<StratumServer<NodeWork>>,
     /// The share-chain network, when the node listens for peers.
     pub p2p: Option<P2p>,
+    api: Option<ApiServer>,
     events: broadcast::Sender<NodeEvent>,
     readiness: ReadinessHandle,
     _watcher: Watcher,
@@ -322,6 +332,7 @@ impl Node {
                     listen: config.p2p_listen.clone(),
                     peers: config.peers.clone(),
                     data_dir: config.datadir.join("p2p"),
+                    mdns: options.mdns,
                 },
                 chain.clone(),
                 publish_rx,
@@ -329,8 +340,23 @@ impl Node {
             .await?;
             (Some(p2p), Some(publish_tx))
         };
+        let api = match options.api {
+            Some(addr) => {
+                let stats = stratum.clone();
+                let sources = ApiSources {
+                    preset: preset.clone(),
+                    chain: chain.clone(),
+                    daemon: watcher.subscribe(),
+                    stratum: Box::new(move || stats.stats()),
+                    network: p2p.as_ref().map(|p| p.handle().clone()),
+                    sync: p2p.as_ref().map(P2p::sync_state),
+                };
+                Some(ApiServer::start(addr, sources).await?)
+            }
+            None => None,
+        };
 
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(feed_jobs(
                 watcher.subscribe(),
                 chain.subscribe(),
@@ -348,10 +374,17 @@ impl Node {
                 publish,
             )),
         ];
+        if let Some(p2p) = &p2p {
+            tasks.push(tokio::spawn(follow_sync(
+                p2p.sync_state(),
+                readiness.clone(),
+            )));
+        }
         Ok(Node {
             chain,
             stratum,
             p2p,
+            api,
             events,
             readiness,
             _watcher: watcher,
@@ -361,6 +394,11 @@ impl Node {
 
     pub fn stratum_addr(&self) -> SocketAddr {
         self.stratum.local_addr()
+    }
+
+    /// Where the JSON-RPC API listens, if it was asked for.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(ApiServer::local_addr)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
@@ -388,6 +426,19 @@ impl Drop for Node {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+    }
+}
+
+/// Keeps the share-chain condition of readiness in step with the network's sync state:
+/// miners are served while the node is alone or synced, not while it catches up (work on a
+/// stale tip would only make orphans).
+async fn follow_sync(mut sync: watch::Receiver<SyncState>, readiness: ReadinessHandle) {
+    loop {
+        let state = sync.borrow_and_update().clone();
+        readiness.set_sync_ready(state.may_serve(), state.to_string());
+        if sync.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct P2pConfig {
     pub peers: Vec<Multiaddr>,
     /// Where the node key and the peer store live.
     pub data_dir: PathBuf,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
 }
 
 /// Where the node stands with the share-chain network.
@@ -123,6 +125,7 @@ impl P2p {
         net_config.listen = config.listen;
         net_config.bootstrap = config.peers;
         net_config.data_dir = Some(config.data_dir);
+        net_config.enable_mdns = config.mdns;
         let max_locator = net_config.limits.max_locator;
         let batch = net_config.limits.max_shares_per_response;
         let (handle, events) = p2pool_network::spawn(net_config).await?;

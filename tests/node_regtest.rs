@@ -17,7 +17,8 @@ use share_chain::{Preset, ShareHash};
 
 mod common;
 
-use common::pool::{start_pool, Pool};
+use common::pool::{start_pool_with, Pool};
+use p2pool::node::NodeOptions;
 
 /// Starts one CPU miner per address; they run until the returned flag is set.
 fn start_miners(pool: &Pool, addresses: &[String]) -> Arc<AtomicBool> {
@@ -136,9 +137,51 @@ async fn check_coinbase_pays_window(pool: &Pool, addresses: &[String], block: Sh
     }
 }
 
+/// The node's JSON-RPC API reports what the miners did: litecoind ready, both miners in
+/// the window with an expected payout, their workers' accepted submissions.
+async fn check_api(pool: &Pool, addresses: &[String]) {
+    let url = format!("http://{}/", pool.node.api_addr().expect("the API is on"));
+    let client = reqwest::Client::new();
+    let call = |method: &str, params: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let request = client.post(&url).json(&body).send();
+        async move {
+            let answer: Value = request.await.unwrap().json().await.unwrap();
+            assert!(answer["error"].is_null(), "{answer}");
+            answer["result"].clone()
+        }
+    };
+    let info = call("getinfo", json!([])).await;
+    assert_eq!(info["daemon"]["ready"], true, "{info}");
+    assert!(info["share_chain"]["height"].as_u64().unwrap() > 0);
+    let pay = call("getpayoutinfo", json!([])).await;
+    let value = pay["block_value"].as_u64().expect("a template's value");
+    let miners = pay["miners"].as_array().unwrap();
+    let mut expected_sum = 0;
+    for address in addresses {
+        let m = miners
+            .iter()
+            .find(|m| m["address"] == address.as_str())
+            .unwrap_or_else(|| panic!("{address} is in the window: {pay}"));
+        assert!(m["fraction"].as_f64().unwrap() > 0.0);
+        expected_sum += m["expected"].as_u64().unwrap();
+    }
+    assert!(expected_sum > 0 && expected_sum <= value);
+    for address in addresses {
+        let stats = call("getminerstats", json!([address])).await;
+        let workers = stats["workers"].as_array().unwrap();
+        assert_eq!(workers.len(), 1, "{stats}");
+        assert!(workers[0]["accepted"].as_u64().unwrap() > 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_pay_every_miner_before_and_after_mweb() {
-    let pool = start_pool().await;
+    let pool = start_pool_with(NodeOptions {
+        api: Some("127.0.0.1:0".parse().unwrap()),
+        ..NodeOptions::default()
+    })
+    .await;
     let mut addresses = Vec::new();
     for kind in ["bech32", "legacy"] {
         addresses.push(pool.daemons.new_address(kind).await.unwrap());
@@ -148,6 +191,7 @@ async fn blocks_pay_every_miner_before_and_after_mweb() {
     let miners = start_miners(&pool, &addresses);
     let blocks = accepted_share_blocks(&pool, 2, Duration::from_secs(180)).await;
     check_coinbase_pays_window(&pool, &addresses, *blocks.last().unwrap()).await;
+    check_api(&pool, &addresses).await;
     miners.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
 

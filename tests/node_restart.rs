@@ -114,6 +114,7 @@ async fn litecoind_restart_while_mining() {
         datadir: _datadir,
     } = start_pool_with(NodeOptions {
         stratum_pause_grace: GRACE,
+        ..NodeOptions::default()
     })
     .await;
     let mut events = node.subscribe();

@@ -47,6 +47,7 @@ impl TestNode {
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
                 peers,
                 data_dir: dir.path().join("p2p"),
+                mdns: false,
             },
             chain.clone(),
             own_rx,

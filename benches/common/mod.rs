@@ -124,6 +124,7 @@ impl Node {
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("an address")],
                 peers,
                 data_dir: dir.path().join("p2p"),
+                mdns: false,
             },
             chain.clone(),
             own_shares,
