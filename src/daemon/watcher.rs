@@ -282,6 +282,10 @@ fn client_timeout(config: &WatcherConfig) -> Duration {
     config.longpoll_timeout.min(Duration::from_secs(30))
 }
 
+/// Least time between two templates on the same tip (new transactions); a new block is
+/// never delayed.
+const MEMPOOL_UPDATE_SPACING: Duration = Duration::from_millis(500);
+
 /// Follows the tip until a call fails; returns that failure.
 async fn follow(client: &RpcClient, config: &WatcherConfig, publisher: &mut Publisher) -> RpcError {
     let mut use_longpoll = config.use_longpoll;
@@ -296,7 +300,16 @@ async fn follow(client: &RpcClient, config: &WatcherConfig, publisher: &mut Publ
                 .get_block_template(Some(&id), config.longpoll_timeout)
                 .await
             {
-                Ok(template) => publisher.publish(template),
+                Ok(template) => {
+                    let same_tip = publisher.current_tip() == Some(template.previous_block_hash);
+                    publisher.publish(template);
+                    // A long poll answered on the same tip is a mempool update. Right after
+                    // a restart litecoind answers those at once, again and again (over a
+                    // thousand a second while it reloads its mempool): space them out.
+                    if same_tip {
+                        tokio::time::sleep(MEMPOOL_UPDATE_SPACING).await;
+                    }
+                }
                 // Nothing new for a long time: ask again, with a fresh template.
                 Err(RpcError::Timeout) => match fetch(client, config).await {
                     Ok(template) => publisher.publish(template),
