@@ -1021,6 +1021,43 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn miners_wait_while_the_share_chain_syncs() {
+        let handle = ReadinessHandle::default();
+        handle.set(DAEMON_CONDITION, true, "ready");
+        let (sync_tx, sync_rx) = watch::channel(SyncState::Alone);
+        let mut rx = handle.subscribe();
+        let task = tokio::spawn(follow_sync(sync_rx, handle.clone()));
+        let until = |want: bool| {
+            let mut rx = rx.clone();
+            async move {
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    rx.wait_for(|r| r.is_ready() == want),
+                )
+                .await
+                .expect("readiness follows the sync state")
+                .expect("the handle lives")
+                .clone()
+            }
+        };
+        // Alone: a lone node mines its own chain.
+        until(true).await;
+        let peer = p2pool_network::PeerId::random();
+        sync_tx.send_replace(SyncState::Syncing {
+            peer,
+            received: 128,
+            needed: Some(8647),
+        });
+        let paused = until(false).await;
+        let reason = paused.blocker().unwrap();
+        assert!(reason.contains("128 shares of at least 8647"), "{reason}");
+        sync_tx.send_replace(SyncState::Synced);
+        until(true).await;
+        rx.borrow_and_update();
+        task.abort();
+    }
+
     #[test]
     fn every_daemon_state_has_a_reason() {
         let states = [
