@@ -21,73 +21,40 @@ use std::time::{Duration, Instant};
 
 use common::{init_logs, load_average, mine_chain, preset, Node, WINDOW};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use share_chain::chain::ChainIndex;
 use share_chain::sharechain::ShareChain;
+use share_chain::Preset;
 
 const SYNC_LIMIT: Duration = Duration::from_secs(300);
 
 fn window_sync(c: &mut Criterion) {
     init_logs();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let preset = preset();
     let index = mine_chain(&preset, WINDOW, 10);
-    let tip = index.best_hash().expect("a chain");
-    let server = runtime.block_on(Node::start(&preset, Some(&index), Vec::new()));
-    drop(index);
-    let server_addr = server.addr();
-
-    let mut group = c.benchmark_group("share-chain network");
-    // One sync is seconds long: ten samples of one sync each.
-    group.sample_size(10);
-    group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_millis(1));
-    group.measurement_time(Duration::from_secs(30));
-    group.bench_function(
-        format!("empty node syncs a full window ({WINDOW} shares) from one peer"),
-        |b| {
-            b.iter_custom(|iters| {
-                runtime.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let client = Node::start(&preset, None, Vec::new()).await;
-                        let t0 = Instant::now();
-                        client
-                            .p2p
-                            .handle()
-                            .dial(server_addr.clone())
-                            .await
-                            .expect("dial starts");
-                        let synced = client.wait_tip(tip, SYNC_LIMIT).await;
-                        let took = t0.elapsed();
-                        let held = client.chain.summary().shares;
-                        assert!(
-                            synced,
-                            "not synced within {SYNC_LIMIT:?}: holds {held} shares"
-                        );
-                        eprintln!("synced {held} shares in {took:.2?}");
-                        total += took;
-                        client.stop().await;
-                    }
-                    total
-                })
-            })
-        },
-    );
-    group.finish();
-    eprintln!("load average at the end: {}", load_average());
-    runtime.block_on(server.stop());
+    let name = format!("empty node syncs a full window ({WINDOW} shares) from one peer");
+    time_syncs(c, &name, &preset, &index);
 }
 
 fn pruned_join(c: &mut Criterion) {
     init_logs();
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let preset = preset();
     let depth = ShareChain::prune_depth(&preset);
     let mut index = mine_chain(&preset, depth as usize + 200, 10);
-    let tip = index.best_hash().expect("a chain");
     index.prune(depth);
-    let held = index.len();
-    let server = runtime.block_on(Node::start(&preset, Some(&index), Vec::new()));
-    drop(index);
+    let name = format!(
+        "empty node joins a pruned chain ({} shares held) from one peer",
+        index.len()
+    );
+    time_syncs(c, &name, &preset, &index);
+}
+
+/// Serves `index` from one node and times fresh empty nodes (started untimed) from their
+/// dial until their best tip is the server's: ten samples of one sync each (a sync is
+/// seconds long).
+fn time_syncs(c: &mut Criterion, name: &str, preset: &Preset, index: &ChainIndex) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let tip = index.best_hash().expect("a chain");
+    let server = runtime.block_on(Node::start(preset, Some(index), Vec::new()));
     let server_addr = server.addr();
 
     let mut group = c.benchmark_group("share-chain network");
@@ -95,37 +62,34 @@ fn pruned_join(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     group.warm_up_time(Duration::from_millis(1));
     group.measurement_time(Duration::from_secs(30));
-    group.bench_function(
-        format!("empty node joins a pruned chain ({held} shares held) from one peer"),
-        |b| {
-            b.iter_custom(|iters| {
-                runtime.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let client = Node::start(&preset, None, Vec::new()).await;
-                        let t0 = Instant::now();
-                        client
-                            .p2p
-                            .handle()
-                            .dial(server_addr.clone())
-                            .await
-                            .expect("dial starts");
-                        let joined = client.wait_tip(tip, SYNC_LIMIT).await;
-                        let took = t0.elapsed();
-                        let got = client.chain.summary().shares;
-                        assert!(
-                            joined,
-                            "not joined within {SYNC_LIMIT:?}: holds {got} shares"
-                        );
-                        eprintln!("joined with {got} shares in {took:.2?}");
-                        total += took;
-                        client.stop().await;
-                    }
-                    total
-                })
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let client = Node::start(preset, None, Vec::new()).await;
+                    let t0 = Instant::now();
+                    client
+                        .p2p
+                        .handle()
+                        .dial(server_addr.clone())
+                        .await
+                        .expect("dial starts");
+                    let synced = client.wait_tip(tip, SYNC_LIMIT).await;
+                    let took = t0.elapsed();
+                    let held = client.chain.summary().shares;
+                    assert!(
+                        synced,
+                        "not synced within {SYNC_LIMIT:?}: holds {held} shares"
+                    );
+                    eprintln!("synced {held} shares in {took:.2?}");
+                    total += took;
+                    client.stop().await;
+                }
+                total
             })
-        },
-    );
+        })
+    });
     group.finish();
     eprintln!("load average at the end: {}", load_average());
     runtime.block_on(server.stop());

@@ -87,29 +87,39 @@ impl CreditsLookup for Lookup<'_> {
 
 impl ChainIndex {
     pub fn new(preset: &Preset) -> Self {
-        ChainIndex {
-            consensus: preset.consensus.clone(),
-            pow: preset.coin.pow,
-            network_id: preset.network_id(),
-            max_share_target: preset.max_share_target(),
-            max_money: preset.coin.max_money,
-            entries: HashMap::new(),
-            children: HashMap::new(),
-            best: None,
-            next_seq: 0,
-            window: Window::default(),
-            orphans: OrphanPool::new(ORPHAN_CAPACITY),
-        }
+        ChainIndex::with_params(
+            preset.consensus.clone(),
+            preset.coin.pow,
+            preset.network_id(),
+            preset.max_share_target(),
+            preset.coin.max_money,
+        )
     }
 
     /// An index with no shares and the same network parameters.
     pub(crate) fn empty_like(&self) -> ChainIndex {
+        ChainIndex::with_params(
+            self.consensus.clone(),
+            self.pow,
+            self.network_id,
+            self.max_share_target,
+            self.max_money,
+        )
+    }
+
+    fn with_params(
+        consensus: ConsensusParams,
+        pow: PowAlgorithm,
+        network_id: NetworkId,
+        max_share_target: Target,
+        max_money: u64,
+    ) -> ChainIndex {
         ChainIndex {
-            consensus: self.consensus.clone(),
-            pow: self.pow,
-            network_id: self.network_id,
-            max_share_target: self.max_share_target,
-            max_money: self.max_money,
+            consensus,
+            pow,
+            network_id,
+            max_share_target,
+            max_money,
             entries: HashMap::new(),
             children: HashMap::new(),
             best: None,
@@ -139,19 +149,11 @@ impl ChainIndex {
         self.entries.get(hash)
     }
 
-    /// The PPLNS window of the best tip, summed per payout script (what the next share's
-    /// window holds before its own credit), or `None` with no chain.
-    pub fn tip_window(&self) -> Option<&std::collections::BTreeMap<Vec<u8>, u128>> {
-        (self.best.is_some() && self.window.tip() == self.best).then(|| self.window.sums())
-    }
-
-    /// How many shares the best tip's window counts in full.
-    pub fn tip_window_len(&self) -> usize {
-        if self.best.is_some() && self.window.tip() == self.best {
-            self.window.len()
-        } else {
-            0
-        }
+    /// The PPLNS window of the best tip (what the next share's window holds before its own
+    /// credit: [`Window::sums`] per payout script, [`Window::len`] shares), or `None` with no
+    /// chain.
+    pub fn tip_window(&self) -> Option<&Window> {
+        (self.best.is_some() && self.window.tip() == self.best).then_some(&self.window)
     }
 
     /// Every connected share, in no particular order.

@@ -99,6 +99,12 @@ impl JoinError {
     }
 }
 
+/// Where "recent" starts: one window period (`window_shares × share_period_secs`) before
+/// `now`.
+fn recent_since(consensus: &ConsensusParams, now: u64) -> u64 {
+    now.saturating_sub(u64::from(consensus.window_shares) * u64::from(consensus.share_period_secs))
+}
+
 /// The recent work (see [`ChainIndex::recent_work`]) a run would have if every share
 /// target it claims were met.
 fn claimed_recent_work(
@@ -107,8 +113,7 @@ fn claimed_recent_work(
     consensus: &ConsensusParams,
     now: u64,
 ) -> u128 {
-    let period = u64::from(consensus.window_shares) * u64::from(consensus.share_period_secs);
-    let since = now.saturating_sub(period);
+    let since = recent_since(consensus, now);
     run.iter()
         .rev()
         .take_while(|s| u64::from(s.header.time) >= since)
@@ -141,9 +146,7 @@ impl ChainIndex {
         let Some(best) = self.best_hash() else {
             return 0;
         };
-        let period =
-            u64::from(self.consensus.window_shares) * u64::from(self.consensus.share_period_secs);
-        let since = now.saturating_sub(period);
+        let since = recent_since(&self.consensus, now);
         self.ancestors(best)
             .take_while(|e| u64::from(e.share.header.time) >= since)
             .fold(0u128, |sum, e| sum.saturating_add(e.credits.weight))

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use share_chain::address::{address_to_script, script_to_address};
 use share_chain::target::Target;
 
-use super::ApiSources;
+use super::{ApiSources, ChainStats};
 use crate::stratum::username::Username;
 
 /// Most shares `getsharechain` returns.
@@ -83,21 +83,15 @@ fn optional_address(
 }
 
 async fn getinfo(s: &ApiSources) -> Result<Value, ErrorObjectOwned> {
-    let chain = s
-        .chain
-        .call(|c| {
-            let index = c.index();
-            json!({
-                "tip": index.best_hash().map(|t| t.to_string()),
-                "height": index.best().map_or(0, |b| b.height),
-                "shares": index.len(),
-                "orphans": index.orphan_count(),
-                "window_shares": index.tip_window_len(),
-                "window_payees": index.tip_window().map_or(0, |w| w.len()),
-            })
-        })
-        .await
-        .map_err(chain_stopped)?;
+    let c = ChainStats::read(&s.chain).await.map_err(chain_stopped)?;
+    let chain = json!({
+        "tip": c.tip.map(|t| t.to_string()),
+        "height": c.height,
+        "shares": c.shares,
+        "orphans": c.orphans,
+        "window_shares": c.window_shares,
+        "window_payees": c.window_payees,
+    });
     let daemon = s.daemon.borrow().clone();
     let stratum = (s.stratum)();
     let sync = s.sync.as_ref().map(|r| r.borrow().clone());
@@ -152,23 +146,50 @@ struct Payee {
     weight: u128,
 }
 
-async fn window(s: &ApiSources) -> Result<Vec<Payee>, ErrorObjectOwned> {
-    s.chain
-        .call(|c| {
-            c.index()
-                .tip_window()
-                .map(|w| {
-                    w.iter()
-                        .map(|(script, &weight)| Payee {
-                            script: script.clone(),
-                            weight,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .await
-        .map_err(chain_stopped)
+/// The best tip's PPLNS window, per payout script.
+struct WindowView {
+    payees: Vec<Payee>,
+    total: u128,
+}
+
+impl WindowView {
+    async fn read(s: &ApiSources) -> Result<WindowView, ErrorObjectOwned> {
+        let payees: Vec<Payee> = s
+            .chain
+            .call(|c| {
+                c.index()
+                    .tip_window()
+                    .map(|w| {
+                        w.sums()
+                            .iter()
+                            .map(|(script, &weight)| Payee {
+                                script: script.clone(),
+                                weight,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .await
+            .map_err(chain_stopped)?;
+        let total = payees.iter().map(|p| p.weight).sum();
+        Ok(WindowView { payees, total })
+    }
+
+    fn weight_of(&self, script: &[u8]) -> u128 {
+        self.payees
+            .iter()
+            .find(|p| p.script == script)
+            .map_or(0, |p| p.weight)
+    }
+
+    fn fraction(&self, weight: u128) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            weight as f64 / self.total as f64
+        }
+    }
 }
 
 /// `value × weight / total`, rounded down, without overflow.
@@ -184,8 +205,7 @@ async fn getpayoutinfo(
     s: &ApiSources,
     address: Option<(String, Vec<u8>)>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let payees = window(s).await?;
-    let total: u128 = payees.iter().map(|p| p.weight).sum();
+    let window = WindowView::read(s).await?;
     let block_value = s
         .daemon
         .borrow()
@@ -199,28 +219,22 @@ async fn getpayoutinfo(
             "address": script_to_address(script, &s.preset.coin),
             "script": hex::encode(script),
             "weight": weight.to_string(),
-            "fraction": if total == 0 { 0.0 } else { weight as f64 / total as f64 },
-            "expected": shared.map(|v| proportional(v, weight, total)),
+            "fraction": window.fraction(weight),
+            "expected": shared.map(|v| proportional(v, weight, window.total)),
         })
     };
-    let mut miners: Vec<&Payee> = payees.iter().collect();
+    let mut miners: Vec<&Payee> = window.payees.iter().collect();
     miners.sort_by(|a, b| b.weight.cmp(&a.weight).then(a.script.cmp(&b.script)));
     let listed: Vec<Value> = match &address {
-        Some((_, script)) => {
-            let weight = payees
-                .iter()
-                .find(|p| p.script == *script)
-                .map_or(0, |p| p.weight);
-            vec![describe(script, weight)]
-        }
+        Some((_, script)) => vec![describe(script, window.weight_of(script))],
         None => miners
             .iter()
             .map(|p| describe(&p.script, p.weight))
             .collect(),
     };
     Ok(json!({
-        "total_weight": total.to_string(),
-        "payees": payees.len(),
+        "total_weight": window.total.to_string(),
+        "payees": window.payees.len(),
         "block_value": block_value,
         "finder_bonus_basis_points": bonus_bp,
         "miners": listed,
@@ -255,15 +269,11 @@ async fn getminerstats(
         .collect();
     let window = match &address {
         Some((_, script)) => {
-            let payees = window(s).await?;
-            let total: u128 = payees.iter().map(|p| p.weight).sum();
-            let weight = payees
-                .iter()
-                .find(|p| p.script == *script)
-                .map_or(0, |p| p.weight);
+            let window = WindowView::read(s).await?;
+            let weight = window.weight_of(script);
             json!({
                 "weight": weight.to_string(),
-                "fraction": if total == 0 { 0.0 } else { weight as f64 / total as f64 },
+                "fraction": window.fraction(weight),
             })
         }
         None => Value::Null,

@@ -7,7 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::ApiSources;
+use super::{ApiSources, ChainStats};
 use crate::p2p::SyncState;
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
@@ -25,17 +25,7 @@ fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
 /// The metrics text, or why it cannot be produced.
 pub async fn render(s: &ApiSources) -> Result<String, String> {
     let mut registry = Registry::with_prefix("p2pool");
-    let (height, shares, orphans, payees) = s
-        .chain
-        .call(|c| {
-            let index = c.index();
-            (
-                index.best().map_or(0, |b| b.height),
-                index.len(),
-                index.orphan_count(),
-                index.tip_window().map_or(0, |w| w.len()),
-            )
-        })
+    let chain = ChainStats::read(&s.chain)
         .await
         .map_err(|_| "the share chain is not running".to_string())?;
     let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -43,25 +33,25 @@ pub async fn render(s: &ApiSources) -> Result<String, String> {
         &mut registry,
         "share_chain_height",
         "Height of the best share.",
-        as_i64(height),
+        as_i64(chain.height),
     );
     gauge(
         &mut registry,
         "share_chain_shares",
         "Shares held in memory.",
-        shares as i64,
+        chain.shares as i64,
     );
     gauge(
         &mut registry,
         "share_chain_orphans",
         "Shares waiting for a missing parent or uncle.",
-        orphans as i64,
+        chain.orphans as i64,
     );
     gauge(
         &mut registry,
         "window_payees",
         "Payout scripts in the current PPLNS window.",
-        payees as i64,
+        chain.window_payees as i64,
     );
 
     let daemon = s.daemon.borrow().clone();

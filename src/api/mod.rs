@@ -111,6 +111,35 @@ impl Drop for ApiServer {
     }
 }
 
+/// The share chain at a glance, read in one chain-thread call (for `getinfo` and metrics).
+struct ChainStats {
+    tip: Option<share_chain::ShareHash>,
+    height: u64,
+    shares: usize,
+    orphans: usize,
+    window_shares: usize,
+    window_payees: usize,
+}
+
+impl ChainStats {
+    async fn read(chain: &ChainHandle) -> Result<ChainStats, crate::chain_service::ChainStopped> {
+        chain
+            .call(|c| {
+                let index = c.index();
+                let window = index.tip_window();
+                ChainStats {
+                    tip: index.best_hash(),
+                    height: index.best().map_or(0, |b| b.height),
+                    shares: index.len(),
+                    orphans: index.orphan_count(),
+                    window_shares: window.map_or(0, |w| w.len()),
+                    window_payees: window.map_or(0, |w| w.sums().len()),
+                }
+            })
+            .await
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     module: Arc<RpcModule<Arc<ApiSources>>>,

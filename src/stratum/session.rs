@@ -756,16 +756,16 @@ impl<W: WorkSource> Session<W> {
         let difficulty = sent.difficulty;
         let request_id = request.id.clone();
         Ok(Box::pin(async move {
-            let outcome = verify_off_loop(
+            let outcome = verify_off_loop(Submit {
                 shared,
                 template,
                 extranonce1,
                 submission,
                 version,
                 target,
-                identity,
-                username.clone(),
-            )
+                miner: identity,
+                username: username.clone(),
+            })
             .await;
             Verified {
                 id: request_id,
@@ -820,8 +820,8 @@ impl<W: WorkSource> Session<W> {
     }
 }
 
-/// A submission queued on the verification pool, answered through `reply`.
-struct SubmitCheck<W: WorkSource> {
+/// A submission to verify: its job, its connection's extranonce and target, and who sent it.
+struct Submit<W: WorkSource> {
     shared: Arc<Shared<W>>,
     template: Arc<job::JobTemplate<W::Payload>>,
     extranonce1: [u8; 4],
@@ -830,6 +830,11 @@ struct SubmitCheck<W: WorkSource> {
     target: Target,
     miner: Arc<W::Identity>,
     username: String,
+}
+
+/// A submission queued on the verification pool, answered through `reply`.
+struct SubmitCheck<W: WorkSource> {
+    submit: Submit<W>,
     coinbase: Vec<u8>,
     header: [u8; 80],
     reply: oneshot::Sender<Result<(bool, bool), StratumError>>,
@@ -837,12 +842,9 @@ struct SubmitCheck<W: WorkSource> {
 
 impl<W: WorkSource> Check for SubmitCheck<W> {
     fn header(&mut self) -> [u8; 80] {
-        let (coinbase, header) = job::submitted_header(
-            &self.template,
-            &self.extranonce1,
-            &self.submission,
-            self.version,
-        );
+        let s = &self.submit;
+        let (coinbase, header) =
+            job::submitted_header(&s.template, &s.extranonce1, &s.submission, s.version);
         self.coinbase = coinbase;
         self.header = header;
         header
@@ -850,62 +852,45 @@ impl<W: WorkSource> Check for SubmitCheck<W> {
 
     /// Hands a share or block to the node (from the pool thread) and answers the session.
     fn finish(self: Box<Self>, pow_hash: [u8; 32]) {
-        let this = *self;
-        let verdict = job::judge(
-            &this.template,
-            this.header,
-            this.coinbase,
-            pow_hash,
-            this.target,
-        );
+        let SubmitCheck {
+            submit: s,
+            coinbase,
+            header,
+            reply,
+        } = *self;
+        let verdict = job::judge(&s.template, header, coinbase, pow_hash, s.target);
         if !verdict.accepted() {
-            let _ = this.reply.send(Err(StratumError::LowDifficulty));
+            let _ = reply.send(Err(StratumError::LowDifficulty));
             return;
         }
         let (share, block) = (verdict.meets_share_target, verdict.meets_block_target);
         if share || block {
-            this.shared.work.on_solution(Solution {
+            s.shared.work.on_solution(Solution {
                 header: verdict.header,
                 pow_hash: verdict.pow_hash,
                 coinbase: verdict.coinbase,
-                job: this.template,
-                extranonce1: this.extranonce1,
-                extranonce2: this.submission.extranonce2,
-                ntime: this.submission.ntime,
-                nonce: this.submission.nonce,
-                version: this.version,
-                miner: this.miner,
-                username: this.username,
+                job: s.template,
+                extranonce1: s.extranonce1,
+                extranonce2: s.submission.extranonce2,
+                ntime: s.submission.ntime,
+                nonce: s.submission.nonce,
+                version: s.version,
+                miner: s.miner,
+                username: s.username,
                 meets_share_target: share,
                 meets_block_target: block,
             });
         }
-        let _ = this.reply.send(Ok((share, block)));
+        let _ = reply.send(Ok((share, block)));
     }
 }
 
 /// Queues a submission on the verification pool and waits for its verdict.
-#[allow(clippy::too_many_arguments)]
-async fn verify_off_loop<W: WorkSource>(
-    shared: Arc<Shared<W>>,
-    template: Arc<job::JobTemplate<W::Payload>>,
-    extranonce1: [u8; 4],
-    submission: Submission,
-    version: u32,
-    target: Target,
-    miner: Arc<W::Identity>,
-    username: String,
-) -> Result<(bool, bool), StratumError> {
+async fn verify_off_loop<W: WorkSource>(submit: Submit<W>) -> Result<(bool, bool), StratumError> {
     let (reply, answer) = oneshot::channel();
+    let shared = submit.shared.clone();
     let check = Box::new(SubmitCheck {
-        shared: shared.clone(),
-        template,
-        extranonce1,
-        submission,
-        version,
-        target,
-        miner,
-        username,
+        submit,
         coinbase: Vec::new(),
         header: [0; 80],
         reply,
