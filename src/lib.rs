@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod chain_service;
+pub mod counters;
 pub mod daemon;
 pub mod devnet;
 pub mod miner;

@@ -78,6 +78,7 @@ async fn api(n: usize) -> (Api, Vec<String>) {
         }),
         network: None,
         sync: None,
+        counters: Default::default(),
     };
     let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), sources)
         .await

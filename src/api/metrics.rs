@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::{ApiSources, ChainStats};
+use crate::counters::NodeCounters;
 use crate::p2p::SyncState;
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
@@ -141,6 +142,43 @@ pub async fn render(s: &ApiSources) -> Result<String, String> {
                 status.mesh_peers as i64,
             );
         }
+    }
+
+    let c = &s.counters;
+    let counted = [
+        (
+            "blocks_submitted",
+            "Blocks handed to the coin daemon.",
+            &c.blocks_submitted,
+        ),
+        (
+            "blocks_accepted",
+            "Blocks the coin daemon accepted.",
+            &c.blocks_accepted,
+        ),
+        (
+            "blocks_refused",
+            "Blocks the coin daemon refused or that could not be delivered.",
+            &c.blocks_refused,
+        ),
+        (
+            "solutions_dropped",
+            "Solutions dropped before reaching the daemon or the share chain.",
+            &c.solutions_dropped,
+        ),
+        (
+            "template_txs_dropped",
+            "Template transactions left out so the coinbase fits the block.",
+            &c.template_txs_dropped,
+        ),
+        (
+            "template_weight_dropped",
+            "Weight of the template transactions left out.",
+            &c.template_weight_dropped,
+        ),
+    ];
+    for (name, help, value) in counted {
+        counter(&mut registry, name, help, NodeCounters::get(value));
     }
 
     let mut out = String::new();

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::chain_service::ChainHandle;
+use crate::counters::NodeCounters;
 use crate::daemon::watcher::DaemonStatus;
 use crate::p2p::SyncState;
 use crate::stratum::StatsSnapshot;
@@ -51,6 +52,8 @@ pub struct ApiSources {
     /// The share-chain network, if the node runs one.
     pub network: Option<NetworkHandle>,
     pub sync: Option<watch::Receiver<SyncState>>,
+    /// Blocks, dropped solutions and left-out transactions, counted where they happen.
+    pub counters: Arc<NodeCounters>,
 }
 
 /// Why the API could not start.

@@ -1,0 +1,446 @@
+//! Jobs for miners: a round of work per block template and share-chain tip, one coinbase
+//! per payout address.
+//!
+//! Each payout address gets its own coinbase (the share's own credit and the finder bonus
+//! go to it). When work changes, the jobs of every address mined in the last round are
+//! built ahead, off the event loop; a new address gets its job built on a task the first
+//! time a connection needs it. [`feed_jobs`] starts a round whenever litecoind has a new
+//! template or the share chain a new tip, and pauses Stratum while the node is not ready.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use share_chain::address::address_to_script;
+use share_chain::template::{BlockContext, MinerPayout, ShareTemplate};
+use share_chain::{CoinParams, OperatorFee, ShareHash};
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::{debug, error};
+
+use super::readiness::{daemon_condition, Readiness, ReadinessHandle, DAEMON_CONDITION};
+use super::NodeEvent;
+use crate::chain_service::{ChainHandle, ChainSummary};
+use crate::daemon::template::BlockTemplate;
+use crate::daemon::watcher::{DaemonState, DaemonStatus};
+use crate::stratum::{
+    Availability, Job, JobTemplate, Personalized, Solution, StratumServer, Username, WorkSource,
+};
+use crate::work::{block_context, build_work, WorkPayload};
+
+/// A payout address's job being built: every session of that address waits on one build.
+type SharedBuild = Shared<BoxFuture<'static, Option<Arc<Job<WorkPayload>>>>>;
+/// Each payout address's finished job of one round.
+type RoundJobs = HashMap<Vec<u8>, Arc<Job<WorkPayload>>>;
+
+/// A payout address's job in the current round.
+enum Slot {
+    Ready(Arc<Job<WorkPayload>>),
+    /// Being built off the event loop.
+    Building(SharedBuild),
+}
+
+/// The current round of work: its block and share context and each payout address's job.
+#[derive(Default)]
+struct JobCache {
+    generation: u64,
+    round: Option<Round>,
+    jobs: HashMap<Vec<u8>, Slot>,
+    /// The round before, for sessions that read its broadcast just as this one was built.
+    previous: Option<(u64, RoundJobs)>,
+    /// Payout addresses connections asked jobs for, and when last: jobs are built ahead for
+    /// these.
+    known: HashMap<Vec<u8>, Instant>,
+}
+
+/// An address no connection asked a job for this long gets no job built ahead.
+const KNOWN_ADDRESS_TTL: Duration = Duration::from_secs(600);
+/// Jobs are built ahead for at most this many addresses (the most recently seen): a flood
+/// of connections with fresh addresses must not make every round unboundedly long.
+const MAX_KNOWN_ADDRESSES: usize = 10_000;
+
+/// What a job of the current round is built from.
+#[derive(Clone)]
+struct Round {
+    block: Arc<BlockTemplate>,
+    context: BlockContext,
+    clean: bool,
+}
+
+/// The node's side of the Stratum server.
+pub struct NodeWork {
+    coin: CoinParams,
+    chain: ChainHandle,
+    fee: Option<OperatorFee>,
+    cache: Arc<Mutex<JobCache>>,
+    next_generation: AtomicU64,
+    solutions: mpsc::UnboundedSender<Solution<NodeWork>>,
+}
+
+/// A script that pays no one; the broadcast job is always personalized before a miner
+/// sees it, so this only fills the slot.
+const PLACEHOLDER_SCRIPT: &[u8] = &[0x51];
+
+fn lock_cache(cache: &Mutex<JobCache>) -> std::sync::MutexGuard<'_, JobCache> {
+    // The cache holds no invariant a panic could break halfway: keep using it.
+    cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The Stratum job of `share` on `block` (CPU work: coinbase halves and their hex).
+fn job_template(
+    share: ShareTemplate,
+    block: Arc<BlockTemplate>,
+    clean: bool,
+    generation: u64,
+) -> Option<JobTemplate<WorkPayload>> {
+    let mut work = match build_work(share, block.clone()) {
+        Ok(work) => work,
+        Err(e) => {
+            error!(error = %e, "cannot split the coinbase for Stratum");
+            return None;
+        }
+    };
+    work.payload.generation = generation;
+    Some(JobTemplate {
+        prev_hash: block.previous_block_hash,
+        coinb1: work.coinb1,
+        coinb2: work.coinb2,
+        merkle_branch: work.payload.share.block.merkle_branch.clone(),
+        version: block.version,
+        bits: block.bits,
+        time: work.time,
+        share_target: work.payload.share.share_target,
+        block_target: block.target,
+        clean,
+        payload: work.payload,
+    })
+}
+
+fn prepared_job(
+    template: JobTemplate<WorkPayload>,
+    generation: u64,
+) -> Option<Arc<Job<WorkPayload>>> {
+    match Job::new(generation, template) {
+        Ok(job) => Some(Arc::new(job)),
+        Err(e) => {
+            error!(error = %e, "built a job no miner can use");
+            None
+        }
+    }
+}
+
+impl NodeWork {
+    pub(super) fn new(
+        coin: CoinParams,
+        chain: ChainHandle,
+        fee: Option<OperatorFee>,
+        solutions: mpsc::UnboundedSender<Solution<NodeWork>>,
+    ) -> Self {
+        NodeWork {
+            coin,
+            chain,
+            fee,
+            cache: Arc::new(Mutex::new(JobCache::default())),
+            next_generation: AtomicU64::new(0),
+            solutions,
+        }
+    }
+
+    fn payout(&self, script: Vec<u8>) -> MinerPayout {
+        MinerPayout {
+            script,
+            fee: self.fee.clone(),
+            share_target_bits: None,
+        }
+    }
+
+    /// Starts a round of work on `block`: builds the broadcast job and, ahead of time, the
+    /// job of every payout address mined in the last round (one call to the chain thread,
+    /// the coinbases on the blocking pool), so sessions find theirs ready. Returns the
+    /// broadcast job's template (its coinbase pays a placeholder).
+    async fn prepare_round(
+        &self,
+        block: Arc<BlockTemplate>,
+        clean: bool,
+    ) -> Option<JobTemplate<WorkPayload>> {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let for_context = block.clone();
+        let context = match tokio::task::spawn_blocking(move || block_context(&for_context)).await {
+            Ok(context) => context,
+            Err(e) => {
+                error!(error = %e, "cannot prepare the block context");
+                return None;
+            }
+        };
+        let mut miners = vec![self.payout(PLACEHOLDER_SCRIPT.to_vec())];
+        {
+            let mut cache = lock_cache(&self.cache);
+            cache
+                .known
+                .retain(|_, used| used.elapsed() < KNOWN_ADDRESS_TTL);
+            if cache.known.len() > MAX_KNOWN_ADDRESSES {
+                let mut by_age: Vec<Instant> = cache.known.values().copied().collect();
+                by_age.sort_unstable_by(|a, b| b.cmp(a));
+                if let Some(&oldest_kept) = by_age.get(MAX_KNOWN_ADDRESSES - 1) {
+                    cache.known.retain(|_, used| *used >= oldest_kept);
+                }
+            }
+            miners.extend(cache.known.keys().map(|script| self.payout(script.clone())));
+        }
+        let shared_context = context.clone();
+        let shares = self
+            .chain
+            .call(move |c| {
+                let index = c.index_mut();
+                miners
+                    .into_iter()
+                    .map(|m| {
+                        let share = index.share_template(&m, shared_context.clone());
+                        (m.script, share)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        let shares = match shares {
+            Ok(shares) => shares,
+            Err(e) => {
+                error!(error = %e, "cannot build share templates");
+                return None;
+            }
+        };
+        let for_jobs = block.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let mut broadcast = None;
+            let mut jobs = HashMap::new();
+            for (i, (script, share)) in shares.into_iter().enumerate() {
+                let share = match share {
+                    Ok(share) => share,
+                    Err(e) => {
+                        error!(error = %e, "cannot build a share template");
+                        continue;
+                    }
+                };
+                let Some(template) = job_template(share, for_jobs.clone(), clean, generation)
+                else {
+                    continue;
+                };
+                if i == 0 {
+                    broadcast = Some(template);
+                } else if let Some(job) = prepared_job(template, generation) {
+                    jobs.insert(script, Slot::Ready(job));
+                }
+            }
+            (broadcast, jobs)
+        })
+        .await;
+        let (broadcast, jobs) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                error!(error = %e, "cannot build jobs");
+                return None;
+            }
+        };
+        let broadcast = broadcast?;
+        let mut cache = lock_cache(&self.cache);
+        let finished: RoundJobs = cache
+            .jobs
+            .iter()
+            .filter_map(|(script, slot)| match slot {
+                Slot::Ready(job) => Some((script.clone(), job.clone())),
+                Slot::Building(_) => None,
+            })
+            .collect();
+        cache.previous = Some((cache.generation, finished));
+        cache.generation = generation;
+        cache.round = Some(Round {
+            block,
+            context,
+            clean,
+        });
+        cache.jobs = jobs;
+        debug!(generation, ahead = cache.jobs.len(), "jobs built ahead");
+        Some(broadcast)
+    }
+
+    /// Builds `script`'s job of the current round on a task (the chain thread for the share
+    /// template, then the coinbase); the result lands in the cache and in the future.
+    fn spawn_build(&self, generation: u64, round: Round, script: Vec<u8>) -> Option<SharedBuild> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let chain = self.chain.clone();
+        let cache = self.cache.clone();
+        let miner = self.payout(script.clone());
+        let task = runtime.spawn(async move {
+            let Round {
+                block,
+                context,
+                clean,
+            } = round;
+            let share = chain
+                .call(move |c| c.index_mut().share_template(&miner, context))
+                .await;
+            let job = match share {
+                Ok(Ok(share)) => job_template(share, block, clean, generation)
+                    .and_then(|t| prepared_job(t, generation)),
+                Ok(Err(e)) => {
+                    error!(error = %e, "cannot build a share template");
+                    None
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot build a share template");
+                    None
+                }
+            };
+            let mut cache = lock_cache(&cache);
+            if cache.generation == generation {
+                match &job {
+                    Some(job) => {
+                        if let Some(slot) = cache.jobs.get_mut(&script) {
+                            *slot = Slot::Ready(job.clone());
+                        }
+                    }
+                    // Let the next request try again.
+                    None => {
+                        cache.jobs.remove(&script);
+                    }
+                }
+            }
+            job
+        });
+        let future: BoxFuture<'static, Option<Arc<Job<WorkPayload>>>> =
+            Box::pin(async move { task.await.ok().flatten() });
+        Some(future.shared())
+    }
+}
+
+impl WorkSource for NodeWork {
+    /// The payout script.
+    type Identity = Vec<u8>;
+    type Payload = WorkPayload;
+
+    fn validate_username(&self, username: &Username) -> Result<Vec<u8>, String> {
+        address_to_script(&username.address, &self.coin).map_err(|e| e.to_string())
+    }
+
+    fn on_solution(&self, solution: Solution<Self>) {
+        let _ = self.solutions.send(solution);
+    }
+
+    fn personalize(
+        &self,
+        job: &Arc<Job<WorkPayload>>,
+        miner: &Vec<u8>,
+    ) -> Personalized<WorkPayload> {
+        let generation = job.template.payload.generation;
+        let mut cache = lock_cache(&self.cache);
+        match cache.known.get_mut(miner) {
+            Some(used) => *used = Instant::now(),
+            None => {
+                cache.known.insert(miner.clone(), Instant::now());
+            }
+        }
+        if cache.generation != generation {
+            // The round before (its broadcast was read just as the next one was built), or
+            // an older one: then the newer broadcast is already on its way to the session.
+            return match &cache.previous {
+                Some((previous, jobs)) if *previous == generation => {
+                    jobs.get(miner).map_or(Personalized::Nothing, |job| {
+                        Personalized::Ready(job.clone())
+                    })
+                }
+                _ => Personalized::Nothing,
+            };
+        }
+        if let Some(slot) = cache.jobs.get(miner) {
+            return match slot {
+                Slot::Ready(job) => Personalized::Ready(job.clone()),
+                Slot::Building(future) => Personalized::Later(Box::pin(future.clone())),
+            };
+        }
+        let Some(round) = cache.round.clone() else {
+            return Personalized::Nothing;
+        };
+        // Never fall back to the broadcast job: it pays a placeholder, not this miner.
+        let Some(future) = self.spawn_build(generation, round, miner.clone()) else {
+            return Personalized::Nothing;
+        };
+        cache
+            .jobs
+            .insert(miner.clone(), Slot::Building(future.clone()));
+        Personalized::Later(Box::pin(future))
+    }
+}
+
+/// Rebuilds work whenever the daemon has a new template or the chain a new tip, and pauses
+/// Stratum while the node is not ready (see [`Readiness`]).
+pub(super) async fn feed_jobs(
+    mut daemon: watch::Receiver<DaemonStatus>,
+    mut chain: watch::Receiver<ChainSummary>,
+    readiness: ReadinessHandle,
+    work: Arc<NodeWork>,
+    stratum: Arc<StratumServer<NodeWork>>,
+    events: broadcast::Sender<NodeEvent>,
+) {
+    let mut ready_rx = readiness.subscribe();
+    let mut last_state: Option<DaemonState> = None;
+    let mut last_readiness: Option<Readiness> = None;
+    let mut last_template_seq = 0;
+    let mut last_prev_block: Option<[u8; 32]> = None;
+    let mut last_tip: Option<ShareHash> = None;
+    let mut serving = false;
+    loop {
+        let status = daemon.borrow_and_update().clone();
+        let tip = chain.borrow_and_update().tip;
+        if last_state.as_ref() != Some(&status.state) {
+            let _ = events.send(NodeEvent::DaemonState(status.state.clone()));
+            last_state = Some(status.state.clone());
+        }
+        let (daemon_ready, reason) = daemon_condition(&status);
+        readiness.set(DAEMON_CONDITION, daemon_ready, reason);
+        let now = ready_rx.borrow_and_update().clone();
+        if last_readiness.as_ref() != Some(&now) {
+            let _ = events.send(NodeEvent::Readiness(now.clone()));
+            last_readiness = Some(now.clone());
+        }
+        match (now.blocker(), status.ready_template()) {
+            (None, Some(template)) => {
+                let new_template = status.template_seq != last_template_seq;
+                let new_tip = tip != last_tip;
+                // Back from a pause, miners get fresh work even on the same template.
+                if new_template || new_tip || !serving {
+                    let clean = last_prev_block != Some(template.previous_block_hash);
+                    if let Some(job) = work.prepare_round(template.clone(), clean).await {
+                        match stratum.broadcast(job) {
+                            Ok(seq) => debug!(seq, clean, height = template.height, "new work"),
+                            Err(e) => error!(error = %e, "cannot broadcast work"),
+                        }
+                        last_template_seq = status.template_seq;
+                        last_prev_block = Some(template.previous_block_hash);
+                        last_tip = tip;
+                        if !serving {
+                            stratum.set_availability(Availability::Serving);
+                            serving = true;
+                        }
+                    } else if !serving {
+                        // Ready, but no work could be built (the reason is logged above).
+                        stratum.set_availability(Availability::Paused {
+                            reason: "the node cannot build work for miners; see its log".into(),
+                        });
+                    }
+                }
+            }
+            (blocker, _) => {
+                let reason = blocker.unwrap_or_else(|| "litecoind: no block template".into());
+                stratum.set_availability(Availability::Paused { reason });
+                serving = false;
+            }
+        }
+        tokio::select! {
+            changed = daemon.changed() => if changed.is_err() { return },
+            changed = chain.changed() => if changed.is_err() { return },
+            changed = ready_rx.changed() => if changed.is_err() { return },
+        }
+    }
+}

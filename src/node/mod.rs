@@ -1,0 +1,295 @@
+//! The node: the daemon watcher, the share chain and the Stratum server, wired together.
+//!
+//! Three things drive it:
+//! - a new block template from litecoind (a new block, or new transactions) gives every
+//!   miner fresh work, clean when the previous block changed ([`jobs`]);
+//! - a new best share gives every miner fresh work on it (not clean: work still under way
+//!   lands as an uncle rather than being lost);
+//! - a miner's solution becomes a block submitted to litecoind at once when it meets the
+//!   block target, and a share connected to the chain when it meets the share target
+//!   ([`solutions`]).
+//!
+//! With `p2p_listen` set, the node also joins the share-chain network ([`crate::p2p`]):
+//! shares it finds are gossiped, and peers' shares connect to the same chain.
+//!
+//! Work is served only while the node is ready ([`readiness`]): litecoind answers, on the
+//! right chain, synced, with a template; and the share chain is in sync with the network.
+//! Otherwise Stratum is paused with the reason, and resumes with fresh work by itself.
+
+mod jobs;
+mod readiness;
+mod solutions;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2pool_network::{Multiaddr, NetworkError};
+use share_chain::{OperatorFee, Preset, ShareHash};
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc};
+use tracing::info;
+
+pub use jobs::NodeWork;
+pub use readiness::{
+    daemon_condition, Condition, Readiness, ReadinessHandle, DAEMON_CONDITION, SYNC_CONDITION,
+};
+
+use crate::api::{ApiError, ApiServer, ApiSources};
+use crate::chain_service::{ChainHandle, ChainStopped, OpenError};
+use crate::counters::NodeCounters;
+use crate::daemon::rpc::{RpcClient, RpcConfig, RpcError};
+use crate::daemon::watcher::{daemon_chain_name, DaemonState, Watcher, WatcherConfig};
+use crate::p2p::{P2p, P2pConfig};
+use crate::stratum::{Availability, ServerError, StratumConfig, StratumServer};
+use jobs::feed_jobs;
+use readiness::follow_sync;
+use solutions::handle_solutions;
+
+/// How the node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub preset: Preset,
+    pub datadir: PathBuf,
+    pub daemon: RpcConfig,
+    pub stratum: SocketAddr,
+    /// The operator's fee, taken from the weight of shares mined through this node.
+    pub fee: Option<OperatorFee>,
+    /// Share-chain network listen addresses; empty: no network (a solo chain).
+    pub p2p_listen: Vec<Multiaddr>,
+    /// Share-chain peers to dial at start.
+    pub peers: Vec<Multiaddr>,
+}
+
+/// Something worth telling the operator about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    DaemonState(DaemonState),
+    /// The node's readiness changed (Stratum serves work only while it is ready).
+    Readiness(Readiness),
+    ShareAccepted {
+        hash: ShareHash,
+        height: u64,
+        miner: String,
+    },
+    ShareRejected {
+        miner: String,
+        reason: String,
+    },
+    BlockSubmitted {
+        hash: ShareHash,
+        height: u32,
+        accepted: bool,
+        result: String,
+        /// Who the coinbase pays: (address or script hex, amount).
+        payouts: Vec<(String, u64)>,
+    },
+}
+
+/// Tuning beyond [`NodeConfig`]; `Default` suits a real node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Once work is paused, how long connected miners keep their last job before their
+    /// connections are closed (so they fail over to a backup pool).
+    pub stratum_pause_grace: Duration,
+    /// Where to serve the JSON-RPC API, dashboard and metrics (none: not served).
+    pub api: Option<SocketAddr>,
+    /// Discover share-chain peers on the local network with mDNS.
+    pub mdns: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            stratum_pause_grace: StratumConfig::default().pause_grace,
+            api: None,
+            mdns: false,
+        }
+    }
+}
+
+/// Why the node could not start.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Chain(#[from] OpenError),
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error(transparent)]
+    Stratum(#[from] ServerError),
+    #[error(transparent)]
+    ChainStopped(#[from] ChainStopped),
+    #[error("share-chain network: {0}")]
+    Network(#[from] NetworkError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+/// A running node.
+pub struct Node {
+    pub chain: ChainHandle,
+    pub stratum: Arc<StratumServer<NodeWork>>,
+    /// The share-chain network, when the node listens for peers.
+    pub p2p: Option<P2p>,
+    api: Option<ApiServer>,
+    events: broadcast::Sender<NodeEvent>,
+    readiness: ReadinessHandle,
+    _watcher: Watcher,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts the node: opens the chain, binds Stratum, starts watching the daemon.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        Node::start_with(config, NodeOptions::default()).await
+    }
+
+    /// [`Node::start`] with non-default options.
+    pub async fn start_with(config: NodeConfig, options: NodeOptions) -> Result<Node, NodeError> {
+        let preset = config.preset.clone();
+        let (chain, report) = ChainHandle::open(config.datadir.join("shares"), preset.clone())?;
+        info!(
+            network = %preset.coin.chain,
+            network_id = %preset.network_id(),
+            shares = report.loaded,
+            "share chain opened"
+        );
+        let rpc = Arc::new(RpcClient::new(config.daemon.clone())?);
+        let watcher = Watcher::spawn(
+            rpc.clone(),
+            WatcherConfig::new(daemon_chain_name(&preset.coin.chain)),
+        );
+        let (events, _) = broadcast::channel(1024);
+        let counters = Arc::new(NodeCounters::default());
+        let (solutions_tx, solutions_rx) = mpsc::unbounded_channel();
+        let work = Arc::new(NodeWork::new(
+            preset.coin.clone(),
+            chain.clone(),
+            config.fee.clone(),
+            solutions_tx,
+        ));
+        let readiness = ReadinessHandle::default();
+        let stratum_config = StratumConfig {
+            listen: config.stratum,
+            pause_grace: options.stratum_pause_grace,
+            // Paused until litecoind has answered and work is built.
+            availability: Availability::Paused {
+                reason: readiness
+                    .current()
+                    .blocker()
+                    .unwrap_or_else(|| "starting".into()),
+            },
+            ..StratumConfig::default()
+        };
+        let stratum =
+            Arc::new(StratumServer::bind(stratum_config, &preset.coin, work.clone()).await?);
+        let (p2p, publish) = if config.p2p_listen.is_empty() {
+            (None, None)
+        } else {
+            let (publish_tx, publish_rx) = mpsc::unbounded_channel();
+            let p2p = P2p::start(
+                P2pConfig {
+                    network_id: preset.network_id(),
+                    listen: config.p2p_listen.clone(),
+                    peers: config.peers.clone(),
+                    data_dir: config.datadir.join("p2p"),
+                    mdns: options.mdns,
+                },
+                chain.clone(),
+                publish_rx,
+            )
+            .await?;
+            (Some(p2p), Some(publish_tx))
+        };
+        let api = match options.api {
+            Some(addr) => {
+                let stats = stratum.clone();
+                let sources = ApiSources {
+                    preset: preset.clone(),
+                    chain: chain.clone(),
+                    daemon: watcher.subscribe(),
+                    stratum: Box::new(move || stats.stats()),
+                    network: p2p.as_ref().map(|p| p.handle().clone()),
+                    sync: p2p.as_ref().map(P2p::sync_state),
+                    counters: counters.clone(),
+                };
+                Some(ApiServer::start(addr, sources).await?)
+            }
+            None => None,
+        };
+
+        let mut tasks = vec![
+            tokio::spawn(feed_jobs(
+                watcher.subscribe(),
+                chain.subscribe(),
+                readiness.clone(),
+                work.clone(),
+                stratum.clone(),
+                events.clone(),
+            )),
+            tokio::spawn(handle_solutions(
+                solutions_rx,
+                chain.clone(),
+                rpc,
+                preset.coin.clone(),
+                events.clone(),
+                publish,
+                counters.clone(),
+            )),
+        ];
+        if let Some(p2p) = &p2p {
+            tasks.push(tokio::spawn(follow_sync(
+                p2p.sync_state(),
+                readiness.clone(),
+            )));
+        }
+        Ok(Node {
+            chain,
+            stratum,
+            p2p,
+            api,
+            events,
+            readiness,
+            _watcher: watcher,
+            tasks,
+        })
+    }
+
+    pub fn stratum_addr(&self) -> SocketAddr {
+        self.stratum.local_addr()
+    }
+
+    /// Where the JSON-RPC API listens, if it was asked for.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(ApiServer::local_addr)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Whether the node serves work now, and if not, why.
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.current()
+    }
+
+    /// The handle to set and watch readiness conditions (the share-chain network sets
+    /// [`SYNC_CONDITION`] through it).
+    pub fn readiness_handle(&self) -> ReadinessHandle {
+        self.readiness.clone()
+    }
+
+    /// See [`ReadinessHandle::set_sync_ready`].
+    pub fn set_sync_ready(&self, ready: bool, reason: impl Into<String>) {
+        self.readiness.set_sync_ready(ready, reason);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
