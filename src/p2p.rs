@@ -813,7 +813,10 @@ impl Syncer {
         let (len, uncle_count) = (run.len(), uncles.len());
         let run_tip = run.last().map(Share::hash);
         let chain = PeerChain { run, uncles };
-        let result = self.chain.call(move |c| c.join(chain, now_secs())).await;
+        let result = self
+            .chain
+            .call(move |c| c.join(chain, now_secs(), share_chain::Work::ZERO))
+            .await;
         match result {
             Ok(Ok(joined)) => info!(
                 %peer,

@@ -7,6 +7,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use share_chain::chain::ChainIndex;
+use share_chain::locator::{locator, shares_after};
 use share_chain::params::PowAlgorithm;
 use share_chain::pow::pow_hash;
 use share_chain::sharechain::ShareChain;
@@ -108,6 +109,37 @@ fn cold_start(c: &mut Criterion) {
     group.finish();
 }
 
+/// Sync answers at a full window: a hostile `GetShares` whose 64 locator hashes all lie
+/// near the bottom of the chain (each used to cost a walk from the tip), and building our
+/// own locator. Answered from the height index, both cost lookups, not walks.
+fn sync_answers(c: &mut Criterion) {
+    let index = full_window(10);
+    let best = index.best().expect("a chain");
+    let deep: Vec<_> = (0..64)
+        .map(|i| {
+            let mut h = share_chain::ShareHash([0x42; 32]);
+            h.0[0] = i;
+            h
+        })
+        .chain(index.best_at(best.height - 8600))
+        .collect();
+    assert_eq!(shares_after(&index, &deep, None, 100).len(), 100);
+    c.bench_function(
+        "shares_after: 64 unknown + 1 deep locator hash, 100 shares (8650-share chain)",
+        |b| b.iter(|| shares_after(&index, &deep, None, 100)),
+    );
+    let on_chain: Vec<_> = (0..64)
+        .filter_map(|i| index.best_at(best.height - 8000 - i))
+        .collect();
+    c.bench_function(
+        "shares_after: 64 locator hashes 8000 deep, 100 shares (8650-share chain)",
+        |b| b.iter(|| shares_after(&index, &on_chain, None, 100)),
+    );
+    c.bench_function("locator(64), 8650-share chain", |b| {
+        b.iter(|| locator(&index, 64))
+    });
+}
+
 fn scrypt(c: &mut Criterion) {
     let mut header = [0u8; 80];
     c.bench_function("scrypt(1024,1,1) header hash", |b| {
@@ -121,6 +153,6 @@ fn scrypt(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = connect, payouts, cold_start, scrypt
+    targets = connect, payouts, cold_start, sync_answers, scrypt
 }
 criterion_main!(benches);

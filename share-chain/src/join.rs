@@ -17,12 +17,19 @@
 //!   relative to *its* unseen history. A lie there buys nothing above the base: shares
 //!   built on it must still pass every rule, with real proof of work.
 //!
-//! Which chain to join: a node with no chain takes the peer's. A node whose chain shares no
-//! share with the peer's keeps the one with more *recent work*: the summed weight of
-//! shares whose timestamps lie within the last window period (`window_shares ×
-//! share_period_secs`). Total work cannot be compared (each node counts it from its own
-//! base), and recent work is what a stale or lone chain lacks and a live pool has. Beating
-//! the live chain this way costs as many hashes as the whole pool makes in a window period.
+//! Which chain to join: the peer's chain must have at least `min_recent_work` of *recent
+//! work* (the summed weight of shares whose timestamps lie within the last window period,
+//! `window_shares × share_period_secs`), a parameter the caller sets from what it can
+//! check alone (the node: its own litecoind's block target), so that a new node fed only
+//! an attacker's cheap chain refuses it; and, if the node holds a chain, more recent work
+//! than that chain (which then shares no share with the peer's). Total work cannot be
+//! compared (each node counts it from its own base), and recent work is what a stale or
+//! lone chain lacks and a live pool has. Beating the live chain this way costs as many
+//! hashes as the whole pool makes in a window period.
+//!
+//! A chain that starts at its first share (not pruned yet) is joined the same way, with no
+//! base: every share is validated in full. This is the only way a node that holds a chain
+//! takes a chain with another first share ([`crate::validation::ShareError::RootRefused`]).
 //!
 //! The peer also sends the uncles its base shares name (their credits and weights enter
 //! the window and the retarget). The lowest `uncle_depth` base shares may name uncles it
@@ -36,10 +43,9 @@ use thiserror::Error;
 use crate::chain::ChainIndex;
 use crate::hash::ShareHash;
 use crate::params::ConsensusParams;
-use crate::pow::pow_hash;
 use crate::pplns::share_credits;
 use crate::share::{Share, ShareInfo};
-use crate::target::Target;
+use crate::target::Work;
 use crate::validation::ShareError;
 
 /// How many shares at the bottom of a joined chain are taken as its base: the deepest
@@ -67,8 +73,6 @@ pub struct PeerChain {
 /// Why a peer's chain was not joined.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum JoinError {
-    #[error("the chain starts at the first share; connect it share by share instead")]
-    Rooted,
     #[error("{len} shares are too few to join: need more than {base} (the base)")]
     TooShort { len: usize, base: usize },
     #[error("share {index} of the run does not build on the one before it")]
@@ -77,12 +81,14 @@ pub enum JoinError {
     InvalidBase { hash: ShareHash, reason: ShareError },
     #[error("share {hash} above the base is invalid: {reason}")]
     Invalid { hash: ShareHash, reason: ShareError },
-    #[error("share {0} above the base names an uncle the peer did not send")]
+    #[error("share {0} names an uncle the peer did not send")]
     MissingUncle(ShareHash),
     #[error("our chain shares history with the peer's: catch up share by share")]
     Overlaps,
     #[error("our chain has more recent work ({ours}) than the peer's ({theirs})")]
     NotHeavier { ours: u128, theirs: u128 },
+    #[error("the peer's chain has {theirs} recent work, less than the {min} required to join")]
+    NotEnoughWork { min: u128, theirs: u128 },
 }
 
 impl JoinError {
@@ -153,18 +159,27 @@ impl ChainIndex {
     }
 
     /// Builds the index a node joining `peer`'s chain would hold: the base taken on the
-    /// checks above, every later share validated in full. Returns it (for the caller to put
-    /// in place of this one) if this index has no chain, or shares nothing with the peer's
-    /// and has less recent work. `now` is the local clock in Unix seconds.
-    pub fn join(&self, peer: PeerChain, now: u64) -> Result<(ChainIndex, Joined), JoinError> {
-        let base = base_len(&self.consensus);
-        let first = peer
-            .run
-            .first()
-            .ok_or(JoinError::TooShort { len: 0, base })?;
-        if first.info.prev_share.is_zero() {
-            return Err(JoinError::Rooted);
-        }
+    /// checks above (no base if the chain starts at its first share), every later share
+    /// validated in full. Returns it (for the caller to put in place of this one) if the
+    /// peer's chain has at least `min_recent_work` recent work and this index has no chain,
+    /// or shares nothing with the peer's and has less recent work. `now` is the local clock
+    /// in Unix seconds.
+    pub fn join(
+        &self,
+        peer: PeerChain,
+        now: u64,
+        min_recent_work: Work,
+    ) -> Result<(ChainIndex, Joined), JoinError> {
+        let full_base = base_len(&self.consensus);
+        let first = peer.run.first().ok_or(JoinError::TooShort {
+            len: 0,
+            base: full_base,
+        })?;
+        let base = if first.info.prev_share.is_zero() {
+            0
+        } else {
+            full_base
+        };
         if peer.run.len() <= base {
             return Err(JoinError::TooShort {
                 len: peer.run.len(),
@@ -191,9 +206,15 @@ impl ChainIndex {
 
         // A chain that cannot win even if every hash it claims is real is refused before
         // any proof of work is checked: a peer cannot make us hash for nothing.
+        let claimed = claimed_recent_work(&peer.run, &uncles, &self.consensus, now);
+        if claimed < min_recent_work.0 {
+            return Err(JoinError::NotEnoughWork {
+                min: min_recent_work.0,
+                theirs: claimed,
+            });
+        }
         if self.best_hash().is_some() {
             let ours = self.recent_work(now);
-            let claimed = claimed_recent_work(&peer.run, &uncles, &self.consensus, now);
             if claimed <= ours {
                 return Err(JoinError::NotHeavier {
                     ours,
@@ -235,8 +256,15 @@ impl ChainIndex {
             }
         }
 
+        let theirs = joined.recent_work(now);
+        if theirs < min_recent_work.0 {
+            return Err(JoinError::NotEnoughWork {
+                min: min_recent_work.0,
+                theirs,
+            });
+        }
         if self.best_hash().is_some() {
-            let (ours, theirs) = (self.recent_work(now), joined.recent_work(now));
+            let ours = self.recent_work(now);
             if theirs <= ours {
                 return Err(JoinError::NotHeavier { ours, theirs });
             }
@@ -255,34 +283,21 @@ impl ChainIndex {
         ))
     }
 
-    /// Adds a share of a joined chain's base after the checks it can still get.
+    /// Adds a share of a joined chain's base after the checks it can still get
+    /// ([`ChainIndex::check_alone`]). Its uncles must be in already, except for a share
+    /// within `uncle_depth` of the base's bottom (height 0), whose uncles the peer may have
+    /// pruned.
     fn insert_base(&mut self, share: Share, now: u64) -> Result<(), JoinError> {
         let hash = share.hash();
-        let fail = |reason| JoinError::InvalidBase { hash, reason };
-        share.check_format().map_err(|e| fail(e.into()))?;
-        let info = &share.info;
-        let required = Target::from_compact(info.required_bits)
-            .map_err(|e| fail(ShareError::InvalidShareTarget(e)))?;
-        let share_target = Target::from_compact(info.share_target_bits)
-            .map_err(|e| fail(ShareError::InvalidShareTarget(e)))?;
-        if required > self.max_share_target || share_target > required {
-            return Err(fail(ShareError::ShareTargetTooEasy {
-                required: info.required_bits,
-                found: info.share_target_bits,
-            }));
-        }
-        let max_future = self.consensus.max_future_secs;
-        if u64::from(share.header.time) > now.saturating_add(u64::from(max_future)) {
-            return Err(fail(ShareError::TimestampInFuture {
-                time: share.header.time,
-                now,
-                max_future,
-            }));
-        }
-        if !share_target.is_met_by(&pow_hash(self.pow, &share.header.to_bytes())) {
-            return Err(fail(ShareError::InsufficientWork));
-        }
-        let credits = self.credits_for(&share.info);
+        self.check_alone(&share, now)
+            .map_err(|reason| JoinError::InvalidBase { hash, reason })?;
+        let height = self.get(&share.info.prev_share).map_or(0, |p| p.height + 1);
+        let credits = if height < u64::from(self.consensus.uncle_depth) {
+            self.credits_from_held(&share.info)
+        } else {
+            self.credits_for(&share.info)
+                .map_err(|_| JoinError::MissingUncle(hash))?
+        };
         self.insert(share, credits, None);
         Ok(())
     }
@@ -291,6 +306,8 @@ impl ChainIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pow::pow_hash;
+    use crate::target::Target;
     use crate::testkit::{block_context, grow_chain, mine_share, miner, regtest_preset, served};
     use proptest::prelude::*;
 
@@ -343,7 +360,7 @@ mod tests {
         let served = served(&peer);
         assert!(!served.run[0].info.prev_share.is_zero(), "the peer pruned");
         assert!(!served.uncles.is_empty());
-        let (mut joined, report) = index().join(served.clone(), now).unwrap();
+        let (mut joined, report) = index().join(served.clone(), now, Work::ZERO).unwrap();
         assert_eq!(joined.best_hash(), peer.best_hash());
         // The cheap pre-check counts exactly what the joined chain holds.
         let uncles: HashMap<ShareHash, Share> = served
@@ -380,14 +397,14 @@ mod tests {
         let mut short = good.clone();
         short.run.truncate(base);
         assert_eq!(
-            index().join(short, now).unwrap_err(),
+            index().join(short, now, Work::ZERO).unwrap_err(),
             JoinError::TooShort { len: base, base }
         );
 
         let mut gap = good.clone();
         gap.run.remove(10);
         assert_eq!(
-            index().join(gap, now).unwrap_err(),
+            index().join(gap, now, Work::ZERO).unwrap_err(),
             JoinError::NotLinked { index: 10 }
         );
 
@@ -396,7 +413,7 @@ mod tests {
         let mut weak = good.clone();
         weak.run[0].header.nonce ^= 1;
         assert_eq!(
-            index().join(weak, now).unwrap_err(),
+            index().join(weak, now, Work::ZERO).unwrap_err(),
             JoinError::NotLinked { index: 1 }
         );
         let mut bad = good.run[0].clone();
@@ -431,7 +448,7 @@ mod tests {
         let mut tampered = good.clone();
         let last = tampered.run.len() - 1;
         tampered.run[last].coinbase.value += 1;
-        let err = index().join(tampered, now).unwrap_err();
+        let err = index().join(tampered, now, Work::ZERO).unwrap_err();
         assert!(matches!(err, JoinError::Invalid { .. }), "{err:?}");
 
         // The uncles of validated shares must come along.
@@ -442,16 +459,84 @@ mod tests {
             .collect();
         assert!(!needed.is_empty());
         no_uncles.uncles.retain(|u| !needed.contains(&u.hash()));
-        assert!(index().join(no_uncles, now).unwrap_err().is_punishable());
+        assert!(index()
+            .join(no_uncles, now, Work::ZERO)
+            .unwrap_err()
+            .is_punishable());
+    }
 
-        // A chain from the first share is connected, not joined.
-        let mut rooted = index();
-        let shares = grow_chain(&mut rooted, 3, 1, T0);
-        let run = PeerChain {
-            run: shares,
+    #[test]
+    fn a_chain_from_its_first_share_is_validated_in_full_and_replaces_a_lighter_one() {
+        // Two nodes started chains at the same time: each refuses the other's first share
+        // (only a join replaces a chain), and the one with less recent work joins the other's.
+        let mut heavy = index();
+        let heavy_shares = grow_chain(&mut heavy, 6, 2, T0);
+        let mut light = index();
+        let light_shares = grow_chain(&mut light, 3, 1, T0 + 1);
+        let now = u64::from(heavy_shares[5].header.time) + 1;
+        assert_eq!(
+            light.connect(heavy_shares[0].clone(), now).unwrap_err(),
+            ShareError::RootRefused(heavy_shares[0].hash())
+        );
+        let run = |shares: &[Share]| PeerChain {
+            run: shares.to_vec(),
             uncles: vec![],
         };
-        assert_eq!(index().join(run, now).unwrap_err(), JoinError::Rooted);
+        assert!(matches!(
+            heavy.join(run(&light_shares), now, Work::ZERO).unwrap_err(),
+            JoinError::NotHeavier { .. }
+        ));
+        let (mut joined, report) = light.join(run(&heavy_shares), now, Work::ZERO).unwrap();
+        assert_eq!(report.base, 0);
+        assert_eq!(report.validated, 6);
+        assert_eq!(joined.best_hash(), heavy.best_hash());
+        assert_eq!(next_coinbase(&mut joined), next_coinbase(&mut heavy));
+        // Validated in full: a broken rule anywhere, the first share included, rejects it.
+        let mut forged = heavy_shares.clone();
+        forged[0].coinbase.value += 1;
+        assert!(matches!(
+            index().join(run(&forged), now, Work::ZERO).unwrap_err(),
+            JoinError::Invalid { .. }
+        ));
+    }
+
+    #[test]
+    fn a_chain_below_the_minimum_recent_work_is_refused() {
+        let (peer, now) = long_chain(120);
+        let served = served(&peer);
+        let theirs = peer.recent_work(now);
+        assert!(theirs > 0);
+        assert_eq!(
+            index()
+                .join(served.clone(), now, Work(theirs + 1))
+                .unwrap_err(),
+            JoinError::NotEnoughWork {
+                min: theirs + 1,
+                theirs
+            }
+        );
+        assert!(!JoinError::NotEnoughWork { min: 1, theirs: 0 }.is_punishable());
+        let (joined, _) = index().join(served, now, Work(theirs)).unwrap();
+        assert_eq!(joined.best_hash(), peer.best_hash());
+    }
+
+    #[test]
+    fn a_base_share_above_the_pruned_depth_must_come_with_its_uncles() {
+        let (peer, now) = long_chain_with(150, 2);
+        let good = served(&peer);
+        let depth = peer.params().uncle_depth as usize;
+        // A base share high enough that the peer holds its uncles, but below every window
+        // and look-back a validated share reads: a missing uncle there changed nothing
+        // anyone checks, and was skipped without a word.
+        let (i, uncle) = (depth..2 * depth)
+            .find_map(|i| good.run[i].info.uncles.first().map(|u| (i, *u)))
+            .expect("a base share with an uncle");
+        let mut missing = good.clone();
+        missing.uncles.retain(|u| u.hash() != uncle);
+        let err = index().join(missing, now, Work::ZERO).unwrap_err();
+        assert_eq!(err, JoinError::MissingUncle(good.run[i].hash()));
+        assert!(err.is_punishable());
+        assert!(index().join(good, now, Work::ZERO).is_ok());
     }
 
     #[test]
@@ -461,19 +546,24 @@ mod tests {
         // A lone node's short, recent chain loses to the live pool's.
         let mut lone = index();
         grow_chain(&mut lone, 5, 1, (now - 20) as u32);
-        assert!(lone.join(served.clone(), now).is_ok());
+        assert!(lone.join(served.clone(), now, Work::ZERO).is_ok());
         // The same lone chain wins once the pool's chain is a window period old.
         let later = now + 20 * 2 + 1_000;
         let mut fresh_lone = index();
         grow_chain(&mut fresh_lone, 5, 1, (later - 20) as u32);
         assert!(matches!(
-            fresh_lone.join(served.clone(), later).unwrap_err(),
+            fresh_lone
+                .join(served.clone(), later, Work::ZERO)
+                .unwrap_err(),
             JoinError::NotHeavier { .. }
         ));
         // A node that already holds part of the chain catches up share by share instead.
-        let mut partial = index().join(served.clone(), now).unwrap().0;
+        let mut partial = index().join(served.clone(), now, Work::ZERO).unwrap().0;
         partial.prune(0);
-        assert_eq!(partial.join(served, now).unwrap_err(), JoinError::Overlaps);
+        assert_eq!(
+            partial.join(served, now, Work::ZERO).unwrap_err(),
+            JoinError::Overlaps
+        );
     }
 
     proptest! {
@@ -484,7 +574,7 @@ mod tests {
         fn joining_anywhere_gives_the_same_next_coinbase(n in 80usize..160, side_every in 2usize..9) {
             let (mut peer, now) = long_chain_with(n, side_every);
             let served = served(&peer);
-            let (mut joined, _) = index().join(served.clone(), now).unwrap();
+            let (mut joined, _) = index().join(served.clone(), now, Work::ZERO).unwrap();
             prop_assert_eq!(joined.best_hash(), peer.best_hash());
             // Recent side shares no share names yet reach a node by gossip, not by the
             // join; with them, the joined node offers the same uncles too.

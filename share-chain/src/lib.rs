@@ -12,7 +12,8 @@
 //! - [`pplns`] and [`payout`]: who is owed what over the window, and the exact amounts;
 //! - [`coinbase`] and [`merkle`]: the generation transaction a share commits to;
 //! - [`retarget`]: the share difficulty; [`validation`]: every rule a received share meets;
-//! - [`chain`]: the tree of shares and fork choice; [`join`]: joining a pruned chain; [`store`]: persistence in LevelDB.
+//! - [`chain`]: the tree of shares and fork choice; [`join`]: joining a pruned chain;
+//!   [`locator`]: sync answers from the best chain; [`store`]: persistence in LevelDB.
 
 pub mod address;
 pub mod chain;
@@ -20,6 +21,7 @@ pub mod coinbase;
 pub mod encoding;
 pub mod hash;
 pub mod join;
+pub mod locator;
 pub mod merkle;
 pub mod orphans;
 pub mod params;

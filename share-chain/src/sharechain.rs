@@ -4,7 +4,10 @@
 //!
 //! Loading trusts the store (its shares were validated when they connected): records are
 //! re-inserted in first-seen order with their stored height and chain work, which restores
-//! the same best tip and the same tie-breaks. Shares deeper than the window plus a margin
+//! the same best tip. Every uncle a restored share names must be restored before it, except
+//! for shares within `uncle_depth` of the lowest stored height (their uncles may have been
+//! pruned); a missing one is an error naming the share, since its weight, and every window
+//! and retarget that reads it, would be wrong. Shares deeper than the window plus a margin
 //! are pruned from memory and disk as the chain grows.
 
 use std::path::Path;
@@ -13,10 +16,12 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::chain::{ChainEntry, ChainIndex};
+use crate::hash::ShareHash;
 use crate::join::{JoinError, Joined, PeerChain};
 use crate::params::Preset;
 use crate::share::Share;
 use crate::store::{ShareStore, StoreError, StoredShare};
+use crate::target::Work;
 use crate::validation::{Connected, ShareError};
 
 /// Connects between two prunings.
@@ -36,6 +41,11 @@ pub enum ChainError {
         "the share store belongs to network {found}, not {expected}; use another data directory"
     )]
     WrongNetwork { expected: String, found: String },
+    #[error(
+        "stored share {share} names uncle {uncle}, which the store does not hold; \
+         the store is damaged: move the data directory's shares away to sync again"
+    )]
+    MissingUncle { share: ShareHash, uncle: ShareHash },
 }
 
 /// What opening the store found.
@@ -87,8 +97,19 @@ impl ShareChain {
             loaded: loaded.records.len(),
             corrupt: loaded.corrupt,
         };
+        let lowest = loaded.records.iter().map(|r| r.height).min().unwrap_or(0);
+        let pruned_below = lowest.saturating_add(u64::from(preset.consensus.uncle_depth));
         for record in loaded.records {
-            let credits = index.credits_for(&record.share.info);
+            let credits = if record.height < pruned_below {
+                index.credits_from_held(&record.share.info)
+            } else {
+                index
+                    .credits_for(&record.share.info)
+                    .map_err(|uncle| ChainError::MissingUncle {
+                        share: record.share.hash(),
+                        uncle,
+                    })?
+            };
             index.insert(
                 record.share,
                 credits,
@@ -164,11 +185,17 @@ impl ShareChain {
         Ok(outcomes)
     }
 
-    /// Joins a peer's chain whose beginning is pruned (see [`crate::join`]): on success the
-    /// joined chain replaces ours in memory and on disk, in one atomic write, and the
-    /// orphans we held are tried on it.
-    pub fn join(&mut self, peer: PeerChain, now: u64) -> Result<Joined, ChainError> {
-        let (mut joined, report) = self.index.join(peer, now)?;
+    /// Joins a peer's chain that does not build on ours (see [`crate::join`]) if it has at
+    /// least `min_recent_work` recent work (and more than ours): on success the joined
+    /// chain replaces ours in memory and on disk, in one atomic write, and the orphans we
+    /// held are tried on it.
+    pub fn join(
+        &mut self,
+        peer: PeerChain,
+        now: u64,
+        min_recent_work: Work,
+    ) -> Result<Joined, ChainError> {
+        let (mut joined, report) = self.index.join(peer, now, min_recent_work)?;
         let mut entries: Vec<&ChainEntry> = joined.entries().collect();
         entries.sort_by_key(|e| e.seq);
         let records: Vec<StoredShare> = entries.into_iter().map(record).collect();
@@ -275,7 +302,7 @@ mod tests {
         let ahead = mine_share(&mut scratch, Some(shares[199].hash()), &miner(8), T0 + 402);
         assert!(node.connect(ahead.clone(), now).is_err());
 
-        let report = node.join(served(peer.index()), now).unwrap();
+        let report = node.join(served(peer.index()), now, Work::ZERO).unwrap();
         assert_eq!(report.base + report.validated, peer.index().len());
         // The orphan connected on the joined chain.
         assert_eq!(node.index().best_hash(), Some(ahead.hash()));
@@ -323,6 +350,93 @@ mod tests {
         let (again, report) = ShareChain::open(dir.path(), &preset).unwrap();
         assert_eq!(report.loaded, kept);
         assert_eq!(again.index().best_hash(), tip);
+    }
+
+    /// A chain with an uncle every few shares, mined on a scratch index.
+    fn chain_with_uncles(preset: &Preset, n: usize) -> Vec<Share> {
+        let mut scratch = ChainIndex::new(preset);
+        let mut out = Vec::new();
+        for i in 0..n as u32 {
+            let parent = scratch.best_hash();
+            let time = T0 + 4 * i + 2;
+            if i % 4 == 1 {
+                let side = mine_share(&mut scratch, parent, &miner(50), time);
+                scratch.connect(side.clone(), u64::from(time)).unwrap();
+                out.push(side);
+            }
+            let share = mine_share(&mut scratch, parent, &miner(i % 3), time + 1);
+            scratch.connect(share.clone(), u64::from(time) + 1).unwrap();
+            out.push(share);
+        }
+        out
+    }
+
+    #[test]
+    fn a_stored_share_whose_uncle_is_missing_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let preset = regtest_preset("[consensus]\nwindow_shares = 30\n");
+        let shares = chain_with_uncles(&preset, 20);
+        {
+            let (mut chain, _) = ShareChain::open(dir.path(), &preset).unwrap();
+            for s in &shares {
+                chain.connect(s.clone(), u64::from(T0) + 100_000).unwrap();
+            }
+        }
+        let nephew = shares
+            .iter()
+            .rev()
+            .find(|s| !s.info.uncles.is_empty())
+            .unwrap();
+        let uncle = nephew.info.uncles[0];
+        ShareStore::open(dir.path())
+            .unwrap()
+            .remove(&[uncle])
+            .unwrap();
+        match ShareChain::open(dir.path(), &preset) {
+            Err(ChainError::MissingUncle { share, uncle: u }) => {
+                assert_eq!((share, u), (nephew.hash(), uncle));
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("restored with a missing uncle"),
+        }
+    }
+
+    #[test]
+    fn a_pruned_store_restores_though_its_lowest_shares_miss_uncles() {
+        let dir = tempfile::tempdir().unwrap();
+        let preset = regtest_preset("[consensus]\nwindow_shares = 20\n");
+        let shares = chain_with_uncles(&preset, 120);
+        let tip = {
+            let (mut chain, _) = ShareChain::open(dir.path(), &preset).unwrap();
+            for s in &shares {
+                chain.connect(s.clone(), u64::from(T0) + 100_000).unwrap();
+            }
+            chain.prune().unwrap();
+            chain.index().best_hash()
+        };
+        let (again, _) = ShareChain::open(dir.path(), &preset).unwrap();
+        assert_eq!(again.index().best_hash(), tip);
+    }
+
+    #[test]
+    fn a_new_chain_offered_to_a_node_with_one_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let preset = regtest_preset("");
+        let (mut chain, _) = ShareChain::open(dir.path(), &preset).unwrap();
+        let mut scratch = ChainIndex::new(&preset);
+        let ours = grow_chain(&mut scratch, 2, 1, T0);
+        let mut other = ChainIndex::new(&preset);
+        let root = grow_chain(&mut other, 1, 1, T0 + 9).remove(0);
+        let now = u64::from(T0) + 1000;
+        chain.connect_batch(ours, now).unwrap();
+        assert!(matches!(
+            chain.connect(root.clone(), now),
+            Err(ChainError::Invalid(ShareError::RootRefused(_)))
+        ));
+        drop(chain);
+        let (again, report) = ShareChain::open(dir.path(), &preset).unwrap();
+        assert_eq!(report.loaded, 2);
+        assert!(!again.index().knows(&root.hash()));
     }
 
     #[test]

@@ -137,7 +137,8 @@ impl ChainIndex {
             fee: miner.fee.clone(),
             uncles,
         };
-        let credits = self.credits_for(&info);
+        // The uncles are candidates the index holds, so none is missing.
+        let credits = self.credits_from_held(&info);
         let payouts = self.window_payouts(
             parent,
             &credits,

@@ -3,8 +3,12 @@
 //! coinbase is rebuilt).
 //!
 //! A share whose parent or an uncle is unknown is not invalid: it is an orphan, parked
-//! until the missing share arrives ([`ShareError::is_orphan`]). Every other error is final
-//! and, coming from a peer, a reason to penalize it.
+//! until the missing share arrives ([`ShareError::is_orphan`]), but only after the checks
+//! it can get without its history ([`ChainIndex::check_alone`], one proof of work), so that
+//! parking junk costs its sender real work. A chain's first share offered to a node that
+//! already holds a chain is refused before anything else ([`ShareError::RootRefused`]):
+//! only a join may replace a chain. Every other error is final and, coming from a peer, a
+//! reason to penalize it ([`ShareError::is_punishable`]).
 
 use thiserror::Error;
 
@@ -14,13 +18,15 @@ use crate::hash::ShareHash;
 use crate::merkle::merkle_root_from_branch;
 use crate::pow::pow_hash;
 use crate::share::{FormatError, Share};
-use crate::target::{CompactError, Target};
+use crate::target::{CompactError, Target, Work};
 
 /// Why a share was not connected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ShareError {
     #[error("share {0} is already known")]
     Duplicate(ShareHash),
+    #[error("share {0} starts a new chain, and this node holds one (only a join replaces it)")]
+    RootRefused(ShareHash),
     #[error(transparent)]
     Format(#[from] FormatError),
     #[error("parent {0} is unknown (waiting for it)")]
@@ -78,16 +84,27 @@ impl ShareError {
         )
     }
 
-    /// Not the sender's fault (a duplicate, an orphan, or a clock disagreement that may
-    /// resolve itself); everything else proves the share invalid.
+    /// Proves the share invalid, so its sender is penalized. Not so: a duplicate, an orphan,
+    /// a clock disagreement that may resolve itself, and a refused root
+    /// ([`ShareError::RootRefused`]: a valid share, perhaps from an honest node that started
+    /// a chain at the same time, which the network layer scores mildly on its own).
     pub fn is_punishable(&self) -> bool {
         !matches!(
             self,
             ShareError::Duplicate(_)
+                | ShareError::RootRefused(_)
                 | ShareError::UnknownParent(_)
                 | ShareError::UnknownUncle(_)
                 | ShareError::TimestampInFuture { .. }
         )
+    }
+
+    /// The share it waits for, if it is an orphan.
+    fn missing(&self) -> Option<ShareHash> {
+        match self {
+            ShareError::UnknownParent(m) | ShareError::UnknownUncle(m) => Some(*m),
+            _ => None,
+        }
     }
 }
 
@@ -105,7 +122,8 @@ pub struct Connected {
 
 impl ChainIndex {
     /// Validates `share` and connects it, with any orphans it unblocks. `now` is the local
-    /// clock in Unix seconds. An orphan is parked and reported as an error.
+    /// clock in Unix seconds. An orphan that passes [`ChainIndex::check_alone`] is parked
+    /// and reported as an error; one that fails it is refused with that (punishable) error.
     pub fn connect(&mut self, share: Share, now: u64) -> Result<Connected, ShareError> {
         let hash = share.hash();
         if self.knows(&hash) {
@@ -114,11 +132,9 @@ impl ChainIndex {
         let first = match self.validate(&share, now) {
             Ok(credits) => credits,
             Err(e) => {
-                match &e {
-                    ShareError::UnknownParent(missing) | ShareError::UnknownUncle(missing) => {
-                        self.orphans.insert(share, *missing);
-                    }
-                    _ => {}
+                if let Some(missing) = e.missing() {
+                    let work = self.check_alone(&share, now)?;
+                    self.orphans.insert(share, missing, work);
                 }
                 return Err(e);
             }
@@ -137,12 +153,14 @@ impl ChainIndex {
             for waiting in self.orphans.take_waiting_for(&entry.hash) {
                 match self.validate(&waiting, now) {
                     Ok(c) => queue.push((waiting, c)),
-                    Err(e) if e.is_orphan() => {
-                        if let ShareError::UnknownParent(m) | ShareError::UnknownUncle(m) = e {
-                            self.orphans.insert(waiting, m);
+                    Err(e) => match e.missing() {
+                        // Checked alone when it was first parked.
+                        Some(m) => {
+                            let work = share_work(&waiting);
+                            self.orphans.insert(waiting, m, work);
                         }
-                    }
-                    Err(e) => out.rejected.push((waiting.hash(), e)),
+                        None => out.rejected.push((waiting.hash(), e)),
+                    },
                 }
             }
             out.entries.push(entry);
@@ -160,8 +178,13 @@ impl ChainIndex {
         let info = &share.info;
         let params = self.consensus.clone();
 
-        // The chain it builds on.
+        // The chain it builds on. A new chain's first share is taken only by a node with no
+        // chain: otherwise anyone could make every node hash, store and forward shares at
+        // the easiest target that build on nothing. Refused before any proof of work.
         let parent = if info.prev_share.is_zero() {
+            if !self.is_empty() {
+                return Err(ShareError::RootRefused(share.hash()));
+            }
             None
         } else {
             Some(
@@ -244,12 +267,48 @@ impl ChainIndex {
         }
 
         // The coinbase, rebuilt byte for byte, must be what the header commits to.
-        let credits = self.credits_for(&share.info);
+        let credits = self
+            .credits_for(&share.info)
+            .map_err(ShareError::UnknownUncle)?;
         let root = self.expected_merkle_root(share, &credits);
         if root != share.header.merkle_root {
             return Err(ShareError::MerkleRootMismatch);
         }
         Ok(credits)
+    }
+
+    /// The checks a share can get without its history: format, target bounds
+    /// (`target(share_target_bits) ≤ target(required_bits) ≤ max_share_target`), a valid
+    /// block target, time at most `max_future_secs` ahead of `now`, and proof of work
+    /// against its own share target (one hash: a bounded cost, and whoever sends a share
+    /// that passes paid for it). What an orphan passes before it is parked, and what a
+    /// joined chain's base is checked for. Returns the work of the share target.
+    pub fn check_alone(&self, share: &Share, now: u64) -> Result<Work, ShareError> {
+        share.check_format()?;
+        let info = &share.info;
+        let required =
+            Target::from_compact(info.required_bits).map_err(ShareError::InvalidShareTarget)?;
+        let share_target =
+            Target::from_compact(info.share_target_bits).map_err(ShareError::InvalidShareTarget)?;
+        if required > self.max_share_target || share_target > required {
+            return Err(ShareError::ShareTargetTooEasy {
+                required: info.required_bits,
+                found: info.share_target_bits,
+            });
+        }
+        Target::from_compact(share.header.bits).map_err(ShareError::InvalidBlockBits)?;
+        let max_future = self.consensus.max_future_secs;
+        if u64::from(share.header.time) > now.saturating_add(u64::from(max_future)) {
+            return Err(ShareError::TimestampInFuture {
+                time: share.header.time,
+                now,
+                max_future,
+            });
+        }
+        if !share_target.is_met_by(&pow_hash(self.pow, &share.header.to_bytes())) {
+            return Err(ShareError::InsufficientWork);
+        }
+        Ok(share_target.work())
     }
 
     fn check_uncle(
@@ -321,6 +380,12 @@ impl ChainIndex {
             &share.info.payout_script,
         )
     }
+}
+
+/// The work of a share's claimed target (1 if it does not decode: such a share never gets
+/// this far).
+fn share_work(share: &Share) -> Work {
+    Target::from_compact(share.info.share_target_bits).map_or(Work(1), |t| t.work())
 }
 
 #[cfg(test)]
@@ -497,18 +562,21 @@ mod tests {
     #[test]
     fn uncle_rules() {
         let (mut idx, shares) = setup("");
-        // Included once, not twice: a sibling of the tip, included by the next share.
+        // Included once, not twice: a sibling of the tip (the two tie in work; the one with
+        // the higher id is off the chain), included by the next share.
         let sibling = mine_share(&mut idx, Some(shares[10].hash()), &miner(9), T0 + 7_000);
         idx.connect(sibling.clone(), NOW).unwrap();
+        let off = sibling.hash().max(shares[11].hash());
+        assert_eq!(idx.best_hash(), Some(sibling.hash().min(shares[11].hash())));
         let nephew = next(&mut idx);
-        assert!(nephew.info.uncles.contains(&sibling.hash()));
+        assert!(nephew.info.uncles.contains(&off));
         idx.connect(nephew.clone(), NOW).unwrap();
         let mut again = next(&mut idx);
-        assert!(!again.info.uncles.contains(&sibling.hash()));
-        again.info.uncles = vec![sibling.hash()];
+        assert!(!again.info.uncles.contains(&off));
+        again.info.uncles = vec![off];
         assert_eq!(
             idx.validate(&again, NOW),
-            Err(ShareError::UncleAlreadyIncluded(sibling.hash()))
+            Err(ShareError::UncleAlreadyIncluded(off))
         );
         let tip = nephew.hash();
         // An ancestor is no uncle.
