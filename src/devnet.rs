@@ -88,7 +88,7 @@ pub async fn run(
             username: format!("{address}.cpu{i}"),
             threads: 1,
             pow: preset.coin.pow,
-            difficulty_multiplier: preset.coin.stratum_difficulty_multiplier,
+            difficulty_multiplier: preset.coin.pow.stratum_difficulty_multiplier(),
         };
         let stop = stop.clone();
         miners.push(tokio::spawn(async move {

@@ -163,7 +163,7 @@ async fn run(args: RunArgs) -> Result<()> {
     let url = args
         .daemon_rpc
         .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", preset.coin.daemon_rpc_port));
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", preset.ports.daemon_rpc));
     let fee = match (args.fee, &args.fee_address) {
         (Some(percent), Some(address)) => {
             if !(0.0..=100.0).contains(&percent) {

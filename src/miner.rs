@@ -34,7 +34,7 @@ pub struct MinerConfig {
     pub username: String,
     pub threads: usize,
     pub pow: PowAlgorithm,
-    /// 65536 for scrypt miners (see `CoinParams::stratum_difficulty_multiplier`).
+    /// 65536 for scrypt miners (see `PowAlgorithm::stratum_difficulty_multiplier`).
     pub difficulty_multiplier: u32,
 }
 

@@ -1007,7 +1007,7 @@ mod tests {
         assert_eq!(orphan, (Verdict::Ignore, true));
         // A tampered share breaks its own commitment: rejected and charged.
         let mut forged = shares[1].clone();
-        forged.info.payout_script = vec![0x51];
+        forged.info.payout_script = share_chain::script::UNSPENDABLE_SCRIPT.to_vec();
         let forged = judge_gossip(&handle, forged.encode()).await;
         assert_eq!(forged, (Verdict::Reject(Misbehaviour::InvalidShare), false));
         // The missing parent arrives: it connects and unblocks the orphan.

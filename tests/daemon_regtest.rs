@@ -94,14 +94,17 @@ fn build_block(template: &BlockTemplate, payout: &[u8], tag: &[u8; 16]) -> Built
     let txids = std::iter::once(cb.compute_txid())
         .chain(template.txids().map(|t| Txid::from_byte_array(*t)));
     let root = bitcoin::merkle_tree::calculate_root(txids).expect("at least the coinbase");
-    let mut header = [0u8; 80];
-    header[0..4].copy_from_slice(&template.version.to_le_bytes());
-    header[4..36].copy_from_slice(&template.previous_block_hash);
-    header[36..68].copy_from_slice(&root.to_byte_array());
-    header[68..72].copy_from_slice(&template.cur_time.to_le_bytes());
-    header[72..76].copy_from_slice(&template.bits.to_le_bytes());
+    let mut fields = share_chain::BlockHeader {
+        version: template.version as i32,
+        prev_block: template.previous_block_hash,
+        merkle_root: root.to_byte_array(),
+        time: template.cur_time,
+        bits: template.bits,
+        nonce: 0,
+    };
     for nonce in 0u32..100_000 {
-        header[76..80].copy_from_slice(&nonce.to_le_bytes());
+        fields.nonce = nonce;
+        let header = fields.to_bytes();
         if template
             .target
             .is_met_by(&pow_hash(PowAlgorithm::Scrypt, &header))

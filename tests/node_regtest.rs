@@ -99,7 +99,7 @@ async fn check_coinbase_pays_window(pool: &Pool, addresses: &[String], block: Sh
                 .into_iter()
                 .flat_map(|p| index.ancestors(p))
                 .map(|e| e.credits.as_ref());
-            let cap = window_work_cap(entry.share.header.bits, index.params());
+            let cap = window_work_cap(entry.cap_basis.bits, index.params());
             let w = WindowWeights::from_ancestors(&entry.credits, ancestors, cap, index.params());
             (w.by_script, entry.share.info.payout_script.clone())
         })

@@ -63,7 +63,7 @@ impl Job {
 
 fn scale() -> DifficultyScale {
     let preset = Preset::builtin("litecoin-regtest").unwrap();
-    DifficultyScale::new(preset.coin.stratum_difficulty_multiplier)
+    DifficultyScale::new(preset.coin.pow.stratum_difficulty_multiplier())
 }
 
 /// A solution found for a job.

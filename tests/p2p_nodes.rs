@@ -99,7 +99,7 @@ impl TestNode {
             username: format!("{address}.test"),
             threads: 1,
             pow: preset.coin.pow,
-            difficulty_multiplier: preset.coin.stratum_difficulty_multiplier,
+            difficulty_multiplier: preset.coin.pow.stratum_difficulty_multiplier(),
         };
         let flag = stop.clone();
         let task = tokio::spawn(async move {

@@ -8,10 +8,13 @@
 //! - base58check P2PKH (`L…`, `m…`/`n…`) and P2SH under both version bytes of a network
 //!   (`M…`/`3…` on mainnet, `Q…`/`2…` on testnet and regtest); P2SH is encoded with the
 //!   first (newer) version byte, as Litecoin Core prints it;
-//! - bech32 segwit v0 (P2WPKH, P2WSH) and bech32m witness v1 (taproot) and v2..=16 (BIP 350).
+//! - bech32 segwit v0 (P2WPKH, P2WSH) and bech32m witness v1 with a 32-byte program (P2TR).
 //!
-//! MWEB stealth addresses are refused: they name no scriptPubKey, so a coinbase cannot pay
-//! them. Every refusal says why, and names the network when an address belongs to another
+//! Every script this produces is one of the standard kinds a share may pay
+//! ([`crate::script::ScriptKind`]). Valid addresses of other kinds are refused with the
+//! reason: witness v2..=16 and v1 programs other than 32 bytes (anyone can spend them until a
+//! soft fork gives them meaning), and MWEB stealth addresses (they name no scriptPubKey, so a
+//! coinbase cannot pay them). Every refusal says why, and names the network when an address belongs to another
 //! Litecoin network than the node's, because that is the commonest mistake.
 
 use bitcoin::base58;
@@ -149,6 +152,11 @@ pub enum AddressError {
          (version 0 takes 20 or 32 bytes, later versions 2 to 40)"
     )]
     ProgramLength { version: u8, len: usize },
+    #[error(
+        "witness version {version} with a {len}-byte program is not a payout type: until a soft \
+         fork defines it anyone can spend it (payouts go to P2PKH, P2SH, P2WPKH, P2WSH or P2TR)"
+    )]
+    UnspendableWitness { version: u8, len: usize },
 }
 
 /// The scriptPubKey an address pays to, if the address belongs to `coin`'s network.
@@ -299,6 +307,13 @@ fn bech32_to_script(
     if !length_ok {
         return Err(bad_length());
     }
+    // Valid addresses, but only taproot's 32-byte v1 program has spending rules.
+    if version > 1 || (version == 1 && program.len() != 32) {
+        return Err(AddressError::UnspendableWitness {
+            version,
+            len: program.len(),
+        });
+    }
     let witness_version = WitnessVersion::try_from(version).map_err(|_| bad_length())?;
     let program = WitnessProgram::new(witness_version, &program).map_err(|_| bad_length())?;
     Ok(ScriptBuf::new_witness_program(&program).into_bytes())
@@ -339,6 +354,7 @@ fn base58_address(version: u8, hash: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::params::{Preset, BUILTIN_NAMES};
+    use crate::script::ScriptKind;
     use proptest::prelude::*;
 
     fn coin(name: &str) -> CoinParams {
@@ -350,7 +366,7 @@ mod tests {
     /// network: `createwallet w`, `getnewaddress "" legacy|p2sh-segwit|bech32`,
     /// `createmultisig 1 [k1,k2] bech32` (P2WSH), then `getaddressinfo`/`validateaddress`
     /// for the scriptPubKey. Litecoin Core 0.21 cannot make bech32m addresses, so the
-    /// taproot and v2/v16 vectors were encoded by hand from the witness programs shown and
+    /// taproot vectors were encoded by hand from the witness program shown and
     /// `validateaddress` on each network confirmed `isvalid: true` and the scriptPubKey.
     const VECTORS: &[(&str, &str, &str)] = &[
         // regtest
@@ -379,12 +395,6 @@ mod tests {
             "rltc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqsyzyjh",
             "512079be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798",
         ),
-        (
-            "litecoin-regtest",
-            "rltc1zqypqxpq9qcrsszg2pvxq6rs0zqt5400g",
-            "52100102030405060708090a0b0c0d0e0f10",
-        ),
-        ("litecoin-regtest", "rltc1sqypqw9sj82", "60020102"),
         // From `decoderawtransaction` of the coinbase test vector in coinbase.rs.
         (
             "litecoin-regtest",
@@ -417,12 +427,6 @@ mod tests {
             "tltc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vq2a7uhl",
             "512079be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798",
         ),
-        (
-            "litecoin-testnet",
-            "tltc1zqypqxpq9qcrsszg2pvxq6rs0zq2e9vm7",
-            "52100102030405060708090a0b0c0d0e0f10",
-        ),
-        ("litecoin-testnet", "tltc1sqypq66rek7", "60020102"),
         // mainnet
         (
             "litecoin",
@@ -449,6 +453,23 @@ mod tests {
             "ltc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqpj6zg2",
             "512079be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798",
         ),
+    ];
+
+    /// Valid witness v2 and v16 addresses (encoded by hand, `validateaddress` on each network
+    /// answered `isvalid: true` with these scriptPubKeys): not payout types.
+    const FUTURE_WITNESS: &[(&str, &str, &str)] = &[
+        (
+            "litecoin-regtest",
+            "rltc1zqypqxpq9qcrsszg2pvxq6rs0zqt5400g",
+            "52100102030405060708090a0b0c0d0e0f10",
+        ),
+        ("litecoin-regtest", "rltc1sqypqw9sj82", "60020102"),
+        (
+            "litecoin-testnet",
+            "tltc1zqypqxpq9qcrsszg2pvxq6rs0zq2e9vm7",
+            "52100102030405060708090a0b0c0d0e0f10",
+        ),
+        ("litecoin-testnet", "tltc1sqypq66rek7", "60020102"),
         (
             "litecoin",
             "ltc1zqypqxpq9qcrsszg2pvxq6rs0zq4gq8zz",
@@ -503,6 +524,44 @@ mod tests {
                 "{spk}"
             );
         }
+    }
+
+    #[test]
+    fn every_accepted_address_pays_a_standard_script() {
+        let accepted = VECTORS
+            .iter()
+            .map(|(net, address, _)| (*net, *address))
+            .chain(OLD_P2SH.iter().map(|(net, address, _, _)| (*net, *address)));
+        for (net, address) in accepted {
+            let script = address_to_script(address, &coin(net)).unwrap();
+            assert!(ScriptKind::of(&script).is_some(), "{address}");
+        }
+    }
+
+    #[test]
+    fn future_witness_versions_are_refused_with_the_reason() {
+        for (net, address, spk) in FUTURE_WITNESS {
+            let c = coin(net);
+            let version = if spk.starts_with("52") { 2 } else { 16 };
+            let len = hex::decode(spk).unwrap().len() - 2;
+            let err = address_to_script(address, &c).unwrap_err();
+            assert_eq!(err, AddressError::UnspendableWitness { version, len }, "{address}");
+            assert!(err.to_string().contains("anyone can spend"));
+            // Still displayed if such a script is ever met.
+            assert_eq!(
+                script_to_address(&hex::decode(spk).unwrap(), &c).as_deref(),
+                Some(*address)
+            );
+        }
+        // A v1 program of 20 bytes is not taproot either.
+        let c = coin("litecoin-regtest");
+        let v1: Vec<Fe32> = std::iter::once(Fe32::P)
+            .chain([7u8; 20].into_iter().bytes_to_fes())
+            .collect();
+        assert_eq!(
+            address_to_script(&encode_fes::<Bech32m>("rltc", &v1), &c),
+            Err(AddressError::UnspendableWitness { version: 1, len: 20 })
+        );
     }
 
     #[test]
@@ -782,7 +841,7 @@ mod tests {
         }
     }
 
-    /// Scripts that have an address: P2PKH, P2SH, v0 of 20 or 32 bytes, v1..=16 of 2..=40.
+    /// Scripts a payout address stands for: P2PKH, P2SH, v0 of 20 or 32 bytes, v1 of 32.
     fn addressable_script() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
             any::<[u8; 20]>()
@@ -794,8 +853,7 @@ mod tests {
                 proptest::collection::vec(any::<u8>(), 32)
             ]
             .prop_map(|p| witness_script(0, &p)),
-            (1u8..=16, proptest::collection::vec(any::<u8>(), 2..=40))
-                .prop_map(|(v, p)| witness_script(v, &p)),
+            proptest::collection::vec(any::<u8>(), 32).prop_map(|p| witness_script(1, &p)),
         ]
     }
 
@@ -820,7 +878,16 @@ mod tests {
         #[test]
         fn arbitrary_scripts_never_panic(script in proptest::collection::vec(any::<u8>(), 0..64)) {
             if let Some(a) = script_to_address(&script, &coin("litecoin")) {
-                prop_assert_eq!(address_to_script(&a, &coin("litecoin")).unwrap(), script);
+                match ScriptKind::of(&script) {
+                    Some(_) => prop_assert_eq!(address_to_script(&a, &coin("litecoin")).unwrap(), script),
+                    None => {
+                        let refused = matches!(
+                            address_to_script(&a, &coin("litecoin")),
+                            Err(AddressError::UnspendableWitness { .. })
+                        );
+                        prop_assert!(refused, "{} was not refused", a);
+                    }
+                }
             }
         }
 

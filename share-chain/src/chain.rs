@@ -22,8 +22,8 @@ use crate::orphans::OrphanPool;
 use crate::params::{ConsensusParams, NetworkId, PowAlgorithm, Preset};
 use crate::payout::{compute_payouts, payout_seed};
 use crate::pplns::{
-    merge_weights, share_credits, window_work_cap, CreditsLookup, ShareCredits, Window,
-    WindowWeights,
+    merge_weights, share_credits, window_work_cap, CapBasis, CreditsLookup, ShareCredits,
+    Window, WindowWeights,
 };
 use crate::retarget::{median_time_past, next_required_bits, RetargetSample};
 use crate::share::{Share, ShareInfo};
@@ -45,6 +45,8 @@ pub struct ChainEntry {
     /// First-seen order: the order the store restores shares in (not consensus).
     pub seq: u64,
     pub credits: Arc<ShareCredits>,
+    /// What its window's work cap is computed from (derived on insert).
+    pub cap_basis: CapBasis,
 }
 
 impl ChainEntry {
@@ -71,6 +73,8 @@ pub struct ChainIndex {
     pub(crate) network_id: NetworkId,
     pub(crate) max_share_target: Target,
     pub(crate) max_money: u64,
+    /// The coin's `powLimit` bits if it allows min-difficulty blocks (see [`CapBasis`]).
+    pub(crate) min_difficulty_bits: Option<u32>,
     entries: HashMap<ShareHash, ChainEntry>,
     children: HashMap<ShareHash, Vec<ShareHash>>,
     best: Option<ShareHash>,
@@ -101,6 +105,10 @@ impl ChainIndex {
             preset.network_id(),
             preset.max_share_target(),
             preset.coin.max_money,
+            preset
+                .coin
+                .min_difficulty_blocks
+                .then_some(preset.coin.pow_limit_bits),
         )
     }
 
@@ -112,6 +120,7 @@ impl ChainIndex {
             self.network_id,
             self.max_share_target,
             self.max_money,
+            self.min_difficulty_bits,
         )
     }
 
@@ -121,6 +130,7 @@ impl ChainIndex {
         network_id: NetworkId,
         max_share_target: Target,
         max_money: u64,
+        min_difficulty_bits: Option<u32>,
     ) -> ChainIndex {
         ChainIndex {
             consensus,
@@ -128,6 +138,7 @@ impl ChainIndex {
             network_id,
             max_share_target,
             max_money,
+            min_difficulty_bits,
             entries: HashMap::new(),
             children: HashMap::new(),
             best: None,
@@ -267,6 +278,18 @@ impl ChainIndex {
         next_required_bits(&lookback, self.max_share_target, &self.consensus)
     }
 
+    /// The cap basis of a child of `parent` whose header carries block target `block_bits`.
+    pub fn cap_basis_for_child(&self, parent: Option<ShareHash>, block_bits: u32) -> CapBasis {
+        let parent = parent.and_then(|p| self.entries.get(&p));
+        CapBasis::of_share(
+            block_bits,
+            parent.map_or(0, |p| p.height + 1),
+            parent.map(|p| p.cap_basis),
+            self.min_difficulty_bits,
+            &self.consensus,
+        )
+    }
+
     /// Median time past for a child of `parent`.
     pub fn median_time_past(&self, parent: ShareHash) -> Option<u32> {
         let times: Vec<u32> = self
@@ -305,7 +328,8 @@ impl ChainIndex {
     }
 
     /// The payouts of a new share with `own` credits on `parent`, whose header carries
-    /// block target `block_bits` and whose coinbase is worth `value`: the PPLNS window
+    /// block target `block_bits` (its cap basis follows from it and `parent`'s) and whose
+    /// coinbase is worth `value`: the PPLNS window
     /// (incremental on the best tip, walked from scratch elsewhere) through
     /// [`compute_payouts`].
     pub fn window_payouts(
@@ -316,7 +340,8 @@ impl ChainIndex {
         value: u64,
         finder_script: &[u8],
     ) -> Vec<Payout> {
-        let cap = window_work_cap(block_bits, &self.consensus);
+        let basis = self.cap_basis_for_child(parent, block_bits);
+        let cap = window_work_cap(basis.bits, &self.consensus);
         let seed = payout_seed(&parent.unwrap_or(ShareHash::ZERO));
         match parent {
             Some(p) if self.window.tip() == Some(p) => {
@@ -358,6 +383,13 @@ impl ChainIndex {
             ),
         };
         self.next_seq = self.next_seq.max(seq + 1);
+        let cap_basis = CapBasis::of_share(
+            share.header.bits,
+            height,
+            parent.map(|p| p.cap_basis),
+            self.min_difficulty_bits,
+            &self.consensus,
+        );
         let entry = ChainEntry {
             hash,
             share: Arc::new(share),
@@ -365,6 +397,7 @@ impl ChainIndex {
             chain_work,
             seq,
             credits: Arc::new(credits),
+            cap_basis,
         };
         self.children
             .entry(entry.share.info.prev_share)
@@ -396,7 +429,8 @@ impl ChainIndex {
         };
         self.best = Some(entry.hash);
         self.index_best_chain(entry);
-        let cap = window_work_cap(entry.share.header.bits, &self.consensus);
+        // The cap of the tip's child, if that child carries the same bits (else rebalanced).
+        let cap = window_work_cap(entry.cap_basis.bits, &self.consensus);
         let lookup = Lookup(&self.entries);
         self.window
             .advance(entry.hash, cap, &lookup, &self.consensus);

@@ -8,7 +8,7 @@
 //! - [`hash`], [`target`], [`encoding`]: identifiers, targets and work, the canonical bytes;
 //! - [`params`]: the network presets and the network id;
 //! - [`share`]: what a share is; [`pow`]: its proof of work;
-//! - [`address`]: Litecoin addresses to and from payout scripts;
+//! - [`script`]: the standard payout scripts; [`address`]: Litecoin addresses to and from them;
 //! - [`pplns`] and [`payout`]: who is owed what over the window, and the exact amounts;
 //! - [`coinbase`] and [`merkle`]: the generation transaction a share commits to;
 //! - [`retarget`]: the share difficulty; [`validation`]: every rule a received share meets;
@@ -29,6 +29,7 @@ pub mod payout;
 pub mod pow;
 pub mod pplns;
 pub mod retarget;
+pub mod script;
 pub mod share;
 pub mod sharechain;
 pub mod store;

@@ -1,10 +1,12 @@
-//! Network presets: the coin's parameters, the share chain's consensus parameters and the
-//! node's default ports, read from the TOML files in the workspace's `config/` folder.
+//! Network presets: the coin's parameters, the share chain's consensus parameters, and the
+//! node's default ports (its own and its daemon's), read from the TOML files in the
+//! workspace's `config/` folder.
 //!
 //! The built-in presets are embedded in the binary; a user file may override any field of
 //! one (it is merged over the preset, table by table). The **network id** is a hash of the
-//! coin's name and every consensus parameter, so two nodes that disagree on any rule have
-//! different ids and never exchange shares.
+//! `coin` and `consensus` tables and nothing else, so two nodes that disagree on any rule
+//! have different ids and never exchange shares, while a node's own settings (its ports, its
+//! daemon's RPC port) never fork it off its network.
 
 use bincode::Encode;
 use serde::{Deserialize, Serialize};
@@ -24,7 +26,19 @@ pub enum PowAlgorithm {
     Sha256d,
 }
 
-/// What the share chain must know about the coin (and what the node needs to talk to it).
+impl PowAlgorithm {
+    /// Stratum difficulty 1 is this many times easier than SHA-256 difficulty 1: the
+    /// convention of each algorithm's mining hardware and pools (65536 for scrypt miners,
+    /// 1 for SHA-256 miners). Not consensus: it only scales what the node tells its miners.
+    pub fn stratum_difficulty_multiplier(self) -> u32 {
+        match self {
+            PowAlgorithm::Scrypt => 65536,
+            PowAlgorithm::Sha256d => 1,
+        }
+    }
+}
+
+/// What the share chain must know about the coin. Every field is part of the network id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode)]
 #[serde(deny_unknown_fields)]
 pub struct CoinParams {
@@ -37,17 +51,19 @@ pub struct CoinParams {
     pub p2sh_versions: Vec<u8>,
     /// Human-readable part of bech32 (segwit v0) and bech32m (taproot) addresses.
     pub bech32_hrp: String,
-    /// Default JSON-RPC port of the coin daemon.
-    pub daemon_rpc_port: u16,
     /// Blocks before a coinbase output can be spent.
     pub coinbase_maturity: u32,
     /// Target seconds between blocks.
     pub block_interval_secs: u32,
     /// Largest valid amount in the coin's base unit (84 million LTC in litoshi).
     pub max_money: u64,
-    /// Stratum difficulty 1 is this many times easier than SHA-256 difficulty 1
-    /// (65536 for scrypt miners, 1 for SHA-256 miners).
-    pub stratum_difficulty_multiplier: u32,
+    /// The coin's easiest block target (`powLimit`), compact form, as the daemon encodes it
+    /// in a min-difficulty block's `bits`.
+    pub pow_limit_bits: u32,
+    /// Whether a block may carry `pow_limit_bits` when its time is more than twice the block
+    /// interval after its parent's (`fPowAllowMinDifficultyBlocks`: testnet and regtest).
+    /// Such blocks do not set the window's work cap (docs/PROTOCOL.md §8).
+    pub min_difficulty_blocks: bool,
 }
 
 /// The share chain's consensus rules. Every field is part of the network id.
@@ -88,13 +104,16 @@ pub struct ConsensusParams {
     pub dust_threshold: u64,
 }
 
-/// Default listening ports of the node.
+/// Default ports: the node's listening ports and its coin daemon's JSON-RPC port. Not
+/// consensus: each node may set its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultPorts {
     pub stratum: u16,
     pub p2p: u16,
     pub rpc: u16,
+    /// The coin daemon's JSON-RPC port.
+    pub daemon_rpc: u16,
 }
 
 /// A complete network preset.
@@ -175,6 +194,9 @@ impl Preset {
         if Target::from_compact(c.max_share_target_bits).is_err() {
             return bad("max_share_target_bits is not a valid compact target");
         }
+        if Target::from_compact(self.coin.pow_limit_bits).is_err() {
+            return bad("pow_limit_bits is not a valid compact target");
+        }
         if c.share_period_secs == 0 || c.window_shares == 0 || c.window_work_blocks == 0 {
             return bad("share_period_secs, window_shares and window_work_blocks must be positive");
         }
@@ -202,9 +224,9 @@ impl Preset {
         Ok(())
     }
 
-    /// The network id: `sha256d("p2pool-rs network id v1" || canonical(coin) || canonical(consensus))`.
+    /// The network id: `sha256d("p2pool-rs network id v2" || canonical(coin) || canonical(consensus))`.
     pub fn network_id(&self) -> NetworkId {
-        let mut data = b"p2pool-rs network id v1".to_vec();
+        let mut data = b"p2pool-rs network id v2".to_vec();
         data.extend(encode_canonical(&self.coin));
         data.extend(encode_canonical(&self.consensus));
         NetworkId(sha256d(&data))
@@ -268,6 +290,68 @@ mod tests {
         let ports = Preset::load("litecoin", Some("[ports]\nstratum = 1234\n")).unwrap();
         assert_eq!(ports.ports.stratum, 1234);
         assert_eq!(ports.network_id(), ids[0]);
+    }
+
+    /// Each scalar or list of `table` in `name`'s preset, with a changed value that still
+    /// passes `Preset::check`, as a one-key override.
+    fn tweaks(name: &str, table: &str) -> Vec<(String, String)> {
+        let text = BUILTIN.iter().find(|(n, _)| *n == name).unwrap().1;
+        let value: toml::Value = toml::from_str(text).unwrap();
+        let fields = value[table].as_table().unwrap();
+        assert!(!fields.is_empty());
+        fields
+            .iter()
+            .map(|(key, v)| {
+                let changed = match v {
+                    // One less keeps a compact target valid (one more may set its sign bit).
+                    toml::Value::Integer(i) if key.ends_with("_bits") => toml::Value::Integer(i - 1),
+                    toml::Value::Integer(i) => toml::Value::Integer(i + 1),
+                    toml::Value::Boolean(b) => toml::Value::Boolean(!b),
+                    toml::Value::String(s) if key == "pow" => {
+                        toml::Value::String(if s == "scrypt" { "sha256d" } else { "scrypt" }.into())
+                    }
+                    toml::Value::String(s) => toml::Value::String(format!("{s}x")),
+                    toml::Value::Array(a) => {
+                        let mut a = a.clone();
+                        a.reverse();
+                        toml::Value::Array(a)
+                    }
+                    other => panic!("{table}.{key}: no tweak for {other:?}"),
+                };
+                (key.clone(), format!("[{table}]\n{key} = {changed}\n"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn network_id_covers_every_consensus_setting_and_nothing_else() {
+        for name in BUILTIN_NAMES {
+            let id = Preset::builtin(name).unwrap().network_id();
+            for table in ["coin", "consensus"] {
+                for (key, tweak) in tweaks(name, table) {
+                    let p = Preset::load(name, Some(&tweak))
+                        .unwrap_or_else(|e| panic!("{name} {tweak}: {e}"));
+                    assert_ne!(p.network_id(), id, "{name}: {table}.{key} must change the id");
+                }
+            }
+            for table in ["ports"] {
+                for (key, tweak) in tweaks(name, table) {
+                    let p = Preset::load(name, Some(&tweak)).unwrap();
+                    assert_ne!(p, Preset::builtin(name).unwrap(), "{tweak} applied");
+                    assert_eq!(p.network_id(), id, "{name}: {table}.{key} is not consensus");
+                }
+            }
+            let peers = Preset::load(name, Some("bootstrap_peers = [\"/ip4/1.2.3.4/tcp/1\"]\n"))
+                .unwrap();
+            assert_eq!(peers.network_id(), id);
+        }
+    }
+
+    #[test]
+    fn the_time_bound_is_the_coins_two_hours() {
+        for name in BUILTIN_NAMES {
+            assert_eq!(Preset::builtin(name).unwrap().consensus.max_future_secs, 7200);
+        }
     }
 
     #[test]

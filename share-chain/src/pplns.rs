@@ -84,7 +84,49 @@ pub fn share_credits(
     ShareCredits { weight, credits }
 }
 
-/// The work cap for a share whose header carries block target `block_bits`.
+/// The block difficulty a share's window cap is computed from (docs/PROTOCOL.md §8): the
+/// `bits` of the share's header, unless those are a min-difficulty block's, which say
+/// nothing about the coin's real difficulty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapBasis {
+    /// Compact block target.
+    pub bits: u32,
+    /// Height of the share whose header carries `bits` (heights only ever compared).
+    pub height: u64,
+}
+
+impl CapBasis {
+    /// The cap basis of a share at `height` whose header carries `bits`, given its parent's
+    /// (`None` for a chain's first share). `min_difficulty_bits` is the coin's `powLimit`
+    /// if it allows min-difficulty blocks. Such a share inherits its parent's basis: the
+    /// `bits` of the newest share among itself and its `window_shares − 1` ancestors that
+    /// does not carry `powLimit`, or `powLimit` if there is none. The bound keeps the rule
+    /// within the history every node holds (a node that joined a pruned chain included).
+    pub fn of_share(
+        bits: u32,
+        height: u64,
+        parent: Option<CapBasis>,
+        min_difficulty_bits: Option<u32>,
+        params: &ConsensusParams,
+    ) -> CapBasis {
+        let own = CapBasis { bits, height };
+        let Some(limit) = min_difficulty_bits else {
+            return own;
+        };
+        match parent {
+            Some(p)
+                if bits == limit
+                    && p.bits != limit
+                    && height.saturating_sub(p.height) < u64::from(params.window_shares) =>
+            {
+                p
+            }
+            _ => own,
+        }
+    }
+}
+
+/// The work cap for a share whose cap basis ([`CapBasis`]) is block target `block_bits`.
 pub fn window_work_cap(block_bits: u32, params: &ConsensusParams) -> u128 {
     let block_work = Target::from_compact(block_bits)
         .map(|t| t.work().0)
@@ -449,6 +491,84 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn cap_basis_skips_min_difficulty_bits_within_the_window() {
+        let p = params(10);
+        const LIMIT: u32 = 0x1e0f_ffff;
+        const REAL: u32 = 0x1b01_2345;
+        let basis = |bits, height| CapBasis { bits, height };
+        let of = |bits, height, parent, min| CapBasis::of_share(bits, height, parent, min, &p);
+        // A chain's first share, and any share with real bits: its own.
+        assert_eq!(of(LIMIT, 0, None, Some(LIMIT)), basis(LIMIT, 0));
+        assert_eq!(
+            of(REAL, 5, Some(basis(0x1b00_1111, 4)), Some(LIMIT)),
+            basis(REAL, 5)
+        );
+        // powLimit bits inherit the parent's basis while it lies within the window...
+        assert_eq!(
+            of(LIMIT, 13, Some(basis(REAL, 4)), Some(LIMIT)),
+            basis(REAL, 4)
+        );
+        // ...and not beyond it (10 shares: heights 5..=14 for a share at 14).
+        assert_eq!(
+            of(LIMIT, 14, Some(basis(REAL, 4)), Some(LIMIT)),
+            basis(LIMIT, 14)
+        );
+        assert_eq!(
+            of(LIMIT, 6, Some(basis(LIMIT, 5)), Some(LIMIT)),
+            basis(LIMIT, 6)
+        );
+        // A coin without min-difficulty blocks takes the bits as they are.
+        assert_eq!(of(LIMIT, 6, Some(basis(REAL, 5)), None), basis(LIMIT, 6));
+    }
+
+    /// Testnet: a block found 2 × block_interval after its parent carries powLimit. Its
+    /// window must be the one a block at the real difficulty would pay, not the ~3 easiest
+    /// blocks' worth of work (about one share) it would get from its own bits.
+    #[test]
+    fn a_min_difficulty_block_pays_the_real_difficulty_window() {
+        use crate::chain::ChainIndex;
+        use crate::template::BlockContext;
+        use crate::testkit::{block_context, miner, mine_share_on_block, regtest_preset};
+        // Work 16 a block, against the easiest share's work 2: a window of about 24 shares.
+        const REAL: u32 = 0x200f_ffff;
+        const LIMIT: u32 = 0x207f_ffff;
+        let context = |bits| BlockContext {
+            bits,
+            ..block_context(50_0000_0000)
+        };
+        let payouts_of = |min_difficulty_blocks: bool| {
+            let preset = regtest_preset(&format!(
+                "[coin]\nmin_difficulty_blocks = {min_difficulty_blocks}\n\
+                 pow_limit_bits = {LIMIT}\n[consensus]\nwindow_work_blocks = 3\n"
+            ));
+            let mut index = ChainIndex::new(&preset);
+            let t0 = 1_700_000_000;
+            // 40 shares on real-difficulty templates, then 5 on min-difficulty ones (not
+            // blocks, but they carry the template's bits), each by another miner.
+            for i in 0..45u32 {
+                let bits = if i < 40 { REAL } else { LIMIT };
+                let time = t0 + 2 * (i + 1);
+                let parent = index.best_hash();
+                let share = mine_share_on_block(&mut index, parent, &miner(i), time, context(bits));
+                index.connect(share, u64::from(time)).unwrap();
+            }
+            let mut next = |bits| {
+                index
+                    .share_template(&miner(99), context(bits))
+                    .unwrap()
+                    .payouts
+            };
+            (next(REAL), next(LIMIT))
+        };
+        let (real, min_difficulty) = payouts_of(true);
+        assert!(real.len() > 20, "the real window pays {} outputs", real.len());
+        assert_eq!(min_difficulty, real);
+        // Where blocks cannot carry powLimit, its bits are the block's real difficulty.
+        let (real, easiest) = payouts_of(false);
+        assert!(easiest.len() < 5 && real.len() > 20);
     }
 
     #[test]

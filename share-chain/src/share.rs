@@ -4,7 +4,8 @@
 //! A share's identity is `sha256d` of its 80-byte header, exactly like a block. The header's
 //! merkle root commits to the coinbase, the coinbase's last output commits to the share's
 //! [`ShareInfo`], so the proof of work covers everything a share says. Every variable-length
-//! field has a hard bound, checked on decode.
+//! field has a hard bound, and every script a standard pattern ([`crate::script`]), checked
+//! on decode.
 
 use bincode::{Decode, Encode};
 use thiserror::Error;
@@ -12,11 +13,12 @@ use thiserror::Error;
 use crate::encoding::{decode_canonical, encode_canonical, DecodeError};
 use crate::hash::{sha256d, ShareHash};
 use crate::params::NetworkId;
+use crate::script::{ScriptKind, MAX_STANDARD_SCRIPT_LEN};
 
-/// The share format this code produces and accepts.
-pub const SHARE_VERSION: u32 = 1;
-/// Longest payout or fee script (P2WSH and P2TR are 34 bytes; room for future types).
-pub const MAX_SCRIPT_LEN: usize = 80;
+/// The share format this code produces and accepts (docs/PROTOCOL.md, "Changes in version 2").
+pub const SHARE_VERSION: u32 = 2;
+/// Longest payout or fee script: the longest standard script (P2WSH, P2TR).
+pub const MAX_SCRIPT_LEN: usize = MAX_STANDARD_SCRIPT_LEN;
 /// Coinbase scriptSig length bounds (Bitcoin's consensus rule).
 pub const MIN_SCRIPT_SIG_LEN: usize = 2;
 pub const MAX_SCRIPT_SIG_LEN: usize = 100;
@@ -78,6 +80,7 @@ impl BlockHeader {
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct OperatorFee {
     pub basis_points: u16,
+    /// A standard script ([`ScriptKind`]).
     pub script: Vec<u8>,
 }
 
@@ -95,7 +98,7 @@ pub struct ShareInfo {
     /// The target this share's proof of work meets, compact form; at most the required
     /// target (a miner may choose harder shares and earns weight in proportion).
     pub share_target_bits: u32,
-    /// Where the miner of this share is paid.
+    /// Where the miner of this share is paid: a standard script ([`ScriptKind`]).
     pub payout_script: Vec<u8>,
     pub fee: Option<OperatorFee>,
     /// Orphaned recent shares this share includes, strictly ascending by hash.
@@ -104,9 +107,9 @@ pub struct ShareInfo {
 
 impl ShareInfo {
     /// The 32 bytes the coinbase's last output carries:
-    /// `sha256d("p2pool-rs share v1" || network_id || canonical(info))`.
+    /// `sha256d("p2pool-rs share v2" || network_id || canonical(info))`.
     pub fn commitment(&self, network: &NetworkId) -> [u8; 32] {
-        let mut data = b"p2pool-rs share v1".to_vec();
+        let mut data = b"p2pool-rs share v2".to_vec();
         data.extend_from_slice(&network.0);
         data.extend(encode_canonical(self));
         sha256d(&data)
@@ -139,12 +142,12 @@ pub struct Share {
 pub enum FormatError {
     #[error("share version {0} is not supported (expected {SHARE_VERSION})")]
     Version(u32),
-    #[error("payout script of {0} bytes exceeds {MAX_SCRIPT_LEN}")]
-    PayoutScriptTooLong(usize),
-    #[error("payout script is empty")]
-    PayoutScriptEmpty,
-    #[error("fee script of {0} bytes is empty or exceeds {MAX_SCRIPT_LEN}")]
-    FeeScriptLength(usize),
+    #[error(
+        "payout script ({0} bytes) is not a standard P2PKH, P2SH, P2WPKH, P2WSH or P2TR script"
+    )]
+    NonStandardPayoutScript(usize),
+    #[error("fee script ({0} bytes) is not a standard P2PKH, P2SH, P2WPKH, P2WSH or P2TR script")]
+    NonStandardFeeScript(usize),
     #[error("fee of {0} basis points exceeds 10000")]
     FeeTooLarge(u16),
     #[error(
@@ -191,15 +194,14 @@ impl Share {
         if info.version != SHARE_VERSION {
             return Err(FormatError::Version(info.version));
         }
-        if info.payout_script.is_empty() {
-            return Err(FormatError::PayoutScriptEmpty);
-        }
-        if info.payout_script.len() > MAX_SCRIPT_LEN {
-            return Err(FormatError::PayoutScriptTooLong(info.payout_script.len()));
+        if ScriptKind::of(&info.payout_script).is_none() {
+            return Err(FormatError::NonStandardPayoutScript(
+                info.payout_script.len(),
+            ));
         }
         if let Some(fee) = &info.fee {
-            if fee.script.is_empty() || fee.script.len() > MAX_SCRIPT_LEN {
-                return Err(FormatError::FeeScriptLength(fee.script.len()));
+            if ScriptKind::of(&fee.script).is_none() {
+                return Err(FormatError::NonStandardFeeScript(fee.script.len()));
             }
             if fee.basis_points > 10_000 {
                 return Err(FormatError::FeeTooLarge(fee.basis_points));
@@ -295,19 +297,94 @@ pub(crate) mod tests {
         s.info.payout_script = vec![0; MAX_SCRIPT_LEN + 1];
         assert!(matches!(
             Share::decode(&s.encode()),
-            Err(ShareDecodeError::Format(FormatError::PayoutScriptTooLong(
-                _
-            )))
+            Err(ShareDecodeError::Format(
+                FormatError::NonStandardPayoutScript(35)
+            ))
         ));
         let mut s = sample_share();
-        s.info.version = 2;
+        s.info.version = 1;
         assert!(matches!(
             Share::decode(&s.encode()),
-            Err(ShareDecodeError::Format(FormatError::Version(2)))
+            Err(ShareDecodeError::Format(FormatError::Version(1)))
         ));
     }
 
+    /// A script of 25 `OP_CHECKMULTISIG`s counts 500 legacy sigops (2,000 of a block's
+    /// 80,000 budget) in every block whose window pays it: refused as a payout or fee script,
+    /// like anything that is not exactly a standard template.
+    #[test]
+    fn non_standard_scripts_are_refused() {
+        let bomb = vec![0xae; 25];
+        for script in [bomb.clone(), vec![0x51], vec![], vec![0x6a, 0x01, 0x00]] {
+            let mut s = sample_share();
+            s.info.payout_script = script.clone();
+            assert!(
+                matches!(
+                    Share::decode(&s.encode()),
+                    Err(ShareDecodeError::Format(
+                        FormatError::NonStandardPayoutScript(_)
+                    ))
+                ),
+                "{}",
+                hex::encode(&script)
+            );
+        }
+        let mut s = sample_share();
+        s.info.fee = Some(OperatorFee {
+            basis_points: 100,
+            script: bomb,
+        });
+        assert!(matches!(
+            Share::decode(&s.encode()),
+            Err(ShareDecodeError::Format(FormatError::NonStandardFeeScript(
+                25
+            )))
+        ));
+        // Every standard kind passes, as payout and as fee script.
+        for script in [
+            crate::script::UNSPENDABLE_SCRIPT.to_vec(),
+            [&[0x76, 0xa9, 0x14][..], &[1; 20], &[0x88, 0xac]].concat(),
+            [&[0xa9, 0x14][..], &[1; 20], &[0x87]].concat(),
+            [&[0x51, 0x20][..], &[1; 32]].concat(),
+        ] {
+            let mut s = sample_share();
+            s.info.payout_script = script.clone();
+            s.info.fee = Some(OperatorFee {
+                basis_points: 100,
+                script,
+            });
+            assert_eq!(Share::decode(&s.encode()).unwrap(), s);
+        }
+    }
+
     proptest! {
+        /// The one header serialization is Bitcoin's, field for field (rust-bitcoin's
+        /// `block::Header` as the reference), and so is the id.
+        #[test]
+        fn header_bytes_match_rust_bitcoin(
+            version in any::<i32>(),
+            prev in any::<[u8; 32]>(),
+            root in any::<[u8; 32]>(),
+            time in any::<u32>(),
+            bits in any::<u32>(),
+            nonce in any::<u32>(),
+        ) {
+            use bitcoin::hashes::Hash;
+            let ours = BlockHeader { version, prev_block: prev, merkle_root: root, time, bits, nonce };
+            let reference = bitcoin::block::Header {
+                version: bitcoin::block::Version::from_consensus(version),
+                prev_blockhash: bitcoin::BlockHash::from_byte_array(prev),
+                merkle_root: bitcoin::TxMerkleNode::from_byte_array(root),
+                time,
+                bits: bitcoin::CompactTarget::from_consensus(bits),
+                nonce,
+            };
+            let bytes = bitcoin::consensus::encode::serialize(&reference);
+            prop_assert_eq!(ours.to_bytes().to_vec(), bytes.clone());
+            prop_assert_eq!(BlockHeader::from_bytes(&ours.to_bytes()), ours.clone());
+            prop_assert_eq!(ours.hash().0, reference.block_hash().to_byte_array());
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = Share::decode(&bytes);

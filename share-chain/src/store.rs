@@ -787,10 +787,13 @@ mod tests {
     #[test]
     fn the_largest_share_fits_a_record() {
         let mut share = sample_share();
-        share.info.payout_script = vec![0x51; MAX_SCRIPT_LEN];
+        // The longest standard scripts (P2TR, P2WSH).
+        let longest = |tag: u8| [&[tag, 0x20][..], &[tag; 32]].concat();
+        assert_eq!(longest(0x51).len(), MAX_SCRIPT_LEN);
+        share.info.payout_script = longest(0x51);
         share.info.fee = Some(OperatorFee {
             basis_points: 10_000,
-            script: vec![0x52; MAX_SCRIPT_LEN],
+            script: longest(0x00),
         });
         share.info.uncles = (0..MAX_UNCLES as u8).map(|i| ShareHash([i; 32])).collect();
         share.coinbase.script_sig = vec![0; 100];

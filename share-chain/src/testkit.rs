@@ -59,8 +59,19 @@ pub fn mine_share(
     miner: &MinerPayout,
     time: u32,
 ) -> Share {
+    mine_share_on_block(index, parent, miner, time, block_context(50_0000_0000))
+}
+
+/// Mines a valid share on `parent` for `miner` at `time`, on the block `block`.
+pub fn mine_share_on_block(
+    index: &mut ChainIndex,
+    parent: Option<ShareHash>,
+    miner: &MinerPayout,
+    time: u32,
+    block: BlockContext,
+) -> Share {
     let template = index
-        .share_template_on(parent, miner, block_context(50_0000_0000))
+        .share_template_on(parent, miner, block)
         .expect("template");
     let height = parent
         .and_then(|p| index.get(&p))

@@ -78,9 +78,10 @@ pub struct NodeWork {
     solutions: mpsc::UnboundedSender<Solution<NodeWork>>,
 }
 
-/// A script that pays no one; the broadcast job is always personalized before a miner
-/// sees it, so this only fills the slot.
-const PLACEHOLDER_SCRIPT: &[u8] = &[0x51];
+/// The payout script of the broadcast job, which is always personalized before a miner sees
+/// it: standard (a share must be) and unspendable, so that should such work ever be mined,
+/// no one can take what it pays.
+const PLACEHOLDER_SCRIPT: &[u8] = &share_chain::script::UNSPENDABLE_SCRIPT;
 
 fn lock_cache(cache: &Mutex<JobCache>) -> std::sync::MutexGuard<'_, JobCache> {
     // The cache holds no invariant a panic could break halfway: keep using it.
@@ -442,5 +443,19 @@ pub(super) async fn feed_jobs(
             changed = chain.changed() => if changed.is_err() { return },
             changed = ready_rx.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The broadcast job's payout must pass the share format (a standard script) and pay
+    /// no one (not `OP_TRUE`, which anyone could spend).
+    #[test]
+    fn placeholder_payout_is_standard_and_unspendable() {
+        use share_chain::script::{ScriptKind, UNSPENDABLE_SCRIPT};
+        assert_eq!(ScriptKind::of(PLACEHOLDER_SCRIPT), Some(ScriptKind::P2wsh));
+        assert_eq!(PLACEHOLDER_SCRIPT, UNSPENDABLE_SCRIPT);
     }
 }

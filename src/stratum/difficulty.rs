@@ -2,7 +2,7 @@
 //!
 //! Stratum talks about difficulty as a float relative to a "difficulty 1" target. For
 //! SHA-256 miners that target is Bitcoin's `0x00000000ffff0000…`; scrypt miners expect one
-//! 65536 times easier (`0x0000ffff0000…`), which `CoinParams::stratum_difficulty_multiplier`
+//! 65536 times easier (`0x0000ffff0000…`), which `PowAlgorithm::stratum_difficulty_multiplier`
 //! gives. Floats are fine here: this only decides which pseudo-shares the node accepts from
 //! its own miners, nothing peers must agree on. The share and block targets themselves are
 //! always compared exactly.
@@ -35,7 +35,7 @@ impl DifficultyScale {
 
     /// The scale a coin's miners expect.
     pub fn from_coin(coin: &CoinParams) -> Self {
-        Self::new(coin.stratum_difficulty_multiplier)
+        Self::new(coin.pow.stratum_difficulty_multiplier())
     }
 
     /// The target of stratum difficulty 1.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use share_chain::hash::sha256d;
 use share_chain::merkle::merkle_root_from_branch;
 use share_chain::pow::pow_hash;
-use share_chain::{PowAlgorithm, Target};
+use share_chain::{BlockHeader, PowAlgorithm, Target};
 
 use super::errors::StratumError;
 
@@ -231,7 +231,7 @@ pub fn coinbase<P>(
     tx
 }
 
-/// The 80-byte header.
+/// The 80-byte header ([`BlockHeader::to_bytes`], the one serialization of it).
 pub fn header(
     version: u32,
     prev_hash: &[u8; 32],
@@ -240,14 +240,16 @@ pub fn header(
     bits: u32,
     nonce: u32,
 ) -> [u8; 80] {
-    let mut h = [0u8; 80];
-    h[0..4].copy_from_slice(&version.to_le_bytes());
-    h[4..36].copy_from_slice(prev_hash);
-    h[36..68].copy_from_slice(merkle_root);
-    h[68..72].copy_from_slice(&ntime.to_le_bytes());
-    h[72..76].copy_from_slice(&bits.to_le_bytes());
-    h[76..80].copy_from_slice(&nonce.to_le_bytes());
-    h
+    BlockHeader {
+        // The header's version field is the same 4 bytes either way.
+        version: version as i32,
+        prev_block: *prev_hash,
+        merkle_root: *merkle_root,
+        time: ntime,
+        bits,
+        nonce,
+    }
+    .to_bytes()
 }
 
 /// What one submission amounts to.

@@ -77,7 +77,7 @@ pub fn regtest_miner() -> MinerConfig {
         username: String::new(),
         threads: 1,
         pow: preset.coin.pow,
-        difficulty_multiplier: preset.coin.stratum_difficulty_multiplier,
+        difficulty_multiplier: preset.coin.pow.stratum_difficulty_multiplier(),
     }
 }
 
