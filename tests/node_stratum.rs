@@ -444,7 +444,10 @@ async fn every_submit_refusal_through_the_real_node() {
             20,
         )
         .await;
-        assert!(message.contains("ntime") && message.contains(&why), "{message}");
+        assert!(
+            message.contains("ntime") && message.contains(&why),
+            "{message}"
+        );
     }
 
     // 20: version bits without version rolling, then outside the negotiated mask.

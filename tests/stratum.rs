@@ -341,8 +341,11 @@ impl Client {
                 format!("{nonce:08x}")
             ]);
             bytes.extend_from_slice(
-                format!("{}\n", json!({"id": id, "method": "mining.submit", "params": params}))
-                    .as_bytes(),
+                format!(
+                    "{}\n",
+                    json!({"id": id, "method": "mining.submit", "params": params})
+                )
+                .as_bytes(),
             );
         }
         self.send_raw(&bytes).await.unwrap();
@@ -596,7 +599,10 @@ async fn ntime_is_bounded_by_the_clock_and_the_presets_max_future() {
         ..StratumConfig::for_preset("127.0.0.1:0".parse().unwrap(), &preset)
     };
     assert_eq!(config.max_future_secs, max_future);
-    assert!(max_future < 7000, "the test needs a bound well under the old 7,200 s");
+    assert!(
+        max_future < 7000,
+        "the test needs a bound well under the old 7,200 s"
+    );
     let (server, _stub) = start(config).await;
     server
         .broadcast(template(1, 0xaa, true, hard(), hard()))
@@ -629,7 +635,10 @@ async fn ntime_is_bounded_by_the_clock_and_the_presets_max_future() {
     let f = c.grind_at(version, ntime, |h| hash_f64(h) < t);
     let r = c.submit(USER, &f, None).await;
     assert_eq!(error_code(&r), 20, "{r}");
-    assert!(r["error"][1].as_str().unwrap().contains("before the job"), "{r}");
+    assert!(
+        r["error"][1].as_str().unwrap().contains("before the job"),
+        "{r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -958,7 +967,10 @@ async fn invalid_submissions_slow_then_close_their_connection() {
         assert_eq!(error_code(&r), 21, "{r}");
         assert!(r["error"][1].as_str().unwrap().contains("stale"), "{r}");
     }
-    assert!(started.elapsed() < Duration::from_millis(400), "stale is not slowed");
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "stale is not slowed"
+    );
     honest.jobs.push(fresh);
     let f = honest.grind_pseudo(easy_share());
     assert_eq!(honest.submit(USER, &f, None).await["result"], true);
@@ -969,7 +981,13 @@ async fn invalid_submissions_slow_then_close_their_connection() {
     let r = junk.submit("rltc1qjunk.rig", &low, None).await;
     assert_eq!(error_code(&r), 23, "{r}");
     let unknown = |c: &mut Client, n: u32| {
-        json!(["rltc1qjunk.rig", format!("{:x}", 0x1000 + n), "00000000", format!("{:08x}", c.job().time), "00000000"])
+        json!([
+            "rltc1qjunk.rig",
+            format!("{:x}", 0x1000 + n),
+            "00000000",
+            format!("{:08x}", c.job().time),
+            "00000000"
+        ])
     };
     // Four more within the burst: answered at once.
     for n in 0..4 {
@@ -978,7 +996,10 @@ async fn invalid_submissions_slow_then_close_their_connection() {
         let r = junk.call("mining.submit", p).await;
         assert_eq!(error_code(&r), 21, "{r}");
         assert!(r["error"][1].as_str().unwrap().contains("unknown"), "{r}");
-        assert!(started.elapsed() < Duration::from_millis(300), "not slowed yet");
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "not slowed yet"
+        );
     }
     assert_eq!(server.stats().slowed_connections, 0);
     // The sixth spends the credit: the connection is slowed from then on.
@@ -1003,7 +1024,8 @@ async fn invalid_submissions_slow_then_close_their_connection() {
     // Owing a whole burst: closed.
     let mut bytes = Vec::new();
     for n in 6..12 {
-        let line = json!({"id": 50 + n, "method": "mining.submit", "params": unknown(&mut junk, n)});
+        let line =
+            json!({"id": 50 + n, "method": "mining.submit", "params": unknown(&mut junk, n)});
         bytes.extend_from_slice(format!("{line}\n").as_bytes());
     }
     let _ = junk.send_raw(&bytes).await;
@@ -1052,10 +1074,15 @@ async fn verification_queue_is_bounded_server_wide() {
     let started = std::time::Instant::now();
     let mut other = Client::connect(server.local_addr()).await;
     other.handshake(USER).await;
-    let r = other.call("mining.suggest_difficulty", json!([0.001])).await;
+    let r = other
+        .call("mining.suggest_difficulty", json!([0.001]))
+        .await;
     assert_eq!(r["result"], true);
     let waited = started.elapsed();
-    assert!(waited < Duration::from_millis(500), "a new miner waited {waited:?}");
+    assert!(
+        waited < Duration::from_millis(500),
+        "a new miner waited {waited:?}"
+    );
     assert!(
         stub.solutions.lock().unwrap().len() < 150,
         "the flood was over before the check"

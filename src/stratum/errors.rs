@@ -157,9 +157,6 @@ mod tests {
         assert_eq!(StratumError::Unauthorized("x".into()).code(), 24);
         assert_eq!(StratumError::NotSubscribed.code(), 25);
         assert_eq!(StratumError::malformed("nonce", "bad").code(), 20);
-        assert_eq!(
-            StratumError::NtimeTooEarly { ntime: 1, min: 2 }.code(),
-            20
-        );
+        assert_eq!(StratumError::NtimeTooEarly { ntime: 1, min: 2 }.code(), 20);
     }
 }

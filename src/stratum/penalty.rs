@@ -63,9 +63,7 @@ pub fn cost(error: &StratumError) -> f64 {
     match error {
         StratumError::JobNotFound => STALE_COST,
         // The server's own state, not the miner's doing.
-        StratumError::VerificationFailed | StratumError::Busy | StratumError::Unavailable(_) => {
-            0.0
-        }
+        StratumError::VerificationFailed | StratumError::Busy | StratumError::Unavailable(_) => 0.0,
         _ => 1.0,
     }
 }

@@ -488,11 +488,7 @@ impl<W: WorkSource> StratumServer<W> {
                 .stats
                 .hostile_disconnects
                 .load(Ordering::Relaxed),
-            slowed_connections: self
-                .shared
-                .stats
-                .slowed_connections
-                .load(Ordering::Relaxed),
+            slowed_connections: self.shared.stats.slowed_connections.load(Ordering::Relaxed),
             invalid_disconnects: self
                 .shared
                 .stats
@@ -597,7 +593,10 @@ impl RefusalLog {
     fn refused(&mut self, peer: SocketAddr, max_connections: usize) {
         self.unlogged += 1;
         let now = std::time::Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < Self::EVERY) {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
             return;
         }
         tracing::warn!(

@@ -753,15 +753,11 @@ impl<W: WorkSource> Session<W> {
         // Ids run from 1 up: one below the next is a job this connection was sent (stale
         // if forgotten); any other was never sent (wrap-around takes 2^32 jobs).
         let issued = (1..self.next_job_id).contains(&id);
-        let sent = self
-            .jobs
-            .iter_mut()
-            .find(|j| j.id == id)
-            .ok_or(if issued {
-                StratumError::JobNotFound
-            } else {
-                StratumError::UnknownJob
-            })?;
+        let sent = self.jobs.iter_mut().find(|j| j.id == id).ok_or(if issued {
+            StratumError::JobNotFound
+        } else {
+            StratumError::UnknownJob
+        })?;
         let template = sent.job.template.clone();
         check_ntime(
             template.time,
@@ -968,8 +964,7 @@ async fn verify_off_loop<W: WorkSource>(submit: Submit<W>) -> Result<(bool, bool
             // Waiting here holds one of this connection's in-flight places, so a connection
             // that keeps submitting stops being read; others are not held up.
             let wait = shared.config.verify_wait;
-            match tokio::time::timeout(wait, shared.verify_slots.clone().acquire_owned()).await
-            {
+            match tokio::time::timeout(wait, shared.verify_slots.clone().acquire_owned()).await {
                 Ok(Ok(slot)) => slot,
                 Ok(Err(_)) => return Err(StratumError::VerificationFailed),
                 Err(_) => return Err(StratumError::Busy),
