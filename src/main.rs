@@ -78,6 +78,10 @@ struct RunArgs {
     /// share chain syncing) before their connections are closed so they fail over.
     #[arg(long, default_value_t = 30)]
     stratum_pause_grace: u64,
+    /// Miners' connections served at once; more are refused (a farm behind one address
+    /// counts once per connection).
+    #[arg(long, default_value_t = 10_000)]
+    stratum_max_connections: usize,
     /// Operator fee in percent of the weight of shares mined through this node.
     #[arg(long, requires = "fee_address")]
     fee: Option<f64>,
@@ -224,6 +228,7 @@ async fn run(args: RunArgs) -> Result<()> {
         },
         NodeOptions {
             stratum_pause_grace: Duration::from_secs(args.stratum_pause_grace),
+            stratum_max_connections: args.stratum_max_connections,
             api: Some(api),
             mdns: args.mdns,
         },

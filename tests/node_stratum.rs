@@ -14,13 +14,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use p2pool::miner::MinerJob;
-use p2pool::node::NodeEvent;
+use p2pool::node::{NodeEvent, NodeOptions};
 use p2pool::stratum::DifficultyScale;
 use serde_json::{json, Value};
 use share_chain::address::{address_to_script, script_to_address};
 use share_chain::pow::pow_hash;
 use share_chain::{PowAlgorithm, Preset, ShareHash, Target};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -29,7 +29,17 @@ const WAIT: Duration = Duration::from_secs(30);
 
 mod common;
 
-use common::pool::{start_pool, Pool};
+use common::pool::{start_pool_with, Pool};
+
+/// The node's Stratum connection limit in this test (`--stratum-max-connections`).
+const MAX_CONNECTIONS: usize = 3;
+
+fn now_secs() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs() as u32
+}
 
 /// A job as decoded from `mining.notify`, with the difficulty in force when it came.
 #[derive(Clone, Debug)]
@@ -306,7 +316,11 @@ async fn expect_error(client: &mut Client, method: &str, params: Value, code: i6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_submit_refusal_through_the_real_node() {
     let started = Instant::now();
-    let pool = start_pool().await;
+    let pool = start_pool_with(NodeOptions {
+        stratum_max_connections: MAX_CONNECTIONS,
+        ..NodeOptions::default()
+    })
+    .await;
     let address = pool.daemons.new_address("bech32").await.unwrap();
     let other_address = pool.daemons.new_address("legacy").await.unwrap();
     let regtest = Preset::builtin("litecoin-regtest").unwrap();
@@ -414,8 +428,15 @@ async fn every_submit_refusal_through_the_real_node() {
         expect_error(&mut c, "mining.submit", with(1, json!(id)), 21).await;
     }
 
-    // 20: ntime before the job's time or more than two hours after it.
-    for ntime in [job.time - 1, job.time + 7201] {
+    // 20: ntime before the job's time, or further ahead of the node's clock than the
+    // share chain allows (the preset's max_future_secs; well inside the old two hours).
+    let max_future = regtest.consensus.max_future_secs;
+    let too_far = now_secs() + max_future + 30;
+    assert!(too_far < job.time + 7200);
+    for (ntime, why) in [
+        (job.time - 1, "before the job".to_string()),
+        (too_far, format!("more than {max_future} s ahead")),
+    ] {
         let message = expect_error(
             &mut c,
             "mining.submit",
@@ -423,7 +444,10 @@ async fn every_submit_refusal_through_the_real_node() {
             20,
         )
         .await;
-        assert!(message.contains("ntime"), "{message}");
+        assert!(
+            message.contains("ntime") && message.contains(&why),
+            "{message}"
+        );
     }
 
     // 20: version bits without version rolling, then outside the negotiated mask.
@@ -534,6 +558,21 @@ async fn every_submit_refusal_through_the_real_node() {
     let params = c.submit_params(&user, &stale_job, &found, stale_job.time);
     let message = expect_error(&mut c, "mining.submit", params, 21).await;
     assert!(message.contains("stale"), "{message}");
+
+    // The connection limit: `c` and two more are served, the next is closed at once.
+    let _more = [
+        TcpStream::connect(pool.node.stratum_addr()).await.unwrap(),
+        TcpStream::connect(pool.node.stratum_addr()).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(pool.node.stratum.connections(), MAX_CONNECTIONS);
+    let mut refused = TcpStream::connect(pool.node.stratum_addr()).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, refused.read(&mut byte))
+        .await
+        .expect("the refused connection is closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_eq!(pool.node.stratum.stats().refused_connections, 1);
 
     println!("node_stratum: {:?}", started.elapsed());
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p2pool::miner::MinerJob;
 use p2pool::stratum::{
-    Availability, Job, JobTemplate, Personalized, Solution, StratumConfig, StratumServer, Username,
-    VardiffConfig, WorkSource,
+    Availability, InvalidSubmissionLimit, Job, JobTemplate, Personalized, Solution, StratumConfig,
+    StratumServer, Username, VardiffConfig, WorkSource,
 };
 use ruint::aliases::U256;
 use serde_json::{json, Value};
@@ -32,6 +32,8 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Default)]
 struct Stub {
     solutions: Mutex<Vec<Solution<Stub>>>,
+    /// How long `on_solution` takes (it runs on a verification thread).
+    solution_delay: Duration,
 }
 
 impl WorkSource for Stub {
@@ -50,6 +52,7 @@ impl WorkSource for Stub {
     }
 
     fn on_solution(&self, solution: Solution<Self>) {
+        std::thread::sleep(self.solution_delay);
         self.solutions.lock().unwrap().push(solution);
     }
 }
@@ -78,7 +81,11 @@ fn base_config() -> StratumConfig {
 }
 
 async fn start(config: StratumConfig) -> (StratumServer<Stub>, Arc<Stub>) {
-    let stub = Arc::new(Stub::default());
+    start_with(config, Stub::default()).await
+}
+
+async fn start_with(config: StratumConfig, stub: Stub) -> (StratumServer<Stub>, Arc<Stub>) {
+    let stub = Arc::new(stub);
     let server = StratumServer::bind(config, &regtest().coin, stub.clone())
         .await
         .unwrap();
@@ -269,22 +276,23 @@ impl Client {
 
     /// Grinds the newest job until `want(hash)` holds.
     fn grind(&mut self, version: u32, want: impl Fn(&[u8; 32]) -> bool) -> Found {
+        let ntime = self.job().time;
+        self.grind_at(version, ntime, want)
+    }
+
+    /// [`Client::grind`] with a rolled `ntime`.
+    fn grind_at(&mut self, version: u32, ntime: u32, want: impl Fn(&[u8; 32]) -> bool) -> Found {
         let job = self.job();
         let en2 = [0, 0, 0, 7];
         for _ in 0..100_000 {
             let nonce = self.next_nonce;
             self.next_nonce += 1;
-            let header = job.header(
-                &[&self.en1[..], &en2[..]].concat(),
-                version,
-                job.time,
-                nonce,
-            );
+            let header = job.header(&[&self.en1[..], &en2[..]].concat(), version, ntime, nonce);
             let hash = pow_hash(PowAlgorithm::Scrypt, &header);
             if want(&hash) {
                 return Found {
                     en2,
-                    ntime: job.time,
+                    ntime,
                     nonce,
                     header,
                     hash,
@@ -314,6 +322,48 @@ impl Client {
             params.push(json!(v));
         }
         self.call("mining.submit", Value::Array(params)).await
+    }
+
+    /// Writes `mining.submit` requests for the newest job in one go (nonces `nonces`, ids
+    /// from 1000 up), without waiting for answers.
+    async fn pipeline_submits(&mut self, user: &str, nonces: std::ops::Range<u32>) -> Vec<u64> {
+        let job = self.job();
+        let mut bytes = Vec::new();
+        let mut ids = Vec::new();
+        for nonce in nonces {
+            let id = 1000 + u64::from(nonce);
+            ids.push(id);
+            let params = json!([
+                user,
+                job.id,
+                "00000000",
+                format!("{:08x}", job.time),
+                format!("{nonce:08x}")
+            ]);
+            bytes.extend_from_slice(
+                format!(
+                    "{}\n",
+                    json!({"id": id, "method": "mining.submit", "params": params})
+                )
+                .as_bytes(),
+            );
+        }
+        self.send_raw(&bytes).await.unwrap();
+        ids
+    }
+
+    /// Reads until every id in `ids` is answered; the answers in the order of `ids`.
+    async fn answers(&mut self, ids: &[u64]) -> Vec<Value> {
+        let mut got = std::collections::HashMap::new();
+        while got.len() < ids.len() {
+            let v = self.next_line().await.expect("connection closed");
+            if let Some(id) = v["id"].as_u64() {
+                if ids.contains(&id) {
+                    got.insert(id, v);
+                }
+            }
+        }
+        ids.iter().map(|id| got.remove(id).unwrap()).collect()
     }
 
     /// Whether the server closes the connection (reads until EOF, discarding lines).
@@ -478,7 +528,7 @@ async fn every_rejection_has_its_code_and_the_session_survives() {
     let r = c.call("mining.submit", json!([USER, "1"])).await;
     assert_eq!(error_code(&r), 20, "{r}");
 
-    // 20: ntime before the job's time, or more than two hours after.
+    // 20: ntime before the job's time, or too far ahead of the clock.
     for ntime in [f.ntime - 1, f.ntime + 7201] {
         let mut g = f.clone();
         g.ntime = ntime;
@@ -535,6 +585,60 @@ async fn every_rejection_has_its_code_and_the_session_survives() {
         );
     }
     assert_eq!(stats.hostile_disconnects, 0);
+}
+
+/// The share chain refuses a share more than `max_future_secs` ahead of the node's clock:
+/// Stratum's bound is the same, from the preset, so no miner is told "accepted" for a share
+/// the chain then drops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ntime_is_bounded_by_the_clock_and_the_presets_max_future() {
+    let preset = regtest();
+    let max_future = preset.consensus.max_future_secs;
+    let config = StratumConfig {
+        vardiff: base_config().vardiff,
+        ..StratumConfig::for_preset("127.0.0.1:0".parse().unwrap(), &preset)
+    };
+    assert_eq!(config.max_future_secs, max_future);
+    assert!(
+        max_future < 7000,
+        "the test needs a bound well under the old 7,200 s"
+    );
+    let (server, _stub) = start(config).await;
+    server
+        .broadcast(template(1, 0xaa, true, hard(), hard()))
+        .unwrap();
+    let mut c = Client::connect(server.local_addr()).await;
+    c.handshake(USER).await;
+    let t = target_f64(c.difficulty) * 0.999;
+    let version = c.job().version;
+
+    // Past the bound (with a margin for the clock ticking between here and the server),
+    // yet well inside the job's old two-hour roll.
+    let ntime = now_secs() + max_future + 30;
+    let f = c.grind_at(version, ntime, |h| hash_f64(h) < t);
+    let r = c.submit(USER, &f, None).await;
+    assert_eq!(error_code(&r), 20, "{r}");
+    let msg = r["error"][1].as_str().unwrap();
+    assert!(
+        msg.contains("ntime") && msg.contains(&format!("more than {max_future} s ahead")),
+        "{msg}"
+    );
+
+    // At the bound: accepted (the server's clock can only have moved on since).
+    let ntime = now_secs() + max_future;
+    let f = c.grind_at(version, ntime, |h| hash_f64(h) < t);
+    let r = c.submit(USER, &f, None).await;
+    assert_eq!(r["result"], true, "{r}");
+
+    // Before the job's time: refused too.
+    let ntime = c.job().time - 1;
+    let f = c.grind_at(version, ntime, |h| hash_f64(h) < t);
+    let r = c.submit(USER, &f, None).await;
+    assert_eq!(error_code(&r), 20, "{r}");
+    assert!(
+        r["error"][1].as_str().unwrap().contains("before the job"),
+        "{r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -826,6 +930,208 @@ async fn hostile_input_closes_only_that_connection() {
     let n = good.notification("mining.notify").await;
     assert_eq!(n["params"][8], true);
     assert_eq!(server.connections(), 1);
+}
+
+/// Junk submissions cost the connection that sends them: served at full speed within the
+/// burst, then slowed, then closed (counted and logged); stale submissions after a new
+/// block and other connections are not touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_submissions_slow_then_close_their_connection() {
+    let mut config = base_config();
+    config.invalid_submissions = InvalidSubmissionLimit {
+        burst: 5,
+        forgiven_per_sec: 0,
+        slowdown: Duration::from_millis(400),
+    };
+    let (server, _stub) = start(config).await;
+    server
+        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
+        .unwrap();
+    let mut honest = Client::connect(server.local_addr()).await;
+    honest.handshake(USER).await;
+    let mut junk = Client::connect(server.local_addr()).await;
+    junk.handshake("rltc1qjunk.rig").await;
+
+    // An honest miner after a new block: thirty submissions on the stale job, then work.
+    let stale_job = honest.job();
+    server
+        .broadcast(template(2, 0xbb, true, easy_share(), easy_block()))
+        .unwrap();
+    honest.notification("mining.notify").await;
+    junk.notification("mining.notify").await;
+    let fresh = honest.job();
+    honest.jobs.push(stale_job);
+    let ids = honest.pipeline_submits(USER, 0..30).await;
+    let started = std::time::Instant::now();
+    for r in honest.answers(&ids).await {
+        assert_eq!(error_code(&r), 21, "{r}");
+        assert!(r["error"][1].as_str().unwrap().contains("stale"), "{r}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "stale is not slowed"
+    );
+    honest.jobs.push(fresh);
+    let f = honest.grind_pseudo(easy_share());
+    assert_eq!(honest.submit(USER, &f, None).await["result"], true);
+
+    // Junk: a low-difficulty share, then job ids never sent.
+    let t = target_f64(junk.difficulty) * 1.001;
+    let low = junk.grind(0x2000_0000, move |h| hash_f64(h) > t);
+    let r = junk.submit("rltc1qjunk.rig", &low, None).await;
+    assert_eq!(error_code(&r), 23, "{r}");
+    let unknown = |c: &mut Client, n: u32| {
+        json!([
+            "rltc1qjunk.rig",
+            format!("{:x}", 0x1000 + n),
+            "00000000",
+            format!("{:08x}", c.job().time),
+            "00000000"
+        ])
+    };
+    // Four more within the burst: answered at once.
+    for n in 0..4 {
+        let p = unknown(&mut junk, n);
+        let started = std::time::Instant::now();
+        let r = junk.call("mining.submit", p).await;
+        assert_eq!(error_code(&r), 21, "{r}");
+        assert!(r["error"][1].as_str().unwrap().contains("unknown"), "{r}");
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "not slowed yet"
+        );
+    }
+    assert_eq!(server.stats().slowed_connections, 0);
+    // The sixth spends the credit: the connection is slowed from then on.
+    let p = unknown(&mut junk, 4);
+    let r = junk.call("mining.submit", p).await;
+    assert_eq!(error_code(&r), 21, "{r}");
+    assert_eq!(server.stats().slowed_connections, 1);
+    let p = unknown(&mut junk, 5);
+    let started = std::time::Instant::now();
+    let r = junk.call("mining.submit", p).await;
+    assert_eq!(error_code(&r), 21, "{r}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "slowed: answered after {:?}",
+        started.elapsed()
+    );
+    // The honest miner meanwhile is served as usual.
+    let started = std::time::Instant::now();
+    let f = honest.grind_pseudo(easy_share());
+    assert_eq!(honest.submit(USER, &f, None).await["result"], true);
+    assert!(started.elapsed() < Duration::from_millis(350));
+    // Owing a whole burst: closed.
+    let mut bytes = Vec::new();
+    for n in 6..12 {
+        let line =
+            json!({"id": 50 + n, "method": "mining.submit", "params": unknown(&mut junk, n)});
+        bytes.extend_from_slice(format!("{line}\n").as_bytes());
+    }
+    let _ = junk.send_raw(&bytes).await;
+    assert!(junk.closed_by_server().await, "junk connection stayed open");
+    let stats = server.stats();
+    assert_eq!(stats.invalid_disconnects, 1, "{stats:?}");
+    assert_eq!(stats.hostile_disconnects, 1, "{stats:?}");
+    assert_eq!(stats.slowed_connections, 1, "{stats:?}");
+    assert_eq!(server.connections(), 1);
+    let f = honest.grind_pseudo(easy_share());
+    assert_eq!(honest.submit(USER, &f, None).await["result"], true);
+}
+
+/// The verification work queued at once is bounded for the whole server (a few batches per
+/// thread), whatever the number of connections: a flood of submissions waits for slots,
+/// every one is still answered, and other connections are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_queue_is_bounded_server_wide() {
+    let mut config = base_config();
+    config.verify_threads = 1;
+    config.verify_queue_per_thread = 4;
+    config.verify_wait = Duration::from_secs(60);
+    let stub = Stub {
+        // Every submission is a share that takes the (only) verification thread 10 ms.
+        solution_delay: Duration::from_millis(10),
+        ..Stub::default()
+    };
+    let (server, stub) = start_with(config, stub).await;
+    assert_eq!(server.stats().verify_capacity, 4);
+    server
+        .broadcast(template(1, 0xaa, true, Target::MAX, hard()))
+        .unwrap();
+    let mut flooders = Vec::new();
+    let mut all_ids = Vec::new();
+    for i in 0..10 {
+        let user = format!("rltc1qflood.w{i}");
+        let mut c = Client::connect(server.local_addr()).await;
+        c.handshake(&user).await;
+        let ids = c.pipeline_submits(&user, 0..16).await;
+        flooders.push(c);
+        all_ids.push(ids);
+    }
+    // 160 submissions of 10 ms each: the flood lasts over a second. Meanwhile a new miner
+    // is answered at once (its reads are not held up by anyone's queue).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let mut other = Client::connect(server.local_addr()).await;
+    other.handshake(USER).await;
+    let r = other
+        .call("mining.suggest_difficulty", json!([0.001]))
+        .await;
+    assert_eq!(r["result"], true);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_millis(500),
+        "a new miner waited {waited:?}"
+    );
+    assert!(
+        stub.solutions.lock().unwrap().len() < 150,
+        "the flood was over before the check"
+    );
+
+    for (c, ids) in flooders.iter_mut().zip(&all_ids) {
+        for r in c.answers(ids).await {
+            assert_eq!(r["result"], true, "{r}");
+        }
+    }
+    let stats = server.stats();
+    assert_eq!(stats.accepted, 160);
+    assert!(
+        stats.verify_queue_peak <= 4,
+        "at most the capacity waits for the pool: peak {}",
+        stats.verify_queue_peak
+    );
+    assert_eq!(stats.slowed_connections, 0);
+}
+
+/// A submission that cannot get a verification slot in time is answered "busy", which the
+/// miner is not charged for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_verification_queue_answers_busy_without_charging_the_miner() {
+    let mut config = base_config();
+    config.verify_threads = 1;
+    config.verify_queue_per_thread = 1;
+    config.verify_wait = Duration::from_millis(100);
+    config.invalid_submissions.burst = 1;
+    let stub = Stub {
+        solution_delay: Duration::from_millis(600),
+        ..Stub::default()
+    };
+    let (server, _stub) = start_with(config, stub).await;
+    server
+        .broadcast(template(1, 0xaa, true, Target::MAX, hard()))
+        .unwrap();
+    let mut c = Client::connect(server.local_addr()).await;
+    c.handshake(USER).await;
+    let ids = c.pipeline_submits(USER, 0..4).await;
+    let answers = c.answers(&ids).await;
+    assert_eq!(answers[0]["result"], true, "{}", answers[0]);
+    for r in &answers[1..] {
+        assert_eq!(error_code(r), 20, "{r}");
+        assert!(r["error"][1].as_str().unwrap().contains("busy"), "{r}");
+    }
+    let stats = server.stats();
+    assert_eq!(stats.slowed_connections, 0, "{stats:?}");
+    assert_eq!(stats.rejected.get(&20), Some(&3), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

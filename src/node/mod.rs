@@ -93,6 +93,8 @@ pub struct NodeOptions {
     /// Once work is paused, how long connected miners keep their last job before their
     /// connections are closed (so they fail over to a backup pool).
     pub stratum_pause_grace: Duration,
+    /// Miners' connections served at once; more are refused (counted and logged).
+    pub stratum_max_connections: usize,
     /// Where to serve the JSON-RPC API, dashboard and metrics (none: not served).
     pub api: Option<SocketAddr>,
     /// Discover share-chain peers on the local network with mDNS.
@@ -103,6 +105,7 @@ impl Default for NodeOptions {
     fn default() -> Self {
         NodeOptions {
             stratum_pause_grace: StratumConfig::default().pause_grace,
+            stratum_max_connections: StratumConfig::default().max_connections,
             api: None,
             mdns: false,
         }
@@ -171,8 +174,8 @@ impl Node {
         ));
         let readiness = ReadinessHandle::default();
         let stratum_config = StratumConfig {
-            listen: config.stratum,
             pause_grace: options.stratum_pause_grace,
+            max_connections: options.stratum_max_connections,
             // Paused until litecoind has answered and work is built.
             availability: Availability::Paused {
                 reason: readiness
@@ -180,7 +183,7 @@ impl Node {
                     .blocker()
                     .unwrap_or_else(|| "starting".into()),
             },
-            ..StratumConfig::default()
+            ..StratumConfig::for_preset(config.stratum, &preset)
         };
         let stratum =
             Arc::new(StratumServer::bind(stratum_config, &preset.coin, work.clone()).await?);

@@ -16,8 +16,12 @@ use thiserror::Error;
 /// the usual reason.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum StratumError {
+    /// A job this connection was sent, since replaced (a new block, say).
     #[error("job not found (stale)")]
     JobNotFound,
+    /// A job id this connection was never sent.
+    #[error("job not found (unknown job id)")]
+    UnknownJob,
     #[error("duplicate share")]
     Duplicate,
     #[error("low difficulty share")]
@@ -28,8 +32,18 @@ pub enum StratumError {
     NotSubscribed,
     #[error("invalid username {username:?}: {reason}")]
     InvalidUsername { username: String, reason: String },
-    #[error("ntime {ntime:08x} out of range [{min:08x}, {max:08x}]")]
-    NtimeOutOfRange { ntime: u32, min: u32, max: u32 },
+    #[error("ntime {ntime:08x} is before the job's time {min:08x}")]
+    NtimeTooEarly { ntime: u32, min: u32 },
+    /// The share chain refuses a share this far ahead of the node's clock.
+    #[error(
+        "ntime {ntime:08x} is more than {max_future_secs} s ahead of the pool's clock \
+         (latest {max:08x})"
+    )]
+    NtimeTooFar {
+        ntime: u32,
+        max: u32,
+        max_future_secs: u32,
+    },
     #[error("version bits {bits:08x} outside the negotiated mask {mask:08x}")]
     VersionOutsideMask { bits: u32, mask: u32 },
     #[error("malformed {field}: {reason}")]
@@ -42,6 +56,9 @@ pub enum StratumError {
     UnknownMethod(String),
     #[error("share could not be verified")]
     VerificationFailed,
+    /// Every verification slot stayed taken for too long: the server is overloaded.
+    #[error("server busy, submission not verified")]
+    Busy,
     /// The pool hands out no work now (the reason says why); try again later or elsewhere.
     #[error("no work available: {0}")]
     Unavailable(String),
@@ -51,18 +68,20 @@ impl StratumError {
     /// The Stratum error code.
     pub fn code(&self) -> i64 {
         match self {
-            StratumError::JobNotFound => 21,
+            StratumError::JobNotFound | StratumError::UnknownJob => 21,
             StratumError::Duplicate => 22,
             StratumError::LowDifficulty => 23,
             StratumError::Unauthorized(_) | StratumError::InvalidUsername { .. } => 24,
             StratumError::NotSubscribed => 25,
-            StratumError::NtimeOutOfRange { .. }
+            StratumError::NtimeTooEarly { .. }
+            | StratumError::NtimeTooFar { .. }
             | StratumError::VersionOutsideMask { .. }
             | StratumError::Malformed { .. }
             | StratumError::TooManySubmissions
             | StratumError::TooManyWorkers
             | StratumError::UnknownMethod(_)
             | StratumError::VerificationFailed
+            | StratumError::Busy
             | StratumError::Unavailable(_) => 20,
         }
     }
@@ -97,6 +116,8 @@ pub enum SessionError {
     WriteTimeout,
     #[error("work paused: {0}")]
     Paused(String),
+    #[error("too many invalid submissions ({invalid})")]
+    TooManyInvalid { invalid: u64 },
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
 }
@@ -130,19 +151,12 @@ mod tests {
     #[test]
     fn codes_follow_common_pools() {
         assert_eq!(StratumError::JobNotFound.code(), 21);
+        assert_eq!(StratumError::UnknownJob.code(), 21);
         assert_eq!(StratumError::Duplicate.code(), 22);
         assert_eq!(StratumError::LowDifficulty.code(), 23);
         assert_eq!(StratumError::Unauthorized("x".into()).code(), 24);
         assert_eq!(StratumError::NotSubscribed.code(), 25);
         assert_eq!(StratumError::malformed("nonce", "bad").code(), 20);
-        assert_eq!(
-            StratumError::NtimeOutOfRange {
-                ntime: 1,
-                min: 2,
-                max: 3
-            }
-            .code(),
-            20
-        );
+        assert_eq!(StratumError::NtimeTooEarly { ntime: 1, min: 2 }.code(), 20);
     }
 }

@@ -25,8 +25,6 @@ use super::errors::StratumError;
 pub const EXTRANONCE1_SIZE: usize = 4;
 /// Bytes of extranonce2 (rolled by the miner).
 pub const EXTRANONCE2_SIZE: usize = 4;
-/// How far past the job's time a miner may roll `ntime`, in seconds.
-pub const MAX_NTIME_ROLL_SECS: u32 = 7200;
 /// Longest coinbase part accepted in a template (a 4 MWU block's coinbase cannot be larger).
 pub const MAX_COINBASE_PART: usize = 1 << 20;
 /// Deepest merkle branch accepted (2^32 transactions).
@@ -186,14 +184,30 @@ fn parse_u32_hex(field: &'static str, s: &str, exact: bool) -> Result<u32, Strat
     u32::from_str_radix(s, 16).map_err(|e| StratumError::malformed(field, e.to_string()))
 }
 
-/// Checks `ntime` against the job: not before the job's time, at most two hours after.
-pub fn check_ntime(job_time: u32, ntime: u32) -> Result<(), StratumError> {
-    let max = job_time.saturating_add(MAX_NTIME_ROLL_SECS);
-    if ntime < job_time || ntime > max {
-        return Err(StratumError::NtimeOutOfRange {
+/// Checks `ntime`: not before the job's time (the template's `mintime`), and at most
+/// `max_future_secs` ahead of `now` (unix seconds).
+///
+/// The upper bound is the share chain's own (`max_future_secs` of the preset, against the
+/// same clock): a larger one would have miners told "accepted" for shares every node then
+/// refuses, a smaller one would refuse shares the chain takes.
+pub fn check_ntime(
+    job_time: u32,
+    ntime: u32,
+    now: u64,
+    max_future_secs: u32,
+) -> Result<(), StratumError> {
+    if ntime < job_time {
+        return Err(StratumError::NtimeTooEarly {
             ntime,
             min: job_time,
-            max,
+        });
+    }
+    let max = now.saturating_add(u64::from(max_future_secs));
+    if u64::from(ntime) > max {
+        return Err(StratumError::NtimeTooFar {
+            ntime,
+            max: u32::try_from(max).unwrap_or(u32::MAX),
+            max_future_secs,
         });
     }
     Ok(())
@@ -401,11 +415,26 @@ mod tests {
 
     #[test]
     fn ntime_window() {
-        assert!(check_ntime(1000, 1000).is_ok());
-        assert!(check_ntime(1000, 1000 + 7200).is_ok());
-        assert!(check_ntime(1000, 999).is_err());
-        assert!(check_ntime(1000, 1000 + 7201).is_err());
-        assert!(check_ntime(u32::MAX - 5, u32::MAX).is_ok());
+        let now = 1_000_000;
+        assert!(check_ntime(1000, 1000, now, 60).is_ok());
+        assert!(check_ntime(1000, 999, now, 60).is_err());
+        // The bound is the node's clock plus the preset's allowance, not the job's time.
+        assert!(check_ntime(1000, 1_000_060, now, 60).is_ok());
+        assert_eq!(
+            check_ntime(1000, 1_000_061, now, 60),
+            Err(StratumError::NtimeTooFar {
+                ntime: 1_000_061,
+                max: 1_000_060,
+                max_future_secs: 60
+            })
+        );
+        assert!(check_ntime(1000, 1000 + 7200, 1000, 7200).is_ok());
+        assert!(check_ntime(1000, 1000 + 7201, 1000, 7200).is_err());
+        // A job from ahead of the node's clock leaves nothing to submit.
+        assert!(check_ntime(2000, 2000, 1000, 60).is_err());
+        // No overflow at the ends.
+        assert!(check_ntime(u32::MAX - 5, u32::MAX, u64::from(u32::MAX), 60).is_ok());
+        assert!(check_ntime(0, u32::MAX, u64::MAX, u32::MAX).is_ok());
     }
 
     #[test]

@@ -10,16 +10,19 @@
 //!
 //! Reading order: [`server`] (listener, job fan-out, statistics) → [`session`] (one
 //! connection) → [`job`] (what a job is and how a submission becomes a header) →
-//! [`difficulty`] / [`vardiff`] → [`messages`] / [`username`] / [`errors`].
+//! [`difficulty`] / [`vardiff`] → [`penalty`] → [`messages`] / [`username`] / [`errors`].
 //!
 //! Verifying a submission costs one scrypt hash (0.06–0.2 ms); that runs on a bounded pool
 //! of threads ([`verify`], several hashes at once) so the event loop keeps serving every
-//! other miner meanwhile.
+//! other miner meanwhile. The work queued for that pool is bounded server-wide (a few
+//! batches per thread); a connection whose submissions wait for a slot stops being read,
+//! others go on. Invalid submissions cost their connection ([`penalty`]).
 
 pub mod difficulty;
 pub mod errors;
 pub mod job;
 pub mod messages;
+pub mod penalty;
 pub mod server;
 pub mod session;
 pub mod username;
@@ -33,6 +36,7 @@ use std::sync::Arc;
 pub use difficulty::DifficultyScale;
 pub use errors::{ServerError, SessionError, StratumError};
 pub use job::{Job, JobTemplate, EXTRANONCE1_SIZE, EXTRANONCE2_SIZE};
+pub use penalty::InvalidSubmissionLimit;
 pub use server::{Availability, StatsSnapshot, StratumConfig, StratumServer, WorkerStats};
 pub use username::Username;
 pub use vardiff::VardiffConfig;

@@ -6,7 +6,9 @@
 //! A session that falls behind simply sees the newest job; it notices a new block by the
 //! changed previous hash, so `clean_jobs` is never lost. Submissions are verified on a pool
 //! of `verify_threads` threads ([`super::verify`]), so at most that many threads hash at
-//! once whatever the number of miners.
+//! once whatever the number of miners, and at most `verify_capacity()` submissions are
+//! queued or hashed at once (a semaphore; a submission beyond waits, holding up only its
+//! own connection). Connections beyond `max_connections` are refused, counted and logged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
@@ -15,14 +17,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use share_chain::CoinParams;
+use share_chain::pow::SCRYPT_BATCH;
+use share_chain::{CoinParams, Preset};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::difficulty::DifficultyScale;
-use super::errors::ServerError;
+use super::errors::{ServerError, SessionError};
 use super::job::{Job, JobTemplate};
+use super::penalty::InvalidSubmissionLimit;
 use super::session::Session;
 use super::vardiff::VardiffConfig;
 use super::verify::Verifier;
@@ -46,12 +50,24 @@ pub struct StratumConfig {
     pub write_timeout: Duration,
     /// Version bits miners may roll (BIP310); intersected with what each miner asks for.
     pub version_rolling_mask: u32,
+    /// How far ahead of this machine's clock a submission's `ntime` may be, in seconds: the
+    /// preset's `consensus.max_future_secs`, the share chain's own bound ([`Self::for_preset`]).
+    pub max_future_secs: u32,
     pub vardiff: VardiffConfig,
     /// Threads of the verification pool (each hashes up to four submissions at once).
     pub verify_threads: usize,
-    /// Submissions of one connection being verified at once; beyond it the server stops
-    /// reading from that connection until one finishes.
+    /// Submissions queued or being hashed at once, per verification thread: the bound on
+    /// the whole server's verification work, whatever the number of connections. A
+    /// submission beyond it waits for a slot (its connection's other submissions queue
+    /// behind it, other connections go on).
+    pub verify_queue_per_thread: usize,
+    /// A submission that waited this long for a verification slot is answered "busy".
+    pub verify_wait: Duration,
+    /// Submissions of one connection being verified (or waiting to be) at once; beyond it
+    /// the server stops reading from that connection until one finishes.
     pub max_inflight_per_session: usize,
+    /// What invalid submissions cost a connection (slowed, then closed).
+    pub invalid_submissions: InvalidSubmissionLimit,
     /// Jobs a session remembers (older job ids are stale).
     pub jobs_kept: usize,
     /// Distinct submissions remembered per job for duplicate detection.
@@ -96,11 +112,18 @@ impl Default for StratumConfig {
             idle_timeout: Some(Duration::from_secs(30 * 60)),
             write_timeout: Duration::from_secs(10),
             version_rolling_mask: 0x1fff_e000,
+            // What the built-in presets say at the time of writing; a node takes its
+            // preset's value (`for_preset`).
+            max_future_secs: 60,
             vardiff: VardiffConfig::default(),
             verify_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            // Four batches of four per thread: every thread always has a batch ready.
+            verify_queue_per_thread: 4 * SCRYPT_BATCH,
+            verify_wait: Duration::from_secs(10),
             max_inflight_per_session: 16,
+            invalid_submissions: InvalidSubmissionLimit::default(),
             jobs_kept: 8,
             max_submissions_per_job: 100_000,
             max_workers_per_session: 64,
@@ -112,6 +135,23 @@ impl Default for StratumConfig {
 }
 
 impl StratumConfig {
+    /// The defaults, listening on `listen`, with the bounds the share chain of `preset`
+    /// imposes (so Stratum never accepts what the chain would refuse, nor the reverse).
+    pub fn for_preset(listen: SocketAddr, preset: &Preset) -> Self {
+        StratumConfig {
+            listen,
+            max_future_secs: preset.consensus.max_future_secs,
+            ..StratumConfig::default()
+        }
+    }
+
+    /// Submissions queued or being hashed at once, server-wide.
+    pub fn verify_capacity(&self) -> usize {
+        self.verify_threads
+            .saturating_mul(self.verify_queue_per_thread)
+            .min(Semaphore::MAX_PERMITS)
+    }
+
     /// Refuses settings the server cannot work with.
     pub fn validate(&self) -> Result<(), ServerError> {
         let bad = |why: &str| Err(ServerError::InvalidConfig(why.to_string()));
@@ -127,6 +167,12 @@ impl StratumConfig {
         if self.max_messages_per_sec == 0 || self.max_inflight_per_session == 0 {
             return bad("max_messages_per_sec and max_inflight_per_session must be positive");
         }
+        if self.verify_queue_per_thread == 0 {
+            return bad("verify_queue_per_thread must be positive");
+        }
+        self.invalid_submissions
+            .validate()
+            .map_err(ServerError::InvalidConfig)?;
         if self.jobs_kept == 0 || self.max_submissions_per_job == 0 {
             return bad("jobs_kept and max_submissions_per_job must be positive");
         }
@@ -161,8 +207,16 @@ pub struct StatsSnapshot {
     pub connections: usize,
     /// Connections refused because the server was full.
     pub refused_connections: u64,
-    /// Connections closed for misbehaviour.
+    /// Connections closed for misbehaviour (including `invalid_disconnects`).
     pub hostile_disconnects: u64,
+    /// Connections slowed for sending too many invalid submissions.
+    pub slowed_connections: u64,
+    /// Connections closed for sending too many invalid submissions.
+    pub invalid_disconnects: u64,
+    /// Submissions that can be queued for verification at once (the whole server's bound).
+    pub verify_capacity: usize,
+    /// The most submissions that ever waited for a verification thread at once.
+    pub verify_queue_peak: usize,
     pub accepted: u64,
     pub accepted_difficulty: f64,
     /// Rejected submissions by Stratum error code.
@@ -190,6 +244,8 @@ pub(crate) struct Stats {
     max_tracked_workers: usize,
     pub(crate) refused_connections: AtomicU64,
     pub(crate) hostile_disconnects: AtomicU64,
+    pub(crate) slowed_connections: AtomicU64,
+    pub(crate) invalid_disconnects: AtomicU64,
 }
 
 impl Stats {
@@ -199,6 +255,8 @@ impl Stats {
             max_tracked_workers,
             refused_connections: AtomicU64::new(0),
             hostile_disconnects: AtomicU64::new(0),
+            slowed_connections: AtomicU64::new(0),
+            invalid_disconnects: AtomicU64::new(0),
         }
     }
 
@@ -266,6 +324,8 @@ pub(crate) struct Shared<W: WorkSource> {
     next_extranonce1: AtomicU32,
     next_job_seq: AtomicU64,
     pub(crate) verifier: Verifier,
+    /// One permit per submission queued or being hashed (`verify_capacity` in all).
+    pub(crate) verify_slots: Arc<Semaphore>,
     pub(crate) stats: Stats,
     pub(crate) sessions: AtomicUsize,
 }
@@ -325,6 +385,7 @@ impl<W: WorkSource> StratumServer<W> {
                     source,
                 }
             })?,
+            verify_slots: Arc::new(Semaphore::new(config.verify_capacity())),
             stats: Stats::new(config.max_tracked_workers),
             sessions: AtomicUsize::new(0),
             config,
@@ -427,6 +488,14 @@ impl<W: WorkSource> StratumServer<W> {
                 .stats
                 .hostile_disconnects
                 .load(Ordering::Relaxed),
+            slowed_connections: self.shared.stats.slowed_connections.load(Ordering::Relaxed),
+            invalid_disconnects: self
+                .shared
+                .stats
+                .invalid_disconnects
+                .load(Ordering::Relaxed),
+            verify_capacity: self.shared.config.verify_capacity(),
+            verify_queue_peak: self.shared.verifier.peak(),
             accepted: inner.accepted,
             accepted_difficulty: inner.accepted_difficulty,
             rejected: inner.rejected.clone(),
@@ -462,6 +531,7 @@ impl<W: WorkSource> Drop for StratumServer<W> {
 
 async fn accept_loop<W: WorkSource>(listener: TcpListener, shared: Arc<Shared<W>>) {
     let permits = Arc::new(Semaphore::new(shared.config.max_connections));
+    let mut refusals = RefusalLog::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
@@ -477,7 +547,7 @@ async fn accept_loop<W: WorkSource>(listener: TcpListener, shared: Arc<Shared<W>
                 .stats
                 .refused_connections
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "stratum server full, connection refused");
+            refusals.refused(peer, shared.config.max_connections);
             drop(stream);
             continue;
         };
@@ -493,6 +563,12 @@ async fn accept_loop<W: WorkSource>(listener: TcpListener, shared: Arc<Shared<W>
                         .stats
                         .hostile_disconnects
                         .fetch_add(1, Ordering::Relaxed);
+                    if matches!(e, SessionError::TooManyInvalid { .. }) {
+                        shared
+                            .stats
+                            .invalid_disconnects
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::warn!(%peer, reason = %e, "stratum: closing connection");
                 }
                 Err(e) => tracing::debug!(%peer, reason = %e, "stratum: connection ended"),
@@ -500,6 +576,37 @@ async fn accept_loop<W: WorkSource>(listener: TcpListener, shared: Arc<Shared<W>
             }
             drop(permit);
         });
+    }
+}
+
+/// Logs refused connections at WARN, at most once per [`RefusalLog::EVERY`] (a flood of
+/// connections must not flood the log too).
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn refused(&mut self, peer: SocketAddr, max_connections: usize) {
+        self.unlogged += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            refused = self.unlogged,
+            max_connections,
+            "stratum server full: connection refused (raise --stratum-max-connections?)"
+        );
+        self.last = Some(now);
+        self.unlogged = 0;
     }
 }
 
@@ -554,6 +661,7 @@ mod tests {
             next_extranonce1: AtomicU32::new(0),
             next_job_seq: AtomicU64::new(1),
             verifier: Verifier::start(1, PowAlgorithm::Scrypt).unwrap(),
+            verify_slots: Arc::new(Semaphore::new(1)),
             stats: Stats::new(1),
             sessions: AtomicUsize::new(0),
             config,

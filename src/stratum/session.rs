@@ -7,7 +7,9 @@
 //! difficulty or extranonce changes. Submissions are checked cheaply here (job, fields,
 //! ntime, version mask, duplicates) and hashed on the blocking pool; accepted ones are
 //! answered in submission order, other answers as soon as they are known (miners match
-//! answers by id). Anything hostile ends this session only, with one log line.
+//! answers by id). Invalid submissions spend the connection's credit ([`super::penalty`]):
+//! past it, reading pauses after each one, then the connection is closed. Anything hostile
+//! ends this session only, with one log line.
 //!
 //! Memory per idle session is a few hundred bytes plus its socket: the read buffer is
 //! allocated only while bytes are pending and the write buffer is released after large
@@ -17,6 +19,7 @@ use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,12 +28,13 @@ use serde_json::{json, Value};
 use share_chain::Target;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, TryAcquireError};
 use tokio::time::Instant;
 
 use super::errors::{SessionError, StratumError};
 use super::job::{self, check_ntime, rolled_version, Job, Submission, EXTRANONCE2_SIZE};
 use super::messages::{self, Incoming, Request};
+use super::penalty::{Credit, Standing};
 use super::server::{Availability, Shared};
 use super::username::Username;
 use super::vardiff::Vardiff;
@@ -115,6 +119,10 @@ pub(crate) struct Session<W: WorkSource> {
     /// A subscribe or authorize was refused because the server is paused: close the
     /// connection once the answer is written.
     refused: Option<String>,
+    /// What this connection's invalid submissions have cost it.
+    credit: Credit,
+    /// Slowed for invalid submissions: nothing is read until then.
+    read_paused_until: Option<Instant>,
 }
 
 impl<W: WorkSource> Session<W> {
@@ -151,6 +159,8 @@ impl<W: WorkSource> Session<W> {
             close_at: None,
             personalizing: None,
             refused: None,
+            credit: Credit::new(&shared.config.invalid_submissions, now),
+            read_paused_until: None,
             shared,
         }
     }
@@ -199,7 +209,7 @@ impl<W: WorkSource> Session<W> {
                 biased;
                 _ = shutdown_rx.changed() => return Ok(()),
                 Some(done) = pending.next(), if !pending.is_empty() => {
-                    self.finish_submit(done);
+                    self.finish_submit(done)?;
                     self.process_buffered(&mut buf, &mut pending)?;
                 }
                 changed = job_rx.changed() => {
@@ -232,7 +242,9 @@ impl<W: WorkSource> Session<W> {
                     extranonce_rx.borrow_and_update();
                     self.renew_extranonce();
                 }
-                ready = rd.readable(), if pending.len() < max_inflight => {
+                ready = rd.readable(),
+                    if pending.len() < max_inflight && self.read_paused_until.is_none() =>
+                {
                     ready?;
                     buf.reserve(READ_CHUNK);
                     match rd.try_read_buf(&mut buf) {
@@ -249,7 +261,10 @@ impl<W: WorkSource> Session<W> {
                     }
                     self.process_buffered(&mut buf, &mut pending)?;
                 }
-                _ = tokio::time::sleep_until(deadline) => self.on_timer()?,
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.on_timer()?;
+                    self.process_buffered(&mut buf, &mut pending)?;
+                }
             }
             if buf.is_empty() && buf.capacity() > 0 {
                 buf = Vec::new();
@@ -273,6 +288,9 @@ impl<W: WorkSource> Session<W> {
         }
         if let Some(close_at) = self.close_at {
             deadline = deadline.min(close_at);
+        }
+        if let Some(paused) = self.read_paused_until {
+            deadline = deadline.min(paused);
         }
         deadline
     }
@@ -306,6 +324,9 @@ impl<W: WorkSource> Session<W> {
 
     fn on_timer(&mut self) -> Result<(), SessionError> {
         let now = Instant::now();
+        if self.read_paused_until.is_some_and(|until| now >= until) {
+            self.read_paused_until = None;
+        }
         let cfg = &self.shared.config;
         if self.close_at.is_some_and(|at| now >= at) {
             let reason = match &*self.shared.availability.borrow() {
@@ -341,7 +362,7 @@ impl<W: WorkSource> Session<W> {
         let limit = self.shared.config.max_line_bytes;
         let max_inflight = self.shared.config.max_inflight_per_session;
         let mut start = 0;
-        while pending.len() < max_inflight {
+        while pending.len() < max_inflight && self.read_paused_until.is_none() {
             let Some(rest) = buf.get(start..) else { break };
             let Some(pos) = rest.iter().position(|&b| b == b'\n') else {
                 break;
@@ -395,6 +416,7 @@ impl<W: WorkSource> Session<W> {
                         .ok()
                         .filter(|w| self.workers.iter().any(|x| x.username == *w));
                     self.shared.stats.record_rejected(worker, e.code());
+                    self.charge(&e)?;
                     Err(e)
                 }
             },
@@ -725,16 +747,24 @@ impl<W: WorkSource> Session<W> {
         let id = (job_id.len() <= 8)
             .then(|| u32::from_str_radix(job_id, 16).ok())
             .flatten()
-            .ok_or(StratumError::JobNotFound)?;
+            .ok_or(StratumError::UnknownJob)?;
         let version_mask = self.version_mask;
         let max_seen = self.shared.config.max_submissions_per_job;
-        let sent = self
-            .jobs
-            .iter_mut()
-            .find(|j| j.id == id)
-            .ok_or(StratumError::JobNotFound)?;
+        // Ids run from 1 up: one below the next is a job this connection was sent (stale
+        // if forgotten); any other was never sent (wrap-around takes 2^32 jobs).
+        let issued = (1..self.next_job_id).contains(&id);
+        let sent = self.jobs.iter_mut().find(|j| j.id == id).ok_or(if issued {
+            StratumError::JobNotFound
+        } else {
+            StratumError::UnknownJob
+        })?;
         let template = sent.job.template.clone();
-        check_ntime(template.time, submission.ntime)?;
+        check_ntime(
+            template.time,
+            submission.ntime,
+            unix_now(),
+            self.shared.config.max_future_secs,
+        )?;
         let version = rolled_version(template.version, version_mask, submission.version_bits)?;
         let key = (
             submission.extranonce2,
@@ -784,7 +814,37 @@ impl<W: WorkSource> Session<W> {
         self.out.extend_from_slice(&follow_up);
     }
 
-    fn finish_submit(&mut self, done: Verified) {
+    /// Charges a rejected submission to the connection (see [`super::penalty`]): slows it
+    /// once its credit is spent, closes it once it owes a whole burst more.
+    fn charge(&mut self, error: &StratumError) -> Result<(), SessionError> {
+        let limit = &self.shared.config.invalid_submissions;
+        let now = Instant::now();
+        match self.credit.rejected(limit, now, error) {
+            Standing::Good => Ok(()),
+            Standing::Slowed { first } => {
+                if first {
+                    self.shared
+                        .stats
+                        .slowed_connections
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        peer = %self.peer,
+                        invalid = self.credit.invalid,
+                        "stratum: slowing a connection that sends invalid submissions"
+                    );
+                }
+                if !limit.slowdown.is_zero() {
+                    self.read_paused_until = Some(now + limit.slowdown);
+                }
+                Ok(())
+            }
+            Standing::Closed => Err(SessionError::TooManyInvalid {
+                invalid: self.credit.invalid,
+            }),
+        }
+    }
+
+    fn finish_submit(&mut self, done: Verified) -> Result<(), SessionError> {
         let mark = self.out.len();
         let answer = match done.outcome {
             Ok((share, block)) => {
@@ -800,10 +860,13 @@ impl<W: WorkSource> Session<W> {
                         "stratum: solution found"
                     );
                 }
+                let now = Instant::now();
+                self.credit
+                    .accepted(&self.shared.config.invalid_submissions, now);
                 if self.fixed_difficulty.is_none() {
                     let current = self.sent_difficulty.unwrap_or(self.difficulty);
                     let cfg = &self.shared.config.vardiff;
-                    if let Some(new) = self.vardiff.record_share(Instant::now(), cfg, current) {
+                    if let Some(new) = self.vardiff.record_share(now, cfg, current) {
                         self.set_session_difficulty(new);
                     }
                 }
@@ -813,10 +876,12 @@ impl<W: WorkSource> Session<W> {
                 self.shared
                     .stats
                     .record_rejected(Some(&done.username), e.code());
+                self.charge(&e)?;
                 messages::response_err(&done.id, &e)
             }
         };
         self.insert_answer(mark, &answer);
+        Ok(())
     }
 }
 
@@ -838,6 +903,8 @@ struct SubmitCheck<W: WorkSource> {
     coinbase: Vec<u8>,
     header: [u8; 80],
     reply: oneshot::Sender<Result<(bool, bool), StratumError>>,
+    /// Its verification slot, given back when the check is done (or dropped).
+    _slot: OwnedSemaphorePermit,
 }
 
 impl<W: WorkSource> Check for SubmitCheck<W> {
@@ -857,6 +924,7 @@ impl<W: WorkSource> Check for SubmitCheck<W> {
             coinbase,
             header,
             reply,
+            _slot,
         } = *self;
         let verdict = job::judge(&s.template, header, coinbase, pow_hash, s.target);
         if !verdict.accepted() {
@@ -885,15 +953,31 @@ impl<W: WorkSource> Check for SubmitCheck<W> {
     }
 }
 
-/// Queues a submission on the verification pool and waits for its verdict.
+/// Waits for a verification slot (the server-wide bound on queued work), queues the
+/// submission on the verification pool and waits for its verdict.
 async fn verify_off_loop<W: WorkSource>(submit: Submit<W>) -> Result<(bool, bool), StratumError> {
-    let (reply, answer) = oneshot::channel();
     let shared = submit.shared.clone();
+    let slot = match shared.verify_slots.clone().try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(TryAcquireError::Closed) => return Err(StratumError::VerificationFailed),
+        Err(TryAcquireError::NoPermits) => {
+            // Waiting here holds one of this connection's in-flight places, so a connection
+            // that keeps submitting stops being read; others are not held up.
+            let wait = shared.config.verify_wait;
+            match tokio::time::timeout(wait, shared.verify_slots.clone().acquire_owned()).await {
+                Ok(Ok(slot)) => slot,
+                Ok(Err(_)) => return Err(StratumError::VerificationFailed),
+                Err(_) => return Err(StratumError::Busy),
+            }
+        }
+    };
+    let (reply, answer) = oneshot::channel();
     let check = Box::new(SubmitCheck {
         submit,
         coinbase: Vec::new(),
         header: [0; 80],
         reply,
+        _slot: slot,
     });
     if shared.verifier.submit(check).is_err() {
         return Err(StratumError::VerificationFailed);
@@ -901,6 +985,13 @@ async fn verify_off_loop<W: WorkSource>(submit: Submit<W>) -> Result<(bool, bool
     answer
         .await
         .unwrap_or(Err(StratumError::VerificationFailed))
+}
+
+/// This machine's clock in unix seconds: the clock the share chain judges share times by.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Waits for the job being personalized (pending forever when there is none; the select

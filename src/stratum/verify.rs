@@ -27,6 +27,8 @@ pub(crate) trait Check: Send {
 struct State {
     tasks: VecDeque<Box<dyn Check>>,
     closed: bool,
+    /// The most checks ever waiting at once (the server bounds it; see `verify_slots`).
+    peak: usize,
 }
 
 struct Queue {
@@ -53,6 +55,7 @@ impl Verifier {
             state: Mutex::new(State {
                 tasks: VecDeque::new(),
                 closed: false,
+                peak: 0,
             }),
             ready: Condvar::new(),
         });
@@ -72,6 +75,7 @@ impl Verifier {
             return Err(check);
         }
         state.tasks.push_back(check);
+        state.peak = state.peak.max(state.tasks.len());
         drop(state);
         self.queue.ready.notify_one();
         Ok(())
@@ -81,6 +85,11 @@ impl Verifier {
     #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.queue.lock().tasks.len()
+    }
+
+    /// The most checks that ever waited for a thread at once.
+    pub(crate) fn peak(&self) -> usize {
+        self.queue.lock().peak
     }
 
     /// Stops the pool: queued checks are dropped (their sessions see a failure), threads
@@ -173,6 +182,7 @@ mod tests {
             assert_eq!(hash, pow_hash(PowAlgorithm::Scrypt, &header));
         }
         assert_eq!(verifier.queued(), 0);
+        assert!((1..=11).contains(&verifier.peak()));
     }
 
     #[test]
