@@ -545,7 +545,11 @@ mod tests {
             let version = if spk.starts_with("52") { 2 } else { 16 };
             let len = hex::decode(spk).unwrap().len() - 2;
             let err = address_to_script(address, &c).unwrap_err();
-            assert_eq!(err, AddressError::UnspendableWitness { version, len }, "{address}");
+            assert_eq!(
+                err,
+                AddressError::UnspendableWitness { version, len },
+                "{address}"
+            );
             assert!(err.to_string().contains("anyone can spend"));
             // Still displayed if such a script is ever met.
             assert_eq!(
@@ -560,7 +564,10 @@ mod tests {
             .collect();
         assert_eq!(
             address_to_script(&encode_fes::<Bech32m>("rltc", &v1), &c),
-            Err(AddressError::UnspendableWitness { version: 1, len: 20 })
+            Err(AddressError::UnspendableWitness {
+                version: 1,
+                len: 20
+            })
         );
     }
 

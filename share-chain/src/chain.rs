@@ -22,8 +22,8 @@ use crate::orphans::OrphanPool;
 use crate::params::{ConsensusParams, NetworkId, PowAlgorithm, Preset};
 use crate::payout::{compute_payouts, payout_seed};
 use crate::pplns::{
-    merge_weights, share_credits, window_work_cap, CapBasis, CreditsLookup, ShareCredits,
-    Window, WindowWeights,
+    merge_weights, share_credits, window_work_cap, CapBasis, CreditsLookup, ShareCredits, Window,
+    WindowWeights,
 };
 use crate::retarget::{median_time_past, next_required_bits, RetargetSample};
 use crate::share::{Share, ShareInfo};

@@ -304,7 +304,9 @@ mod tests {
             .map(|(key, v)| {
                 let changed = match v {
                     // One less keeps a compact target valid (one more may set its sign bit).
-                    toml::Value::Integer(i) if key.ends_with("_bits") => toml::Value::Integer(i - 1),
+                    toml::Value::Integer(i) if key.ends_with("_bits") => {
+                        toml::Value::Integer(i - 1)
+                    }
                     toml::Value::Integer(i) => toml::Value::Integer(i + 1),
                     toml::Value::Boolean(b) => toml::Value::Boolean(!b),
                     toml::Value::String(s) if key == "pow" => {
@@ -331,7 +333,11 @@ mod tests {
                 for (key, tweak) in tweaks(name, table) {
                     let p = Preset::load(name, Some(&tweak))
                         .unwrap_or_else(|e| panic!("{name} {tweak}: {e}"));
-                    assert_ne!(p.network_id(), id, "{name}: {table}.{key} must change the id");
+                    assert_ne!(
+                        p.network_id(),
+                        id,
+                        "{name}: {table}.{key} must change the id"
+                    );
                 }
             }
             for table in ["ports"] {
@@ -341,8 +347,8 @@ mod tests {
                     assert_eq!(p.network_id(), id, "{name}: {table}.{key} is not consensus");
                 }
             }
-            let peers = Preset::load(name, Some("bootstrap_peers = [\"/ip4/1.2.3.4/tcp/1\"]\n"))
-                .unwrap();
+            let peers =
+                Preset::load(name, Some("bootstrap_peers = [\"/ip4/1.2.3.4/tcp/1\"]\n")).unwrap();
             assert_eq!(peers.network_id(), id);
         }
     }
@@ -350,7 +356,10 @@ mod tests {
     #[test]
     fn the_time_bound_is_the_coins_two_hours() {
         for name in BUILTIN_NAMES {
-            assert_eq!(Preset::builtin(name).unwrap().consensus.max_future_secs, 7200);
+            assert_eq!(
+                Preset::builtin(name).unwrap().consensus.max_future_secs,
+                7200
+            );
         }
     }
 

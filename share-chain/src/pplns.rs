@@ -531,7 +531,7 @@ mod tests {
     fn a_min_difficulty_block_pays_the_real_difficulty_window() {
         use crate::chain::ChainIndex;
         use crate::template::BlockContext;
-        use crate::testkit::{block_context, miner, mine_share_on_block, regtest_preset};
+        use crate::testkit::{block_context, mine_share_on_block, miner, regtest_preset};
         // Work 16 a block, against the easiest share's work 2: a window of about 24 shares.
         const REAL: u32 = 0x200f_ffff;
         const LIMIT: u32 = 0x207f_ffff;
@@ -564,7 +564,11 @@ mod tests {
             (next(REAL), next(LIMIT))
         };
         let (real, min_difficulty) = payouts_of(true);
-        assert!(real.len() > 20, "the real window pays {} outputs", real.len());
+        assert!(
+            real.len() > 20,
+            "the real window pays {} outputs",
+            real.len()
+        );
         assert_eq!(min_difficulty, real);
         // Where blocks cannot carry powLimit, its bits are the block's real difficulty.
         let (real, easiest) = payouts_of(false);

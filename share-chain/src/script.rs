@@ -34,9 +34,9 @@ pub const WITNESS_SCALE_FACTOR: u32 = 4;
 /// preimage. It is standard (so a share may carry it, rule of §3) and pays no one: the
 /// node puts it in work built before it knows a miner's address.
 pub const UNSPENDABLE_SCRIPT: [u8; 34] = [
-    0x00, 0x20, 0x18, 0x9f, 0x40, 0x03, 0x4b, 0xe7, 0xa1, 0x99, 0xf1, 0xfa, 0x98, 0x91, 0x66,
-    0x8e, 0xe3, 0xab, 0x60, 0x49, 0xf8, 0x2d, 0x38, 0xc6, 0x8b, 0xe7, 0x0f, 0x59, 0x6e, 0xab,
-    0x2e, 0x18, 0x57, 0xb7,
+    0x00, 0x20, 0x18, 0x9f, 0x40, 0x03, 0x4b, 0xe7, 0xa1, 0x99, 0xf1, 0xfa, 0x98, 0x91, 0x66, 0x8e,
+    0xe3, 0xab, 0x60, 0x49, 0xf8, 0x2d, 0x38, 0xc6, 0x8b, 0xe7, 0x0f, 0x59, 0x6e, 0xab, 0x2e, 0x18,
+    0x57, 0xb7,
 ];
 
 impl ScriptKind {
@@ -124,7 +124,9 @@ mod tests {
             ),
             (
                 ScriptKind::P2wpkh,
-                ScriptBuf::new_witness_program(&WitnessProgram::new(WitnessVersion::V0, &h20).unwrap()),
+                ScriptBuf::new_witness_program(
+                    &WitnessProgram::new(WitnessVersion::V0, &h20).unwrap(),
+                ),
             ),
             (
                 ScriptKind::P2wsh,
@@ -132,7 +134,9 @@ mod tests {
             ),
             (
                 ScriptKind::P2tr,
-                ScriptBuf::new_witness_program(&WitnessProgram::new(WitnessVersion::V1, &h32).unwrap()),
+                ScriptBuf::new_witness_program(
+                    &WitnessProgram::new(WitnessVersion::V1, &h32).unwrap(),
+                ),
             ),
         ]
     }
@@ -166,11 +170,12 @@ mod tests {
     #[test]
     fn refuses_anything_else() {
         let multisig_bomb = vec![0xae; 25]; // OP_CHECKMULTISIG x 25: 500 sigops
-        let p2pk = hex_script("2102b6a8bfbbf20881eb0278fdb5bb93b3fc12ca1418d5a7e1b490a2e65b662d7461ac");
+        let p2pk =
+            hex_script("2102b6a8bfbbf20881eb0278fdb5bb93b3fc12ca1418d5a7e1b490a2e65b662d7461ac");
         let cases: Vec<Vec<u8>> = vec![
             vec![],
-            vec![0x51],                         // OP_TRUE
-            vec![0x6a, 0x01, 0x00],             // OP_RETURN
+            vec![0x51],             // OP_TRUE
+            vec![0x6a, 0x01, 0x00], // OP_RETURN
             multisig_bomb,
             p2pk,
             [&[0x00, 0x14][..], &[1; 19]].concat(), // v0, 19 bytes
