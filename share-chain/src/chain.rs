@@ -465,7 +465,7 @@ impl ChainIndex {
                 // The new chain shares nothing with the indexed one (or there was none): it
                 // is indexed from where its known history ends.
                 self.best_by_height.clear();
-                self.best_base = tip.height + 1 - path.len() as u64;
+                self.best_base = (tip.height + 1).saturating_sub(path.len() as u64);
             }
         }
         self.best_by_height.extend(path.into_iter().rev());

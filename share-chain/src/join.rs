@@ -329,8 +329,9 @@ mod tests {
         for i in 0..n {
             let parent = idx.best_hash();
             time += 2;
-            if i % side_every == 3 % side_every {
-                // A sibling of the next share: it becomes an uncle.
+            if parent.is_some() && i % side_every == 3 % side_every {
+                // A sibling of the next share: it becomes an uncle (never a second first
+                // share, which a node with a chain refuses).
                 let side = mine_share(&mut idx, parent, &miner(50 + i as u32 % 3), time);
                 idx.connect(side, u64::from(time)).unwrap();
             }

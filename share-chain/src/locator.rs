@@ -50,7 +50,7 @@ pub fn locator(index: &ChainIndex, max: usize) -> Vec<ShareHash> {
     if max == 0 {
         return Vec::new();
     }
-    let depth = best.height - oldest.height;
+    let depth = best.height.saturating_sub(oldest.height);
     let mut out = Vec::new();
     let mut back = 0u64;
     while back <= depth && out.len() < max {
