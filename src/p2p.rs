@@ -35,6 +35,7 @@ use p2pool_network::{
 };
 use share_chain::chain::ChainIndex;
 use share_chain::join::{base_len, PeerChain};
+use share_chain::locator::{locator, shares_after};
 use share_chain::sharechain::ChainError;
 use share_chain::{Share, ShareHash};
 use tokio::sync::{mpsc, watch};
@@ -460,84 +461,6 @@ fn set_state(
     });
 }
 
-/// The encoded shares of our best chain after the first `locator` hash on it (from our
-/// oldest share if none is), oldest first, at most `max`, ending at `stop` if it is on the
-/// way.
-pub fn shares_after(
-    index: &ChainIndex,
-    locator: &[ShareHash],
-    stop: Option<ShareHash>,
-    max: u32,
-) -> Vec<Vec<u8>> {
-    let Some(best) = index.best() else {
-        return Vec::new();
-    };
-    let best_hash = best.hash;
-    let start = locator
-        .iter()
-        .find(|h| index.is_ancestor(h, best_hash))
-        .and_then(|h| index.get(h))
-        .map(|e| e.height + 1);
-    let start = match start {
-        Some(s) => s,
-        None => match index.ancestors(best_hash).last() {
-            Some(oldest) => oldest.height,
-            None => return Vec::new(),
-        },
-    };
-    if max == 0 || start > best.height {
-        return Vec::new();
-    }
-    let mut end = best.height.min(start.saturating_add(u64::from(max) - 1));
-    if let Some(stop) = stop.and_then(|s| index.get(&s)) {
-        if stop.height >= start && stop.height <= end && index.is_ancestor(&stop.hash, best_hash) {
-            end = stop.height;
-        }
-    }
-    let Some(last) = index.ancestor_at(best_hash, end) else {
-        return Vec::new();
-    };
-    let mut shares: Vec<Vec<u8>> = index
-        .ancestors(last.hash)
-        .take_while(|e| e.height >= start)
-        .map(|e| e.share.encode())
-        .collect();
-    shares.reverse();
-    shares
-}
-
-/// A locator of our best chain: the tip, then hashes 1, 2, 4, 8, ... shares back, and the
-/// oldest share we hold; at most `max` hashes.
-pub fn locator(index: &ChainIndex, max: usize) -> Vec<ShareHash> {
-    let Some(best) = index.best_hash() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut next_step = 0u64;
-    let mut oldest = None;
-    for (i, entry) in index.ancestors(best).enumerate() {
-        let i = i as u64;
-        oldest = Some(entry.hash);
-        if i == next_step {
-            out.push(entry.hash);
-            next_step = if i == 0 { 1 } else { i * 2 };
-        }
-    }
-    if max == 0 {
-        return Vec::new();
-    }
-    out.truncate(max);
-    if let Some(oldest) = oldest {
-        if out.last() != Some(&oldest) {
-            if out.len() == max {
-                out.pop();
-            }
-            out.push(oldest);
-        }
-    }
-    out
-}
-
 /// The most shares a join accumulates: a peer keeps about `base_len` plus a margin; far
 /// more means it is feeding us a chain that never ends.
 fn max_join_run(base_len: usize) -> usize {
@@ -706,12 +629,20 @@ impl Syncer {
             last = shares.last().map(Share::hash);
             if round == 0 && run.is_empty() {
                 let parent = shares[0].info.prev_share;
-                let builds_on_ours = parent.is_zero()
-                    || self
-                        .chain
-                        .call(move |c| c.index().contains(&parent))
-                        .await
-                        .unwrap_or(true);
+                // A chain's first share builds on ours only when we hold none: a node with
+                // a chain takes another first share only through a join (PROTOCOL.md §10).
+                let builds_on_ours = self
+                    .chain
+                    .call(move |c| {
+                        let index = c.index();
+                        if parent.is_zero() {
+                            index.is_empty()
+                        } else {
+                            index.contains(&parent)
+                        }
+                    })
+                    .await
+                    .unwrap_or(true);
                 if !builds_on_ours {
                     info!(
                         %peer,
@@ -903,7 +834,7 @@ impl Syncer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use share_chain::testkit::{grow_chain, mine_share, miner, regtest_preset};
+    use share_chain::testkit::{grow_chain, regtest_preset};
 
     const T0: u32 = 1_700_000_000;
 
@@ -911,64 +842,6 @@ mod tests {
         let mut index = ChainIndex::new(&regtest_preset("[consensus]\nwindow_shares = 20\n"));
         let shares = grow_chain(&mut index, n, 3, T0);
         (index, shares)
-    }
-
-    fn hashes(encoded: &[Vec<u8>]) -> Vec<ShareHash> {
-        encoded
-            .iter()
-            .map(|b| Share::decode(b).unwrap().hash())
-            .collect()
-    }
-
-    #[test]
-    fn locator_is_dense_near_the_tip_and_ends_at_the_oldest() {
-        let (index, shares) = chain(40);
-        let loc = locator(&index, 64);
-        let back = |i: usize| shares[shares.len() - 1 - i].hash();
-        let expected: Vec<ShareHash> = [0, 1, 2, 4, 8, 16, 32, 39]
-            .iter()
-            .map(|&i| back(i))
-            .collect();
-        assert_eq!(loc, expected);
-        let short = locator(&index, 3);
-        assert_eq!(short, vec![back(0), back(1), back(39)]);
-        assert!(locator(&ChainIndex::new(&regtest_preset("")), 64).is_empty());
-    }
-
-    #[test]
-    fn shares_after_follow_the_first_known_locator_hash() {
-        let (index, shares) = chain(12);
-        let all: Vec<ShareHash> = shares.iter().map(|s| s.hash()).collect();
-        // Unknown locator: from our oldest share.
-        let unknown = ShareHash([0x42; 32]);
-        assert_eq!(hashes(&shares_after(&index, &[unknown], None, 100)), all);
-        assert_eq!(hashes(&shares_after(&index, &[], None, 5)), all[..5]);
-        // The first hash we know wins, wherever it is in the locator.
-        let got = shares_after(&index, &[unknown, all[3], all[1]], None, 100);
-        assert_eq!(hashes(&got), all[4..]);
-        // Bounded by max and by stop.
-        assert_eq!(hashes(&shares_after(&index, &[all[3]], None, 2)), all[4..6]);
-        assert_eq!(
-            hashes(&shares_after(&index, &[all[3]], Some(all[7]), 100)),
-            all[4..8]
-        );
-        // Nothing after our tip.
-        assert!(shares_after(&index, &[all[11]], None, 100).is_empty());
-        assert!(shares_after(&index, &[all[3]], None, 0).is_empty());
-    }
-
-    #[test]
-    fn shares_after_a_fork_point_stay_on_the_best_chain() {
-        let (mut index, shares) = chain(6);
-        // A side branch off share 2 that stays shorter than the best chain.
-        let side = mine_share(&mut index, Some(shares[2].hash()), &miner(9), T0 + 1000);
-        let side_hash = side.hash();
-        index.connect(side, u64::from(T0 + 1000)).unwrap();
-        assert_ne!(index.best_hash(), Some(side_hash));
-        // The side share is not on our best chain: the next locator hash (share 2) is used.
-        let got = shares_after(&index, &[side_hash, shares[2].hash()], None, 100);
-        let expected: Vec<ShareHash> = shares[3..].iter().map(|s| s.hash()).collect();
-        assert_eq!(hashes(&got), expected);
     }
 
     #[test]

@@ -249,6 +249,10 @@ fn spawn(args: &[String], datadir: &Path) -> Result<Child, RegtestError> {
         .open(datadir.join("stderr.log"))?;
     Command::new(litecoind_binary())
         .args(args)
+        // litecoind creates `$HOME/.litecoin` even with `-datadir`; two starting at once on a
+        // fresh machine race on that mkdir and one exits ("File exists"). Keep it inside the
+        // throw-away datadir.
+        .env("HOME", datadir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

@@ -327,9 +327,13 @@ async fn a_share_whose_uncle_was_missed_is_accepted() {
     let tip = prefix.last().unwrap();
     let parent = tip.info.prev_share;
 
-    // S: a sibling of T (same parent), later than T, so T stays the best tip (first seen).
+    // S: a sibling of T (same parent), with a higher id, so T stays the best tip.
     let mut x_index = base.clone();
-    let side = mine_share(&mut x_index, Some(parent), &miner(5), tip.header.time + 1);
+    // Equal work: the lower id is best, so S gets a higher id than T.
+    let side = (5..)
+        .map(|m| mine_share(&mut x_index, Some(parent), &miner(m), tip.header.time + 1))
+        .find(|s| s.hash() > tip.hash())
+        .unwrap();
     x_index.connect(side.clone(), now_secs()).unwrap();
     assert_eq!(x_index.best_hash(), Some(tip.hash()));
     let nephew = mine_share(

@@ -599,10 +599,6 @@ async fn ntime_is_bounded_by_the_clock_and_the_presets_max_future() {
         ..StratumConfig::for_preset("127.0.0.1:0".parse().unwrap(), &preset)
     };
     assert_eq!(config.max_future_secs, max_future);
-    assert!(
-        max_future < 7000,
-        "the test needs a bound well under the old 7,200 s"
-    );
     let (server, _stub) = start(config).await;
     server
         .broadcast(template(1, 0xaa, true, hard(), hard()))

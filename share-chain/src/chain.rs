@@ -849,8 +849,12 @@ mod tests {
     fn an_orphaned_sibling_becomes_an_uncle_and_earns_reduced_weight() {
         let mut idx = index();
         let main = grow_chain(&mut idx, 4, 1, T0);
-        // A sibling of main[3] by another miner, seen after it.
-        let uncle = mine_share(&mut idx, Some(main[2].hash()), &miner(7), T0 + 50);
+        // A sibling of main[3] by another miner, with a higher id so that main[3] stays best
+        // (equal work: the lower id wins).
+        let uncle = (7..)
+            .map(|m| mine_share(&mut idx, Some(main[2].hash()), &miner(m), T0 + 50))
+            .find(|s| s.hash() > main[3].hash())
+            .unwrap();
         idx.connect(uncle.clone(), u64::from(T0) + 60).unwrap();
         assert_eq!(idx.best_hash(), Some(main[3].hash()));
         assert_eq!(idx.uncle_candidates(main[3].hash()), vec![uncle.hash()]);
@@ -932,7 +936,8 @@ mod tests {
             idx.connect(easy, now),
             Err(ShareError::ShareTargetTooEasy { .. })
         ));
-        let future = u64::from(shares[9].header.time) - 61;
+        let future =
+            u64::from(shares[9].header.time) - u64::from(idx.consensus.max_future_secs) - 1;
         let err = idx.connect(variants(&idx, &shares[9], 1, false).remove(0), future);
         assert!(matches!(err, Err(ShareError::TimestampInFuture { .. })));
         assert_eq!(idx.orphan_count(), 5);
