@@ -844,24 +844,6 @@ mod tests {
         (index, shares)
     }
 
-    #[test]
-    fn a_peer_chain_replays_into_an_empty_index() {
-        let (source, shares) = chain(30);
-        let mut dest = ChainIndex::new(&regtest_preset("[consensus]\nwindow_shares = 20\n"));
-        let mut rounds = 0;
-        while dest.best_hash() != source.best_hash() {
-            rounds += 1;
-            assert!(rounds < 10, "catch-up does not converge");
-            let loc = locator(&dest, 64);
-            for data in shares_after(&source, &loc, source.best_hash(), 8) {
-                let share = Share::decode(&data).unwrap();
-                dest.connect(share, u64::from(T0) + 10_000).unwrap();
-            }
-        }
-        assert_eq!(rounds, 4);
-        assert_eq!(dest.len(), shares.len());
-    }
-
     #[tokio::test]
     async fn gossip_verdicts_follow_the_chain() {
         let preset = regtest_preset("[consensus]\nwindow_shares = 20\n");
