@@ -836,18 +836,10 @@ mod tests {
     use super::*;
     use share_chain::testkit::{grow_chain, regtest_preset};
 
-    const T0: u32 = 1_700_000_000;
-
-    fn chain(n: usize) -> (ChainIndex, Vec<Share>) {
-        let mut index = ChainIndex::new(&regtest_preset("[consensus]\nwindow_shares = 20\n"));
-        let shares = grow_chain(&mut index, n, 3, T0);
-        (index, shares)
-    }
-
     #[tokio::test]
     async fn gossip_verdicts_follow_the_chain() {
         let preset = regtest_preset("[consensus]\nwindow_shares = 20\n");
-        let (_, shares) = chain(4);
+        let shares = grow_chain(&mut ChainIndex::new(&preset), 4, 3, 1_700_000_000);
         let dir = tempfile::tempdir().unwrap();
         let (handle, _) = ChainHandle::open(dir.path().to_path_buf(), preset).unwrap();
 
