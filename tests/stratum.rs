@@ -84,6 +84,15 @@ async fn start(config: StratumConfig) -> (StratumServer<Stub>, Arc<Stub>) {
     start_with(config, Stub::default()).await
 }
 
+/// A server already serving one easy job (share and block targets any hash meets).
+async fn start_serving(config: StratumConfig) -> (StratumServer<Stub>, Arc<Stub>) {
+    let (server, stub) = start(config).await;
+    server
+        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
+        .unwrap();
+    (server, stub)
+}
+
 async fn start_with(config: StratumConfig, stub: Stub) -> (StratumServer<Stub>, Arc<Stub>) {
     let stub = Arc::new(stub);
     let server = StratumServer::bind(config, &regtest().coin, stub.clone())
@@ -874,10 +883,7 @@ async fn clean_jobs_reach_every_session() {
 async fn hostile_input_closes_only_that_connection() {
     let mut config = base_config();
     config.max_messages_per_sec = 50;
-    let (server, _stub) = start(config).await;
-    server
-        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
-        .unwrap();
+    let (server, _stub) = start_serving(config).await;
     let mut good = Client::connect(server.local_addr()).await;
     good.handshake(USER).await;
 
@@ -939,10 +945,7 @@ async fn invalid_submissions_slow_then_close_their_connection() {
         forgiven_per_sec: 0,
         slowdown: Duration::from_millis(400),
     };
-    let (server, _stub) = start(config).await;
-    server
-        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
-        .unwrap();
+    let (server, _stub) = start_serving(config).await;
     let mut honest = Client::connect(server.local_addr()).await;
     honest.handshake(USER).await;
     let mut junk = Client::connect(server.local_addr()).await;
@@ -1135,10 +1138,7 @@ async fn connection_bound_and_handshake_timeout() {
     let mut config = base_config();
     config.max_connections = 2;
     config.handshake_timeout = Duration::from_millis(500);
-    let (server, _stub) = start(config).await;
-    server
-        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
-        .unwrap();
+    let (server, _stub) = start_serving(config).await;
     let mut a = Client::connect(server.local_addr()).await;
     a.handshake(USER).await;
     let mut idle = Client::connect(server.local_addr()).await;
@@ -1200,10 +1200,7 @@ fn paused(reason: &str) -> Availability {
 async fn a_pause_refuses_new_miners_and_closes_connected_ones_after_the_grace() {
     let mut config = base_config();
     config.pause_grace = Duration::from_millis(800);
-    let (server, _stub) = start(config).await;
-    server
-        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
-        .unwrap();
+    let (server, _stub) = start_serving(config).await;
     let mut miner = Client::connect(server.local_addr()).await;
     miner.handshake(USER).await;
 
@@ -1262,10 +1259,7 @@ async fn a_pause_refuses_new_miners_and_closes_connected_ones_after_the_grace() 
 async fn a_short_pause_keeps_connected_miners() {
     let mut config = base_config();
     config.pause_grace = Duration::from_millis(500);
-    let (server, _stub) = start(config).await;
-    server
-        .broadcast(template(1, 0xaa, true, easy_share(), easy_block()))
-        .unwrap();
+    let (server, _stub) = start_serving(config).await;
     let mut miner = Client::connect(server.local_addr()).await;
     miner.handshake(USER).await;
 
