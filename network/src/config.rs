@@ -90,6 +90,8 @@ impl Default for GossipConfig {
             duplicate_cache_time: Duration::from_secs(120),
             // Room for the node to fetch a missing parent over sync before judging.
             validation_window: Duration::from_secs(10),
+            // Shares come seconds apart; an honest relay has one or two in flight.
+            max_unjudged_per_peer: 16,
         }
     }
 }

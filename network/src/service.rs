@@ -93,6 +93,7 @@ pub async fn spawn(
         outbound: HashMap::new(),
         redial: HashMap::new(),
         inbound: FuturesUnordered::new(),
+        unjudged: HashMap::new(),
         ticks: 0,
     };
     service.bootstrap();
@@ -208,6 +209,9 @@ struct Service {
     /// Failed dials per stored peer: how many in a row, and when to try again.
     redial: HashMap<PeerId, (u32, Instant)>,
     inbound: FuturesUnordered<BoxFuture<'static, InboundDone>>,
+    /// Gossiped shares handed to the node and not judged yet, per relaying peer, oldest
+    /// first (see [`crate::GossipConfig::max_unjudged_per_peer`]).
+    unjudged: HashMap<PeerId, VecDeque<(gossipsub::MessageId, Instant)>>,
     ticks: u64,
 }
 
@@ -288,6 +292,7 @@ impl Service {
                     Verdict::Reject(_) => MessageAcceptance::Reject,
                     Verdict::Ignore => MessageAcceptance::Ignore,
                 };
+                self.judged(&peer, &msg_id);
                 let held = self
                     .swarm
                     .behaviour_mut()
@@ -480,6 +485,7 @@ impl Service {
                     state.connections.remove(&connection_id);
                 }
                 if num_established == 0 {
+                    self.unjudged.remove(&peer_id);
                     if let Some(state) = self.peers.remove(&peer_id) {
                         if state.agent_version.is_some() {
                             self.emit_or_warn(NetworkEvent::PeerDisconnected { peer: peer_id });
@@ -519,29 +525,70 @@ impl Service {
                 if message.topic != self.topic {
                     return;
                 }
+                if !self.may_hand_over(propagation_source) {
+                    debug!(peer = %propagation_source, "too many of the peer's shares await a verdict; share ignored");
+                    self.ignore(&message_id, &propagation_source);
+                    return;
+                }
                 let ev = NetworkEvent::ShareGossip {
                     peer: propagation_source,
                     source: message.source,
                     msg_id: message_id.clone(),
                     data: message.data,
                 };
-                if !self.emit(ev) {
+                if self.emit(ev) {
+                    self.unjudged
+                        .entry(propagation_source)
+                        .or_default()
+                        .push_back((message_id, Instant::now()));
+                } else {
                     // The node cannot take it now: drop it without blaming the peer.
                     warn!("node event queue full; gossiped share ignored");
-                    self.swarm
-                        .behaviour_mut()
-                        .gossipsub
-                        .report_message_validation_result(
-                            &message_id,
-                            &propagation_source,
-                            MessageAcceptance::Ignore,
-                        );
+                    self.ignore(&message_id, &propagation_source);
                 }
             }
             gossipsub::Event::SlowPeer { peer_id, .. } => {
                 debug!(peer = %peer_id, "gossipsub: slow peer");
             }
             other => debug!(?other, "gossipsub event"),
+        }
+    }
+
+    /// Drops a gossiped share without forwarding it or blaming the peer.
+    fn ignore(&mut self, msg_id: &gossipsub::MessageId, peer: &PeerId) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(msg_id, peer, MessageAcceptance::Ignore);
+    }
+
+    /// Whether another share relayed by `peer` may go to the node: fewer than the limit of
+    /// its shares await a verdict. Shares held past the validation window no longer count
+    /// (gossipsub has dropped them).
+    fn may_hand_over(&mut self, peer: PeerId) -> bool {
+        let Some(queue) = self.unjudged.get_mut(&peer) else {
+            return true;
+        };
+        let window = self.config.gossip.validation_window;
+        let now = Instant::now();
+        while queue
+            .front()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > window)
+        {
+            queue.pop_front();
+        }
+        queue.len() < self.config.gossip.max_unjudged_per_peer
+    }
+
+    /// The node judged `msg_id` from `peer`: it no longer counts against the peer's limit.
+    fn judged(&mut self, peer: &PeerId, msg_id: &gossipsub::MessageId) {
+        if let Some(queue) = self.unjudged.get_mut(peer) {
+            if let Some(i) = queue.iter().position(|(m, _)| m == msg_id) {
+                queue.remove(i);
+            }
+            if queue.is_empty() {
+                self.unjudged.remove(peer);
+            }
         }
     }
 

@@ -332,6 +332,54 @@ async fn a_garbage_flooder_is_banned_while_others_keep_exchanging() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_relay_cannot_crowd_honest_shares_out_of_the_node_queue() {
+    init_tracing();
+    // V judges a share in 20 ms and has room for 64 events: X's flood of shares V accepts
+    // (cheap but valid, the worst case: never charged) would fill that queue in a moment.
+    let slow = Script {
+        judge_time: Duration::from_millis(20),
+        ..Script::default()
+    };
+    let mut v_cfg = config(net(1));
+    v_cfg.event_buffer = 64;
+    let mut v = start(v_cfg, slow).await;
+    let mut x = start(config(net(1)), Script::default()).await;
+    let mut y = start(config(net(1)), Script::default()).await;
+    connect(&mut x, &mut v).await;
+    connect(&mut y, &mut v).await;
+    wait_mesh(&[&v, &x, &y], &[2, 1, 1]).await;
+
+    for i in 0..400 {
+        x.handle
+            .publish_share(format!("flood-{i}").into_bytes())
+            .await
+            .unwrap();
+    }
+    // Let the flood arrive, then an honest share: V still takes it, within the time it
+    // takes to judge the few flood shares X may have waiting (16 by default).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    y.handle.publish_share(b"honest-1".to_vec()).await.unwrap();
+    match v.gossip_data(10, b"honest-1").await {
+        Seen::Gossip { from, accepted, .. } => {
+            assert_eq!(from, y.id);
+            assert!(accepted);
+        }
+        other => panic!("{other:?}"),
+    }
+    let waited = t0.elapsed();
+    let flood_judged = v
+        .log
+        .iter()
+        .filter(|s| matches!(s, Seen::Gossip { data, .. } if data.starts_with(b"flood")))
+        .count();
+    eprintln!("honest share judged after {waited:?}; {flood_judged} flood shares judged first");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    // Most of the flood was dropped unjudged rather than queued.
+    assert!(flood_judged < 100, "{flood_judged}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_of_different_networks_never_exchange() {
     init_tracing();
     let mut a = start(config(net(1)), Script::default()).await;

@@ -33,6 +33,9 @@ pub struct Script {
     pub reject: fn(&[u8]) -> bool,
     pub tip: Option<TipInfo>,
     pub shares: Vec<Vec<u8>>,
+    /// How long judging one gossiped share takes (the driver judges one at a time, as the
+    /// node does).
+    pub judge_time: Duration,
 }
 
 impl Default for Script {
@@ -41,6 +44,7 @@ impl Default for Script {
             reject: |_| false,
             tip: None,
             shares: Vec::new(),
+            judge_time: Duration::ZERO,
         }
     }
 }
@@ -96,6 +100,7 @@ async fn drive(
             NetworkEvent::ShareGossip {
                 peer, msg_id, data, ..
             } => {
+                tokio::time::sleep(script.judge_time).await;
                 let accepted = !(script.reject)(&data);
                 let verdict = if accepted {
                     Verdict::Accept
