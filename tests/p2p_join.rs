@@ -48,6 +48,8 @@ impl TestNode {
                 peers,
                 data_dir: dir.path().join("p2p"),
                 mdns: false,
+                min_join_work: Default::default(),
+                sync: Default::default(),
             },
             chain.clone(),
             own_rx,

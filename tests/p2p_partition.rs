@@ -95,6 +95,8 @@ impl Node {
                 peers: Vec::new(),
                 data_dir: dir.path().join("p2p"),
                 mdns: false,
+                min_join_work: Default::default(),
+                sync: Default::default(),
             },
             chain.clone(),
             own_shares,

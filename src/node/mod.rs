@@ -198,6 +198,8 @@ impl Node {
                     peers: config.peers.clone(),
                     data_dir: config.datadir.join("p2p"),
                     mdns: options.mdns,
+                    min_join_work: Default::default(),
+                    sync: Default::default(),
                 },
                 chain.clone(),
                 publish_rx,

@@ -35,11 +35,11 @@ mod sync;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p2pool_network::{
     Multiaddr, NetworkConfig, NetworkError, NetworkEvent, NetworkHandle, NetworkId, PeerId,
-    SyncResponse,
+    SyncResponse, Work,
 };
 use share_chain::join::base_len;
 use tokio::sync::{mpsc, watch};
@@ -62,6 +62,47 @@ pub struct P2pConfig {
     pub data_dir: PathBuf,
     /// Discover peers on the local network with mDNS.
     pub mdns: bool,
+    /// The least work a chain must claim for a node without a chain to take it (0: any).
+    pub min_join_work: Work,
+    /// Deadlines and rates of catching up and joining.
+    pub sync: SyncPolicy,
+}
+
+/// How long the node waits for peers when catching up or joining, and how slow a peer may
+/// be (see `docs/PROTOCOL.md` §13).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncPolicy {
+    /// Longest a catch-up from one peer may take (its tip, the shares, a join, the missing
+    /// shares); also the longest a first sync may pause the miners.
+    pub deadline: Duration,
+    /// How long a catch-up may run before `min_rate` applies.
+    pub grace: Duration,
+    /// Shares per second a catch-up must average once past `grace`.
+    pub min_rate: u32,
+    /// How long a peer found too slow is not synced from.
+    pub slow_cooldown: Duration,
+    /// A node without a chain gathers its peers' offers this long after its first peer
+    /// connects, or until `join_quorum` peers have, before choosing whose chain to take.
+    pub join_window: Duration,
+    pub join_quorum: usize,
+    /// Timeout of one sync request, in both directions.
+    pub request_timeout: Duration,
+}
+
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        SyncPolicy {
+            // A full-window sync or join takes 3 to 15 s here (BENCHMARKS.md).
+            deadline: Duration::from_secs(120),
+            grace: Duration::from_secs(10),
+            // A full window arrives at over 500 shares/s even under load.
+            min_rate: 100,
+            slow_cooldown: Duration::from_secs(600),
+            join_window: Duration::from_secs(3),
+            join_quorum: 8,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Where the node stands with the share-chain network.
@@ -69,14 +110,16 @@ pub struct P2pConfig {
 pub enum SyncState {
     /// No peer: the node mines its own chain.
     Alone,
-    /// Catching up from a peer: `received` shares of a catch-up that needs several
-    /// batches, or of a chain being joined (which needs at least `needed`).
+    /// The node has no usable chain (see [`P2p::start`]) and is catching up from a peer:
+    /// `received` shares of a catch-up that needs several batches, or of a chain being
+    /// joined (which needs at least `needed`). Miners wait.
     Syncing {
         peer: PeerId,
         received: usize,
         needed: Option<usize>,
     },
-    /// Holding the tip of every peer we asked (or as close as they let us get).
+    /// The node has a usable chain: it serves miners, and catch-ups run behind the scenes.
+    /// (Or it has no chain and no peer offered one in time: it mines its own.)
     Synced,
 }
 
@@ -119,6 +162,11 @@ pub struct P2p {
 impl P2p {
     /// Starts the network and the tasks that serve it. `own_shares` carries the encoded
     /// shares this node found, to publish.
+    ///
+    /// The node's chain is *usable* (miners are served while it catches up) once it holds
+    /// a chain and either that chain's tip was at most [`RECENT_TIP_PERIODS`] share periods
+    /// old at start, or a first round of catch-ups with its peers has ended (done, failed,
+    /// or cut off by the deadline).
     pub async fn start(
         config: P2pConfig,
         chain: ChainHandle,
@@ -129,6 +177,7 @@ impl P2p {
         net_config.bootstrap = config.peers;
         net_config.data_dir = Some(config.data_dir);
         net_config.enable_mdns = config.mdns;
+        net_config.request_timeout = config.sync.request_timeout;
         let max_locator = net_config.limits.max_locator;
         let batch = net_config.limits.max_shares_per_response;
         let (handle, events) = p2pool_network::spawn(net_config).await?;
@@ -141,10 +190,19 @@ impl P2p {
         let syncing = Arc::new(AtomicBool::new(false));
         let (state_tx, state) = watch::channel(SyncState::Alone);
         let state_tx = Arc::new(state_tx);
-        let base = chain
-            .call(|c| base_len(c.index().params()))
+        let now = now_secs();
+        let (base, recent) = chain
+            .call(move |c| {
+                let index = c.index();
+                let period = u64::from(index.params().share_period_secs);
+                let recent = index.best().is_some_and(|b| {
+                    u64::from(b.share.header.time) + RECENT_TIP_PERIODS * period >= now
+                });
+                (base_len(index.params()), recent)
+            })
             .await
-            .unwrap_or(0);
+            .unwrap_or((0, false));
+        let usable = Arc::new(AtomicBool::new(recent));
         let (sync_tx, sync_rx) = mpsc::unbounded_channel();
         let sync = sync::Syncer {
             handle: handle.clone(),
@@ -154,7 +212,11 @@ impl P2p {
             base_len: base,
             syncing: syncing.clone(),
             state: state_tx.clone(),
+            usable: usable.clone(),
+            policy: config.sync,
+            min_join_work: config.min_join_work,
             declined: Default::default(),
+            slow: Default::default(),
             next_request: tokio::sync::Mutex::new(tokio::time::Instant::now()),
         };
         let tasks = vec![
@@ -166,6 +228,7 @@ impl P2p {
                 own_shares,
                 sync_tx,
                 state_tx,
+                usable,
             )),
         ];
         Ok(P2p {
@@ -227,6 +290,10 @@ fn now_secs() -> u64 {
 /// catch-up is repaired without waiting for the next share.
 const RESYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A chain whose tip is at most this many share periods old when the node starts is usable
+/// at once: a quick restart does not pause the miners.
+pub const RECENT_TIP_PERIODS: u64 = 10;
+
 /// Drains the network's events and publishes our own shares.
 async fn serve(
     handle: NetworkHandle,
@@ -235,6 +302,7 @@ async fn serve(
     mut own_shares: mpsc::UnboundedReceiver<Vec<u8>>,
     sync: mpsc::UnboundedSender<PeerId>,
     state: Arc<watch::Sender<SyncState>>,
+    usable: Arc<AtomicBool>,
 ) {
     let mut resync = tokio::time::interval(RESYNC_INTERVAL);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -249,7 +317,7 @@ async fn serve(
                 }
             }
             event = events.recv() => match event {
-                Some(event) => on_event(&handle, &chain, &sync, &state, event).await,
+                Some(event) => on_event(&handle, &chain, &sync, &state, &usable, event).await,
                 None => return,
             },
             Some(share) = own_shares.recv() => {
@@ -268,20 +336,25 @@ async fn on_event(
     chain: &ChainHandle,
     sync: &mpsc::UnboundedSender<PeerId>,
     state: &watch::Sender<SyncState>,
+    usable: &AtomicBool,
     event: NetworkEvent,
 ) {
     match event {
         NetworkEvent::Listening { addr } => info!(%addr, "share-chain network listening"),
         NetworkEvent::PeerConnected { peer, addr, .. } => {
             info!(%peer, %addr, "peer connected");
-            // A first peer: hold miners until we know whether its chain is ahead.
-            set_state(state, |s| {
-                (*s == SyncState::Alone).then_some(SyncState::Syncing {
+            // A first peer: without a usable chain, hold miners until we know whether its
+            // chain is ahead.
+            let next = if usable.load(Ordering::Relaxed) {
+                SyncState::Synced
+            } else {
+                SyncState::Syncing {
                     peer,
                     received: 0,
                     needed: None,
-                })
-            });
+                }
+            };
+            set_state(state, |s| (*s == SyncState::Alone).then_some(next));
             let _ = sync.send(peer);
         }
         NetworkEvent::PeerDisconnected { peer } => {

@@ -3,12 +3,22 @@
 //! chain after a locator of ours; if the peer's chain does not build on anything we hold,
 //! it fetches the whole chain with the uncles it names and joins it; then it fetches by hash
 //! what the orphan pool waits for.
+//!
+//! No peer can hold it: each catch-up has a deadline and, after a grace, a minimum rate of
+//! shares; a peer that misses either is not synced from for a while and the others are
+//! tried. A node without a chain first gathers its peers' offers for a moment and tries the
+//! one claiming the most work first, and takes none claiming less than the minimum.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use p2pool_network::{Misbehaviour, NetworkError, NetworkHandle, PeerId};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use p2pool_network::{Misbehaviour, NetworkError, NetworkHandle, PeerId, TipInfo, Work};
+use tokio::time::Instant;
 use share_chain::join::PeerChain;
 use share_chain::locator::locator;
 use share_chain::sharechain::ChainError;
@@ -17,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::gossip::{connect_batch, connect_bytes, Outcome};
-use super::{now_secs, set_state, SyncState};
+use super::{now_secs, set_state, SyncPolicy, SyncState};
 use crate::chain_service::ChainHandle;
 
 /// The most batches one catch-up fetches before asking the peer's tip again; bounds a
@@ -43,9 +53,17 @@ pub(super) struct Syncer {
     pub(super) base_len: usize,
     pub(super) syncing: Arc<AtomicBool>,
     pub(super) state: Arc<watch::Sender<SyncState>>,
+    /// Whether the node's chain is usable (see [`super::P2p::start`]): then catch-ups do not
+    /// pause the miners.
+    pub(super) usable: Arc<AtomicBool>,
+    pub(super) policy: SyncPolicy,
+    /// See [`super::P2pConfig::min_join_work`].
+    pub(super) min_join_work: Work,
     /// Per peer, the tip of a chain we chose not to join (it has less recent work than
     /// ours): not fetched again until the peer's tip changes.
-    pub(super) declined: std::sync::Mutex<std::collections::HashMap<PeerId, ShareHash>>,
+    pub(super) declined: std::sync::Mutex<HashMap<PeerId, ShareHash>>,
+    /// Peers found too slow, and until when they are not synced from.
+    pub(super) slow: std::sync::Mutex<HashMap<PeerId, Instant>>,
     /// When the next sync request may go out (see [`Syncer::pace`]).
     pub(super) next_request: tokio::sync::Mutex<tokio::time::Instant>,
 }
@@ -56,7 +74,7 @@ const REQUEST_SPACING: std::time::Duration = std::time::Duration::from_millis(
     (1000.0 / (0.8 * p2pool_network::DEFAULT_REQUEST_RATE)) as u64,
 );
 
-/// Peers remembered in [`Syncer::declined`] at most.
+/// Peers remembered in [`Syncer::declined`] (and in [`Syncer::slow`]) at most.
 const MAX_DECLINED: usize = 1024;
 
 /// What a catch-up received: shares it connected, or a chain to join.
@@ -65,30 +83,180 @@ enum Fetched {
     Join(Vec<Share>),
 }
 
+/// Why a catch-up from a peer stopped early.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SyncError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error("{received} shares in {elapsed:?}: slower than the minimum rate")]
+    TooSlow { received: usize, elapsed: Duration },
+    #[error("not done within the deadline of {0:?}")]
+    Deadline(Duration),
+}
+
 impl Syncer {
     pub(super) async fn run(self, mut requests: mpsc::UnboundedReceiver<PeerId>) {
         while let Some(first) = requests.recv().await {
             // Several orphans from one peer in a row need one catch-up, not several.
             let mut peers = vec![first];
             let mut seen: HashSet<PeerId> = HashSet::from([first]);
+            self.syncing.store(true, Ordering::Relaxed);
+            if !self.has_chain().await {
+                self.gather(&mut requests, &mut peers, &mut seen).await;
+                self.rank_offers(&mut peers).await;
+            }
             while let Ok(peer) = requests.try_recv() {
                 if seen.insert(peer) {
                     peers.push(peer);
                 }
             }
-            self.syncing.store(true, Ordering::Relaxed);
-            for peer in peers {
-                if let Err(e) = self.catch_up(peer).await {
-                    debug!(%peer, error = %e, "sync with peer stopped");
+            let round = Instant::now();
+            let mut next = 0;
+            while let Some(&peer) = peers.get(next) {
+                next += 1;
+                match self.catch_up_bounded(peer).await {
+                    Ok(()) => {}
+                    Err(SyncError::Network(e)) => debug!(%peer, error = %e, "sync with peer stopped"),
+                    Err(e) => {
+                        warn!(%peer, error = %e, "peer too slow to sync from; trying the others");
+                        self.mark_slow(peer);
+                        for other in self.other_peers(&seen).await {
+                            seen.insert(other);
+                            peers.push(other);
+                        }
+                    }
+                }
+                if round.elapsed() >= self.policy.deadline {
+                    // However many peers are left to try, the miners wait no longer.
+                    self.release().await;
                 }
             }
             self.syncing.store(false, Ordering::Relaxed);
             // Every peer we were asked about has been tried: serve again. (A peer that
             // refuses or fails cannot hold our miners hostage.)
-            set_state(&self.state, |s| {
-                matches!(s, SyncState::Syncing { .. }).then_some(SyncState::Synced)
-            });
+            self.release().await;
         }
+    }
+
+    /// Ends a pause of the miners: from now on a chain the node holds is usable.
+    async fn release(&self) {
+        if self.has_chain().await {
+            self.usable.store(true, Ordering::Relaxed);
+        }
+        set_state(&self.state, |s| {
+            matches!(s, SyncState::Syncing { .. }).then_some(SyncState::Synced)
+        });
+    }
+
+    async fn has_chain(&self) -> bool {
+        self.chain
+            .call(|c| c.index().best_hash().is_some())
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Without a chain: waits for more peers to connect, for the join window after the
+    /// first or until the quorum, so the first peer to answer does not choose our chain.
+    async fn gather(
+        &self,
+        requests: &mut mpsc::UnboundedReceiver<PeerId>,
+        peers: &mut Vec<PeerId>,
+        seen: &mut HashSet<PeerId>,
+    ) {
+        let until = Instant::now() + self.policy.join_window;
+        while peers.len() < self.policy.join_quorum {
+            match tokio::time::timeout_at(until, requests.recv()).await {
+                Ok(Some(peer)) => {
+                    if seen.insert(peer) {
+                        peers.push(peer);
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
+    /// Orders `peers` by the work their tips claim, most first (then the higher tip, then
+    /// by id); peers without a tip come last. The claim is only a hint of which chain to
+    /// fetch first: the chain itself is validated, and a lighter one is replaced by a
+    /// heavier one as usual.
+    async fn rank_offers(&self, peers: &mut [PeerId]) {
+        let asks = peers.iter().map(|&peer| async move {
+            self.pace().await;
+            let tip = self.handle.request_tip(peer).await.ok().flatten();
+            (peer, tip)
+        });
+        let offers: HashMap<PeerId, TipInfo> = join_all(asks)
+            .await
+            .into_iter()
+            .filter_map(|(peer, tip)| Some((peer, tip?)))
+            .collect();
+        let key = |p: &PeerId| offers.get(p).map(|t| (t.chain_work, t.height));
+        peers.sort_by(|a, b| key(b).cmp(&key(a)).then(a.cmp(b)));
+        info!(
+            peers = peers.len(),
+            offers = offers.len(),
+            "no chain yet: chose the order of the peers' offers"
+        );
+    }
+
+    /// Connected peers on our network not in `seen` and not too slow.
+    async fn other_peers(&self, seen: &HashSet<PeerId>) -> Vec<PeerId> {
+        let mut others: Vec<PeerId> = self
+            .handle
+            .peers()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.agent_version.is_some() && !seen.contains(&p.peer))
+            .map(|p| p.peer)
+            .filter(|p| !self.is_slow(p))
+            .collect();
+        others.sort();
+        others
+    }
+
+    fn is_slow(&self, peer: &PeerId) -> bool {
+        self.slow
+            .lock()
+            .is_ok_and(|s| s.get(peer).is_some_and(|until| *until > Instant::now()))
+    }
+
+    fn mark_slow(&self, peer: PeerId) {
+        if let Ok(mut slow) = self.slow.lock() {
+            let now = Instant::now();
+            if slow.len() >= MAX_DECLINED {
+                slow.retain(|_, until| *until > now);
+                if slow.len() >= MAX_DECLINED {
+                    slow.clear();
+                }
+            }
+            slow.insert(peer, now + self.policy.slow_cooldown);
+        }
+    }
+
+    /// [`Self::catch_up`] within the deadline, unless the peer is on its slow cooldown.
+    async fn catch_up_bounded(&self, peer: PeerId) -> Result<(), SyncError> {
+        if self.is_slow(&peer) {
+            debug!(%peer, "not syncing from a peer found too slow");
+            return Ok(());
+        }
+        let started = Instant::now();
+        let deadline = self.policy.deadline;
+        tokio::time::timeout(deadline, self.catch_up(peer, started))
+            .await
+            .map_err(|_| SyncError::Deadline(deadline))?
+    }
+
+    /// Fails once past the grace if fewer than the minimum rate of shares came in since
+    /// `started`.
+    fn check_rate(&self, started: Instant, received: usize) -> Result<(), SyncError> {
+        let elapsed = started.elapsed();
+        let needed = u128::from(self.policy.min_rate) * elapsed.as_millis();
+        if elapsed > self.policy.grace && (received as u128) * 1000 < needed {
+            return Err(SyncError::TooSlow { received, elapsed });
+        }
+        Ok(())
     }
 
     /// Waits until the next sync request may go out. The syncer asks one peer at a time,
@@ -105,7 +273,11 @@ impl Syncer {
         self.max_locator.min(self.batch as usize).max(1)
     }
 
+    /// Reports a catch-up that pauses the miners, unless the chain is usable.
     fn progress(&self, peer: PeerId, received: usize, needed: Option<usize>) {
+        if self.usable.load(Ordering::Relaxed) {
+            return;
+        }
         set_state(&self.state, |_| {
             Some(SyncState::Syncing {
                 peer,
@@ -116,34 +288,58 @@ impl Syncer {
     }
 
     /// Fetches `peer`'s best chain until we hold its tip or it sends nothing new, joining it
-    /// if it does not build on ours; then fetches what our orphans wait for.
-    async fn catch_up(&self, peer: PeerId) -> Result<(), NetworkError> {
+    /// if it does not build on ours; then fetches what our orphans wait for. Without a chain
+    /// of our own, a tip claiming less than the minimum work is not taken.
+    async fn catch_up(&self, peer: PeerId, started: Instant) -> Result<(), SyncError> {
         self.pace().await;
         if let Some(tip) = self.handle.request_tip(peer).await? {
-            let known = self
+            let (known, have_chain) = self
                 .chain
-                .call(move |c| c.index().contains(&tip.hash))
+                .call(move |c| (c.index().contains(&tip.hash), c.index().best().is_some()))
                 .await
-                .unwrap_or(true);
+                .unwrap_or((true, true));
             let declined = self
                 .declined
                 .lock()
                 .is_ok_and(|d| d.get(&peer) == Some(&tip.hash));
             if declined {
                 debug!(%peer, tip = %tip.hash, "the peer's chain was declined already");
+            } else if !have_chain && tip.chain_work < self.min_join_work {
+                info!(
+                    %peer,
+                    work = tip.chain_work.0,
+                    min = self.min_join_work.0,
+                    "the peer's chain claims less work than a chain must have to be joined"
+                );
+                self.decline(peer, tip.hash);
             } else if !known {
                 info!(%peer, tip = %tip.hash, height = tip.height, "syncing from peer");
-                if let Fetched::Join(run) = self.fetch_chain(peer, tip.hash).await? {
-                    self.join(peer, run).await?;
+                if let Fetched::Join(run) = self.fetch_chain(peer, tip.hash, started).await? {
+                    self.join(peer, run, started).await?;
                 }
             }
         }
-        self.fetch_missing(peer).await
+        Ok(self.fetch_missing(peer).await?)
+    }
+
+    /// Remembers not to fetch `peer`'s chain again while its tip stays `tip`.
+    fn decline(&self, peer: PeerId, tip: ShareHash) {
+        if let Ok(mut declined) = self.declined.lock() {
+            if declined.len() >= MAX_DECLINED {
+                declined.clear();
+            }
+            declined.insert(peer, tip);
+        }
     }
 
     /// Batches of `peer`'s best chain up to `tip`, connected as they come; or, if the first
     /// batch does not build on anything we hold, the whole chain, for [`Self::join`].
-    async fn fetch_chain(&self, peer: PeerId, tip: ShareHash) -> Result<Fetched, NetworkError> {
+    async fn fetch_chain(
+        &self,
+        peer: PeerId,
+        tip: ShareHash,
+        started: Instant,
+    ) -> Result<Fetched, SyncError> {
         let (mut received, mut connected) = (0usize, 0usize);
         let mut last: Option<ShareHash> = None;
         let mut run: Vec<Share> = Vec::new();
@@ -189,6 +385,7 @@ impl Syncer {
                 }
             }
             received += shares.len();
+            self.check_rate(started, received)?;
             last = shares.last().map(Share::hash);
             if round == 0 && run.is_empty() {
                 let parent = shares[0].info.prev_share;
@@ -278,7 +475,7 @@ impl Syncer {
     }
 
     /// Fetches the uncles `run` names and joins the chain through the chain thread.
-    async fn join(&self, peer: PeerId, run: Vec<Share>) -> Result<(), NetworkError> {
+    async fn join(&self, peer: PeerId, run: Vec<Share>, started: Instant) -> Result<(), SyncError> {
         let in_run: HashSet<ShareHash> = run.iter().map(Share::hash).collect();
         let mut wanted: Vec<ShareHash> = run
             .iter()
@@ -303,6 +500,7 @@ impl Syncer {
                     }
                 }
             }
+            self.check_rate(started, run.len() + uncles.len())?;
         }
         let (len, uncle_count) = (run.len(), uncles.len());
         let run_tip = run.last().map(Share::hash);
@@ -329,11 +527,8 @@ impl Syncer {
             }
             Ok(Err(e)) => {
                 info!(%peer, error = %e, "not joining the peer's chain");
-                if let (Some(tip), Ok(mut declined)) = (run_tip, self.declined.lock()) {
-                    if declined.len() >= MAX_DECLINED {
-                        declined.clear();
-                    }
-                    declined.insert(peer, tip);
+                if let Some(tip) = run_tip {
+                    self.decline(peer, tip);
                 }
             }
             Err(_) => debug!("the chain thread is gone"),
