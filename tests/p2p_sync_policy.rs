@@ -190,9 +190,11 @@ async fn a_slow_peer_does_not_keep_a_node_without_a_chain_syncing() {
     .await;
     // It answers one share in 1.7 s: far below 5 shares/s once the second of grace is
     // over, so the node gives up on it well within the deadline.
-    let paused = within("serving again", DEADLINE + Duration::from_secs(3), async || {
-        node.state().may_serve()
-    })
+    let paused = within(
+        "serving again",
+        DEADLINE + Duration::from_secs(3),
+        async || node.state().may_serve(),
+    )
     .await;
     eprintln!("miners paused for {paused:?} by the slow peer");
     // And it does not go back to it (the resync every 5 s skips it).
@@ -213,9 +215,11 @@ async fn a_slow_peer_never_pauses_a_node_with_a_usable_chain() {
     let (_, shares) = mine(40, 0, -18);
     let (_hostile, addr) = slow_peer(shares.clone(), TIMEOUT - Duration::from_millis(300)).await;
     let node = Node::start(&shares[..20], vec![addr], Work::default()).await;
-    within("a catch-up from the peer", Duration::from_secs(10), async || {
-        node.p2p.is_syncing()
-    })
+    within(
+        "a catch-up from the peer",
+        Duration::from_secs(10),
+        async || node.p2p.is_syncing(),
+    )
     .await;
     let t0 = Instant::now();
     let mut gave_up = None;

@@ -403,7 +403,6 @@ async fn on_event(
     }
 }
 
-
 /// Changes the sync state if `change` says so, logging each transition once.
 fn set_state(
     state: &watch::Sender<SyncState>,

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use p2pool_network::{Misbehaviour, NetworkError, NetworkHandle, PeerId, TipInfo, Work};
-use tokio::time::Instant;
 use share_chain::join::PeerChain;
 use share_chain::locator::locator;
 use share_chain::sharechain::ChainError;
 use share_chain::{Share, ShareHash};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::gossip::{connect_batch, connect_bytes, Outcome};
@@ -116,7 +116,9 @@ impl Syncer {
                 next += 1;
                 match self.catch_up_bounded(peer).await {
                     Ok(()) => {}
-                    Err(SyncError::Network(e)) => debug!(%peer, error = %e, "sync with peer stopped"),
+                    Err(SyncError::Network(e)) => {
+                        debug!(%peer, error = %e, "sync with peer stopped")
+                    }
                     Err(e) => {
                         warn!(%peer, error = %e, "peer too slow to sync from; trying the others");
                         self.mark_slow(peer);
@@ -588,4 +590,3 @@ impl Syncer {
         Ok(())
     }
 }
-
