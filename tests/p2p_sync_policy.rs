@@ -141,7 +141,7 @@ async fn slow_peer(shares: Vec<Share>, delay: Duration) -> (NetworkHandle, Multi
             match event {
                 NetworkEvent::InboundSyncRequest { request, reply, .. } => {
                     let response = match request {
-                        SyncRequest::GetTip => SyncResponse::Tip(Some(tip.clone())),
+                        SyncRequest::GetTip => SyncResponse::Tip(Some(tip)),
                         SyncRequest::GetShares { locator, .. } => {
                             let after = shares
                                 .iter()
