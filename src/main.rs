@@ -82,6 +82,10 @@ struct RunArgs {
     /// counts once per connection).
     #[arg(long, default_value_t = 10_000)]
     stratum_max_connections: usize,
+    /// The least work of a share chain this node joins, in millionths of a block's work at
+    /// litecoind's current target (0: any chain; see docs/PROTOCOL.md §11.1).
+    #[arg(long, default_value_t = p2pool::node::DEFAULT_MIN_JOIN_WORK_PPM)]
+    min_join_work_ppm: u32,
     /// Operator fee in percent of the weight of shares mined through this node.
     #[arg(long, requires = "fee_address")]
     fee: Option<f64>,
@@ -231,6 +235,7 @@ async fn run(args: RunArgs) -> Result<()> {
             stratum_max_connections: args.stratum_max_connections,
             api: Some(api),
             mdns: args.mdns,
+            min_join_work_ppm: args.min_join_work_ppm,
         },
     )
     .await?;

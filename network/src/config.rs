@@ -80,6 +80,10 @@ pub struct GossipConfig {
     /// How long a received share is held for the node's verdict. A verdict given later
     /// finds the message gone: it is not forwarded (the node still has the share).
     pub validation_window: Duration,
+    /// How many of one relaying peer's shares may await the node's verdict at once; more
+    /// are ignored unjudged (not forwarded), so a flooder cannot fill the node's queue
+    /// ahead of honest shares while its score runs down to a ban.
+    pub max_unjudged_per_peer: usize,
 }
 
 impl Default for GossipConfig {

@@ -32,6 +32,10 @@ pub enum Misbehaviour {
     Flood,
     /// A sync response that does not answer the request (wrong kind, more shares than asked).
     UnexpectedResponse,
+    /// A chain's first share sent to a node that holds a chain: valid work, perhaps from an
+    /// honest node that started a chain at the same moment, so charged mildly; a stream of
+    /// them (cheap to mine on an easy target) still bans.
+    RefusedRoot,
     /// Anything else the node judges bad; small penalty.
     Other,
 }
@@ -49,6 +53,7 @@ impl Misbehaviour {
             Misbehaviour::RequestOverLimits => 30.0,
             Misbehaviour::Flood => 12.0,
             Misbehaviour::UnexpectedResponse => 30.0,
+            Misbehaviour::RefusedRoot => 12.0,
             Misbehaviour::Other => 10.0,
         }
     }

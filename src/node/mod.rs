@@ -17,6 +17,7 @@
 //! Otherwise Stratum is paused with the reason, and resumes with fresh work by itself.
 
 mod jobs;
+mod join_work;
 mod readiness;
 mod solutions;
 
@@ -32,6 +33,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::info;
 
 pub use jobs::NodeWork;
+pub use join_work::DEFAULT_MIN_JOIN_WORK_PPM;
 pub use readiness::{
     daemon_condition, Condition, Readiness, ReadinessHandle, DAEMON_CONDITION, SYNC_CONDITION,
 };
@@ -99,6 +101,9 @@ pub struct NodeOptions {
     pub api: Option<SocketAddr>,
     /// Discover share-chain peers on the local network with mDNS.
     pub mdns: bool,
+    /// The least work of a chain this node joins, in millionths of a block's work at
+    /// litecoind's target (see [`join_work`]; 0 joins any chain).
+    pub min_join_work_ppm: u32,
 }
 
 impl Default for NodeOptions {
@@ -108,6 +113,7 @@ impl Default for NodeOptions {
             stratum_max_connections: StratumConfig::default().max_connections,
             api: None,
             mdns: false,
+            min_join_work_ppm: join_work::DEFAULT_MIN_JOIN_WORK_PPM,
         }
     }
 }
@@ -247,6 +253,12 @@ impl Node {
             tasks.push(tokio::spawn(follow_sync(
                 p2p.sync_state(),
                 readiness.clone(),
+            )));
+            tasks.push(tokio::spawn(join_work::follow_block_target(
+                watcher.subscribe(),
+                preset.coin.clone(),
+                options.min_join_work_ppm,
+                p2p.min_join_work(),
             )));
         }
         Ok(Node {

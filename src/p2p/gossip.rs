@@ -18,6 +18,8 @@ pub(super) enum Outcome {
     Connected(usize),
     Duplicate,
     Orphan,
+    /// A chain's first share, and we hold a chain: only a join replaces it.
+    RootRefused,
     /// Not valid now but not the sender's fault (a timestamp ahead of our clock).
     Unripe,
     Invalid,
@@ -78,6 +80,9 @@ fn outcome(
         Err(ChainError::Invalid(e)) => {
             if e.is_orphan() {
                 Outcome::Orphan
+            } else if matches!(e, share_chain::validation::ShareError::RootRefused(_)) {
+                debug!(share = %hash, "a chain's first share, and we hold a chain");
+                Outcome::RootRefused
             } else if e.is_punishable() {
                 info!(share = %hash, error = %e, "invalid share from a peer");
                 Outcome::Invalid
@@ -101,6 +106,8 @@ pub(super) async fn judge_gossip(chain: &ChainHandle, data: Vec<u8>) -> (Verdict
         Outcome::Orphan => (Verdict::Ignore, true),
         Outcome::Duplicate | Outcome::Unripe | Outcome::Unavailable => (Verdict::Ignore, false),
         Outcome::Invalid => (Verdict::Reject(Misbehaviour::InvalidShare), false),
+        // Not forwarded; the sender's own chain reaches us by a join if it has more work.
+        Outcome::RootRefused => (Verdict::Reject(Misbehaviour::RefusedRoot), false),
         Outcome::Garbage => (Verdict::Reject(Misbehaviour::Garbage), false),
     }
 }
@@ -110,14 +117,14 @@ mod tests {
     use super::*;
     use crate::chain_service::ChainHandle;
     use share_chain::chain::ChainIndex;
-    use share_chain::testkit::{grow_chain, regtest_preset};
+    use share_chain::testkit::{grow_chain, mine_share, miner, regtest_preset};
 
     #[tokio::test]
     async fn gossip_verdicts_follow_the_chain() {
         let preset = regtest_preset("[consensus]\nwindow_shares = 20\n");
         let shares = grow_chain(&mut ChainIndex::new(&preset), 4, 3, 1_700_000_000);
         let dir = tempfile::tempdir().unwrap();
-        let (handle, _) = ChainHandle::open(dir.path().to_path_buf(), preset).unwrap();
+        let (handle, _) = ChainHandle::open(dir.path().to_path_buf(), preset.clone()).unwrap();
 
         let garbage = judge_gossip(&handle, vec![0xff; 7]).await;
         assert_eq!(garbage, (Verdict::Reject(Misbehaviour::Garbage), false));
@@ -137,6 +144,15 @@ mod tests {
         assert_eq!(
             connect_bytes(&handle, shares[1].encode()).await,
             Outcome::Connected(2)
+        );
+        let tip = handle.call(|c| c.index().best_hash()).await.unwrap();
+        assert_eq!(tip, Some(shares[2].hash()));
+        // Another chain's first share: refused, charged mildly, not forwarded.
+        let mut other = ChainIndex::new(&preset);
+        let root = mine_share(&mut other, None, &miner(9), 1_700_000_100);
+        assert_eq!(
+            judge_gossip(&handle, root.encode()).await,
+            (Verdict::Reject(Misbehaviour::RefusedRoot), false)
         );
         let tip = handle.call(|c| c.index().best_hash()).await.unwrap();
         assert_eq!(tip, Some(shares[2].hash()));

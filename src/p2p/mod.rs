@@ -31,7 +31,6 @@ mod answers;
 mod gossip;
 mod sync;
 
-
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,7 +61,9 @@ pub struct P2pConfig {
     pub data_dir: PathBuf,
     /// Discover peers on the local network with mDNS.
     pub mdns: bool,
-    /// The least work a chain must claim for a node without a chain to take it (0: any).
+    /// The least work a chain must have to be joined (0: any): its tip's claim when the
+    /// node has no chain, and its recent work when it is joined (PROTOCOL.md §11.1, §13).
+    /// The node follows its coin daemon's block target with [`P2p::set_min_join_work`].
     pub min_join_work: Work,
     /// Deadlines and rates of catching up and joining.
     pub sync: SyncPolicy,
@@ -150,12 +151,32 @@ impl std::fmt::Display for SyncState {
     }
 }
 
+/// Sets the least work a chain must have to be joined (see [`P2pConfig::min_join_work`]),
+/// from any task; the node follows its coin daemon's block target with it.
+#[derive(Clone, Debug)]
+pub struct MinJoinWork(Arc<watch::Sender<Work>>);
+
+impl MinJoinWork {
+    pub fn set(&self, work: Work) {
+        self.0.send_if_modified(|current| {
+            let changed = *current != work;
+            *current = work;
+            changed
+        });
+    }
+
+    pub fn get(&self) -> Work {
+        *self.0.borrow()
+    }
+}
+
 /// The running network side of a node.
 pub struct P2p {
     handle: NetworkHandle,
     listen_addrs: Vec<Multiaddr>,
     syncing: Arc<AtomicBool>,
     state: watch::Receiver<SyncState>,
+    min_join_work: Arc<watch::Sender<Work>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -203,6 +224,8 @@ impl P2p {
             .await
             .unwrap_or((0, false));
         let usable = Arc::new(AtomicBool::new(recent));
+        let (min_join_work, min_join_work_rx) = watch::channel(config.min_join_work);
+        let min_join_work = Arc::new(min_join_work);
         let (sync_tx, sync_rx) = mpsc::unbounded_channel();
         let sync = sync::Syncer {
             handle: handle.clone(),
@@ -214,7 +237,7 @@ impl P2p {
             state: state_tx.clone(),
             usable: usable.clone(),
             policy: config.sync,
-            min_join_work: config.min_join_work,
+            min_join_work: min_join_work_rx,
             declined: Default::default(),
             slow: Default::default(),
             next_request: tokio::sync::Mutex::new(tokio::time::Instant::now()),
@@ -236,6 +259,7 @@ impl P2p {
             listen_addrs: status.listen_addrs,
             syncing,
             state,
+            min_join_work,
             tasks,
         })
     }
@@ -265,6 +289,11 @@ impl P2p {
     /// The sync state, kept up to date (see [`SyncState::may_serve`]).
     pub fn sync_state(&self) -> watch::Receiver<SyncState> {
         self.state.clone()
+    }
+
+    /// A handle that sets the least work a chain must have to be joined.
+    pub fn min_join_work(&self) -> MinJoinWork {
+        MinJoinWork(self.min_join_work.clone())
     }
 
     pub fn handle(&self) -> &NetworkHandle {

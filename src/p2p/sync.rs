@@ -9,11 +9,9 @@
 //! tried. A node without a chain first gathers its peers' offers for a moment and tries the
 //! one claiming the most work first, and takes none claiming less than the minimum.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -57,8 +55,8 @@ pub(super) struct Syncer {
     /// pause the miners.
     pub(super) usable: Arc<AtomicBool>,
     pub(super) policy: SyncPolicy,
-    /// See [`super::P2pConfig::min_join_work`].
-    pub(super) min_join_work: Work,
+    /// See [`super::P2pConfig::min_join_work`]; set through [`super::MinJoinWork`].
+    pub(super) min_join_work: watch::Receiver<Work>,
     /// Per peer, the tip of a chain we chose not to join (it has less recent work than
     /// ours): not fetched again until the peer's tip changes.
     pub(super) declined: std::sync::Mutex<HashMap<PeerId, ShareHash>>,
@@ -292,6 +290,11 @@ impl Syncer {
     /// Fetches `peer`'s best chain until we hold its tip or it sends nothing new, joining it
     /// if it does not build on ours; then fetches what our orphans wait for. Without a chain
     /// of our own, a tip claiming less than the minimum work is not taken.
+    /// The least work a chain must have to be joined, as the node last set it.
+    fn min_join_work(&self) -> Work {
+        *self.min_join_work.borrow()
+    }
+
     async fn catch_up(&self, peer: PeerId, started: Instant) -> Result<(), SyncError> {
         self.pace().await;
         if let Some(tip) = self.handle.request_tip(peer).await? {
@@ -306,11 +309,11 @@ impl Syncer {
                 .is_ok_and(|d| d.get(&peer) == Some(&tip.hash));
             if declined {
                 debug!(%peer, tip = %tip.hash, "the peer's chain was declined already");
-            } else if !have_chain && tip.chain_work < self.min_join_work {
+            } else if !have_chain && tip.chain_work < self.min_join_work() {
                 info!(
                     %peer,
                     work = tip.chain_work.0,
-                    min = self.min_join_work.0,
+                    min = self.min_join_work().0,
                     "the peer's chain claims less work than a chain must have to be joined"
                 );
                 self.decline(peer, tip.hash);
@@ -444,7 +447,8 @@ impl Syncer {
                         new += 1;
                     }
                     Outcome::Orphan => new += 1,
-                    Outcome::Duplicate | Outcome::Unripe => {}
+                    // A first share in a batch after ours: the join path's, not charged.
+                    Outcome::Duplicate | Outcome::Unripe | Outcome::RootRefused => {}
                     Outcome::Invalid => {
                         self.handle
                             .penalize(peer, Misbehaviour::InvalidShare)
@@ -507,9 +511,10 @@ impl Syncer {
         let (len, uncle_count) = (run.len(), uncles.len());
         let run_tip = run.last().map(Share::hash);
         let chain = PeerChain { run, uncles };
+        let min_recent_work = share_chain::Work(self.min_join_work().0);
         let result = self
             .chain
-            .call(move |c| c.join(chain, now_secs(), share_chain::Work::ZERO))
+            .call(move |c| c.join(chain, now_secs(), min_recent_work))
             .await;
         match result {
             Ok(Ok(joined)) => info!(
