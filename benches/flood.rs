@@ -211,8 +211,20 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_secs(3)).await;
             let mut shares = fresh.clone().into_iter();
+            // The baseline: the same honest shares over a period of the same length.
+            let quiet_before = usage();
+            let q0 = Instant::now();
             let quiet = crossing(&nodes, &mut shares, samples).await;
+            if q0.elapsed() < Duration::from_secs(secs) {
+                tokio::time::sleep(Duration::from_secs(secs) - q0.elapsed()).await;
+            }
+            let quiet_after = usage();
             print_hist(&format!("== {kind}: no flood"), &quiet);
+            report(
+                &format!("{kind}: process without a flood, same honest shares, same length"),
+                &quiet_before,
+                &quiet_after,
+            );
 
             let flood = flooder(&preset).await;
             let target = nodes[0].p2p.local_peer_id();
