@@ -171,19 +171,26 @@ async fn prometheus(State(state): State<AppState>) -> Response {
 /// with status 200 and a JSON body, as JSON-RPC over HTTP expects.
 async fn json_rpc(State(state): State<AppState>, body: String) -> Response {
     let json = [(header::CONTENT_TYPE, "application/json")];
+    (json, answer_json_rpc(&state.module, &body).await).into_response()
+}
+
+/// The JSON-RPC answer to a POST body (already bounded by [`MAX_REQUEST_BYTES`] and valid
+/// UTF-8): one call, dispatched by jsonrpsee. Public for the `rpc_request` fuzz target.
+#[doc(hidden)]
+pub async fn answer_json_rpc(module: &RpcModule<Arc<ApiSources>>, body: &str) -> String {
     if body.trim_start().starts_with('[') {
-        return (json, error_body(-32600, "batch requests are not supported")).into_response();
+        return error_body(-32600, "batch requests are not supported");
     }
-    match state.module.raw_json_request(&body, 1).await {
+    match module.raw_json_request(body, 1).await {
         Ok((answer, _)) => {
             let text = answer.get().to_owned();
             if text.len() > MAX_RESPONSE_BYTES {
-                return (json, error_body(-32603, "the answer is too large")).into_response();
+                return error_body(-32603, "the answer is too large");
             }
-            (json, text).into_response()
+            text
         }
         // Not a JSON-RPC request object at all.
-        Err(e) => (json, error_body(-32700, &format!("parse error: {e}"))).into_response(),
+        Err(e) => error_body(-32700, &format!("parse error: {e}")),
     }
 }
 

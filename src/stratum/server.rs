@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use share_chain::pow::SCRYPT_BATCH;
-use share_chain::{CoinParams, Preset};
+use share_chain::{CoinParams, PowAlgorithm, Preset};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -331,6 +331,34 @@ pub(crate) struct Shared<W: WorkSource> {
 }
 
 impl<W: WorkSource> Shared<W> {
+    /// What a server's sessions share, with its verification pool started.
+    pub(crate) fn new(
+        config: StratumConfig,
+        scale: DifficultyScale,
+        pow: PowAlgorithm,
+        work: Arc<W>,
+    ) -> std::io::Result<Self> {
+        // std's RandomState is seeded randomly per process: a dependency-free random start.
+        let random_start = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u32;
+        Ok(Shared {
+            scale,
+            work,
+            jobs: watch::Sender::new(None),
+            extranonce_epoch: watch::Sender::new(0),
+            shutdown: watch::Sender::new(false),
+            availability: watch::Sender::new(config.availability.clone()),
+            next_extranonce1: AtomicU32::new(random_start),
+            next_job_seq: AtomicU64::new(1),
+            verifier: Verifier::start(config.verify_threads, pow)?,
+            verify_slots: Arc::new(Semaphore::new(config.verify_capacity())),
+            stats: Stats::new(config.max_tracked_workers),
+            sessions: AtomicUsize::new(0),
+            config,
+        })
+    }
+
     /// A fresh extranonce1: a counter from a random start, so connections alive at the same
     /// time never share one (short of 2^32 connections).
     pub(crate) fn allocate_extranonce1(&self) -> [u8; 4] {
@@ -366,30 +394,15 @@ impl<W: WorkSource> StratumServer<W> {
             addr: config.listen,
             source,
         })?;
-        // std's RandomState is seeded randomly per process: a dependency-free random start.
-        let random_start = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish() as u32;
-        let shared = Arc::new(Shared {
-            scale: DifficultyScale::from_coin(coin),
-            work,
-            jobs: watch::Sender::new(None),
-            extranonce_epoch: watch::Sender::new(0),
-            shutdown: watch::Sender::new(false),
-            availability: watch::Sender::new(config.availability.clone()),
-            next_extranonce1: AtomicU32::new(random_start),
-            next_job_seq: AtomicU64::new(1),
-            verifier: Verifier::start(config.verify_threads, coin.pow).map_err(|source| {
-                ServerError::Bind {
-                    addr: config.listen,
+        let listen = config.listen;
+        let shared = Arc::new(
+            Shared::new(config, DifficultyScale::from_coin(coin), coin.pow, work).map_err(
+                |source| ServerError::Bind {
+                    addr: listen,
                     source,
-                }
-            })?,
-            verify_slots: Arc::new(Semaphore::new(config.verify_capacity())),
-            stats: Stats::new(config.max_tracked_workers),
-            sessions: AtomicUsize::new(0),
-            config,
-        });
+                },
+            )?,
+        );
         let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
         match &*shared.availability.borrow() {
             Availability::Serving => tracing::info!(%local_addr, "stratum server listening"),
@@ -613,7 +626,6 @@ impl RefusalLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use share_chain::PowAlgorithm;
 
     #[test]
     fn default_config_is_valid_and_bad_ones_are_refused() {
@@ -651,21 +663,15 @@ mod tests {
     #[test]
     fn a_session_task_is_small() {
         let config = StratumConfig::default();
-        let shared = Arc::new(Shared {
-            scale: DifficultyScale::new(65536),
-            work: Arc::new(Nobody),
-            jobs: watch::Sender::new(None),
-            extranonce_epoch: watch::Sender::new(0),
-            shutdown: watch::Sender::new(false),
-            availability: watch::Sender::new(Availability::Serving),
-            next_extranonce1: AtomicU32::new(0),
-            next_job_seq: AtomicU64::new(1),
-            verifier: Verifier::start(1, PowAlgorithm::Scrypt).unwrap(),
-            verify_slots: Arc::new(Semaphore::new(1)),
-            stats: Stats::new(1),
-            sessions: AtomicUsize::new(0),
-            config,
-        });
+        let shared = Arc::new(
+            Shared::new(
+                config,
+                DifficultyScale::new(65536),
+                PowAlgorithm::Scrypt,
+                Arc::new(Nobody),
+            )
+            .unwrap(),
+        );
         let session = Session::new(shared, SocketAddr::from(([127, 0, 0, 1], 1)));
         let size = future_size(&move |s| session.run(s));
         println!("session future: {size} bytes");

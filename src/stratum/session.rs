@@ -41,6 +41,9 @@ use super::vardiff::Vardiff;
 use super::verify::Check;
 use super::{JobFuture, Personalized, Solution, WorkSource};
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// First byte of a TLS record carrying a handshake (a ClientHello on a fresh connection).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// Bytes read per `read` call.
