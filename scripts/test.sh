@@ -14,3 +14,11 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
 cargo test --workspace
+# A short run of every fuzz target (docs/FUZZING.md): 30 s each on the nightly toolchain
+# cargo-fuzz needs. Without nightly it says so and goes on (the suite above has run).
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "==> fuzz targets, 30 s each"
+    bash scripts/fuzz.sh 30
+else
+    echo "==> fuzz targets SKIPPED: no nightly toolchain here (rustup toolchain install nightly)"
+fi

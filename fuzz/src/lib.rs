@@ -122,6 +122,7 @@ pub fn api() -> &'static Api {
             }),
             network: None,
             sync: None,
+            counters: Default::default(),
         });
         let module = methods::module(sources).expect("API methods register");
         Api {

@@ -127,7 +127,13 @@ fn run(
         session.process_buffered(&mut buf, &mut pending)?;
         output.append(&mut session.out);
         match futures::executor::block_on(pending.next()) {
-            Some(done) => session.finish_submit(done),
+            Some(done) => {
+                // The penalty for invalid submissions may close the session here.
+                if let Err(e) = session.finish_submit(done) {
+                    output.append(&mut session.out);
+                    return Err(e);
+                }
+            }
             None => return Ok(()),
         }
     }
