@@ -75,12 +75,17 @@ struct Blocks {
     inconclusive: usize,
     /// Anything else litecoind did not take: refused, or never delivered.
     lost: Vec<String>,
+    /// The P2P handshake with litecoind was made.
+    p2p: bool,
 }
 
 fn blocks_in(log: &Path) -> Blocks {
     let text = plain(&std::fs::read_to_string(log).unwrap_or_default());
     let mut blocks = Blocks::default();
     for line in text.lines() {
+        if line.contains("connected to litecoind's P2P port") {
+            blocks.p2p = true;
+        }
         if line.contains("block found by") {
             blocks.accepted += 1;
         } else if line.contains("NOT accepted by litecoind") {
@@ -181,6 +186,11 @@ async fn blocks_keep_coming_through_a_crash_loop() {
             blocks.lost.is_empty(),
             "life {life}: blocks lost: {:?}\n{}",
             blocks.lost,
+            tail()
+        );
+        assert!(
+            blocks.p2p,
+            "life {life}: no P2P connection to litecoind\n{}",
             tail()
         );
         if *with_miners {

@@ -394,6 +394,21 @@ impl RpcClient {
         Ok(BlockTemplate::from_json(value)?)
     }
 
+    /// Whether the block `hash` (internal byte order) is on the daemon's best chain
+    /// (`getblockheader`'s `confirmations` is -1 for a block on a side branch).
+    pub async fn block_in_best_chain(&self, hash: [u8; 32]) -> Result<bool, RpcError> {
+        #[derive(Deserialize)]
+        struct Header {
+            confirmations: i64,
+        }
+        let mut display = hash;
+        display.reverse();
+        let header: Header = self
+            .call("getblockheader", vec![Value::String(hex::encode(display))])
+            .await?;
+        Ok(header.confirmations >= 1)
+    }
+
     /// `submitblock` with the block's bytes.
     pub async fn submit_block(&self, block: &[u8]) -> Result<SubmitOutcome, RpcError> {
         let answer: Option<String> = self

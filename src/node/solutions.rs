@@ -24,7 +24,7 @@ use super::NodeEvent;
 use crate::chain_service::ChainHandle;
 use crate::counters::NodeCounters;
 use crate::daemon::peer::DaemonPeer;
-use crate::daemon::rpc::{RpcClient, SubmitOutcome};
+use crate::daemon::rpc::{RpcClient, RpcError, SubmitOutcome};
 use crate::stratum::Solution;
 
 /// Blocks being submitted at once; beyond this a block solution is dropped (each is a real
@@ -209,36 +209,28 @@ async fn submit_block(submitter: &Submitter, found: FoundBlock) {
     let submitted = submitter.rpc.submit_block(&found.bytes).await;
     let (accepted, result) = match submitted {
         Ok(SubmitOutcome::Accepted) => (true, "accepted".to_string()),
-        // Already there: it came first over P2P (a block litecoind refused is
-        // "duplicate-invalid", a rejection).
-        Ok(SubmitOutcome::Duplicate) => {
-            (true, "accepted (duplicate: relayed over P2P first)".into())
-        }
+        // Already there: it came first over P2P. Ours only if it is on the best chain:
+        // another block on the same previous block may have come first (blocks are
+        // submitted in parallel), and then litecoind keeps ours on a side branch. (A block
+        // litecoind refused is "duplicate-invalid", a rejection.)
+        Ok(SubmitOutcome::Duplicate) => match submitter.rpc.block_in_best_chain(block_hash).await {
+            Ok(true) => (true, "accepted (relayed over P2P first)".to_string()),
+            Ok(false) => (
+                false,
+                "Inconclusive: relayed over P2P, on a side branch (another block on the same \
+                 previous block came first)"
+                    .to_string(),
+            ),
+            Err(rpc_error) => {
+                confirm_over_p2p(&relayed, announcements.as_mut(), block_hash, &rpc_error).await
+            }
+        },
         Ok(other) => (false, format!("{other:?}")),
         Err(rpc_error) => {
             if rpc_error.is_saturation() {
                 error!(error = %rpc_error, "submitblock failed: litecoind's RPC is saturated (raise -rpcthreads and -rpcworkqueue)");
             }
-            match (&relayed, announcements.as_mut()) {
-                (Ok(()), Some(rx)) => {
-                    if announced(rx, block_hash).await {
-                        (
-                            true,
-                            format!("accepted over P2P (submitblock: {rpc_error})"),
-                        )
-                    } else {
-                        (
-                            false,
-                            format!("relayed over P2P but not confirmed; submitblock: {rpc_error}"),
-                        )
-                    }
-                }
-                (Err(p2p), _) => (
-                    false,
-                    format!("not delivered: submitblock: {rpc_error}; P2P: {p2p}"),
-                ),
-                (Ok(()), None) => (false, format!("not delivered: submitblock: {rpc_error}")),
-            }
+            confirm_over_p2p(&relayed, announcements.as_mut(), block_hash, &rpc_error).await
         }
     };
     if let Err(reason) = &relayed {
@@ -273,6 +265,33 @@ async fn submit_block(submitter: &Submitter, found: FoundBlock) {
         result,
         payouts: found.payouts,
     });
+}
+
+/// When RPC failed (`rpc_error`): whether the block went out over P2P and litecoind
+/// announced it as its new tip; the outcome and what to log.
+async fn confirm_over_p2p(
+    relayed: &Result<(), String>,
+    announcements: Option<&mut broadcast::Receiver<[u8; 32]>>,
+    block_hash: [u8; 32],
+    rpc_error: &RpcError,
+) -> (bool, String) {
+    match (relayed, announcements) {
+        (Ok(()), Some(rx)) => {
+            if announced(rx, block_hash).await {
+                (true, format!("accepted over P2P (RPC: {rpc_error})"))
+            } else {
+                (
+                    false,
+                    format!("relayed over P2P but not confirmed; RPC: {rpc_error}"),
+                )
+            }
+        }
+        (Err(p2p), _) => (
+            false,
+            format!("not delivered: RPC: {rpc_error}; P2P: {p2p}"),
+        ),
+        (Ok(()), None) => (false, format!("not delivered: RPC: {rpc_error}")),
+    }
 }
 
 /// Whether litecoind announces `hash` over P2P within [`P2P_CONFIRMATION`].
