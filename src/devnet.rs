@@ -14,7 +14,7 @@ use thiserror::Error;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::miner::{mine, MinerConfig, MinerStats};
-use crate::node::{Node, NodeConfig, NodeError, NodeEvent, NodeOptions};
+use crate::node::{DaemonP2p, Node, NodeConfig, NodeError, NodeEvent, NodeOptions};
 use crate::regtest::{RegtestError, RegtestPair};
 
 /// How the devnet runs.
@@ -58,6 +58,8 @@ pub async fn run(
         },
         NodeOptions {
             api: Some("127.0.0.1:0".parse().expect("a socket address")),
+            // The devnet's litecoind listens on a free port, not regtest's default.
+            daemon_p2p: DaemonP2p::At(([127, 0, 0, 1], daemons.a.p2p_port).into()),
             ..NodeOptions::default()
         },
     )

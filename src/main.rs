@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use p2pool::daemon::{Auth, RpcConfig};
 use p2pool::devnet::{self, DevnetConfig};
-use p2pool::node::{Node, NodeConfig, NodeEvent, NodeOptions};
+use p2pool::node::{DaemonP2p, Node, NodeConfig, NodeEvent, NodeOptions};
 use p2pool_network::Multiaddr;
 use share_chain::address::address_to_script;
 use share_chain::{OperatorFee, Preset};
@@ -54,6 +54,13 @@ struct RunArgs {
     /// litecoind's .cookie file (instead of a user and password).
     #[arg(long, conflicts_with_all = ["daemon_user", "daemon_password"])]
     daemon_cookie: Option<PathBuf>,
+    /// litecoind's P2P address, used to learn of new blocks at once and to relay found
+    /// blocks without an RPC thread (default: the RPC host on the chain's P2P port).
+    #[arg(long)]
+    daemon_p2p: Option<SocketAddr>,
+    /// Do not connect to litecoind's P2P port (blocks go by submitblock only).
+    #[arg(long, conflicts_with = "daemon_p2p")]
+    no_daemon_p2p: bool,
     /// Stratum listen address (default: 0.0.0.0 on the preset's port).
     #[arg(long)]
     stratum: Option<SocketAddr>,
@@ -236,6 +243,11 @@ async fn run(args: RunArgs) -> Result<()> {
             api: Some(api),
             mdns: args.mdns,
             min_join_work_ppm: args.min_join_work_ppm,
+            daemon_p2p: match (args.no_daemon_p2p, args.daemon_p2p) {
+                (true, _) => DaemonP2p::Off,
+                (false, Some(addr)) => DaemonP2p::At(addr),
+                (false, None) => DaemonP2p::Default,
+            },
         },
     )
     .await?;

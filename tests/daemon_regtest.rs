@@ -21,10 +21,11 @@ use bitcoin::script::Builder;
 use bitcoin::transaction::Version;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
 use common::litecoind::{free_port, Node, NodeAuth, RegtestPair};
+use p2pool::daemon::peer::network_magic;
 use p2pool::daemon::rpc::{codes, parse_display_hash};
 use p2pool::daemon::{
-    assemble_block, Auth, BlockTemplate, DaemonState, DaemonStatus, RpcClient, RpcConfig, RpcError,
-    SubmitOutcome, Watcher, WatcherConfig,
+    assemble_block, Auth, BlockTemplate, DaemonPeer, DaemonState, DaemonStatus, PeerConfig,
+    RpcClient, RpcConfig, RpcError, SubmitOutcome, Watcher, WatcherConfig,
 };
 use serde_json::{json, Value};
 use share_chain::params::PowAlgorithm;
@@ -135,6 +136,41 @@ async fn submit_and_check(pair: &RegtestPair, template: &BlockTemplate, built: &
         .await
         .expect("submitblock");
     assert_eq!(outcome, SubmitOutcome::Accepted);
+    check_stored(pair, template, built).await;
+}
+
+/// Sends `built` as a P2P `block` message (no RPC) and checks as [`submit_and_check`]; also
+/// that litecoind announces it back as its new tip (how the node confirms a block when
+/// `submitblock` fails).
+async fn relay_and_check(
+    pair: &RegtestPair,
+    peer: &DaemonPeer,
+    template: &BlockTemplate,
+    built: &BuiltBlock,
+) {
+    let mut announcements = peer.announcements();
+    peer.relay_block(built.bytes.clone())
+        .expect("the block queued on the P2P connection");
+    let hash = parse_display_hash(&built.hash).expect("a hash");
+    let announced = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if announcements.recv().await.expect("announcements") == hash {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        announced.is_ok(),
+        "litecoind did not announce the block relayed over P2P; tip {}\n{}",
+        pair.best_block_hash().await,
+        pair.a.log_tail()
+    );
+    check_stored(pair, template, built).await;
+}
+
+/// litecoind's tip is `built`, stored byte for byte, our coinbase first.
+async fn check_stored(pair: &RegtestPair, template: &BlockTemplate, built: &BuiltBlock) {
     assert_eq!(pair.best_block_hash().await, built.hash);
     assert_eq!(pair.block_count().await, u64::from(template.height));
     // The daemon's own serialization of the stored block is exactly what we sent.
@@ -254,6 +290,16 @@ async fn own_mweb_blocks_accepted() {
     // MWEB activates at 432 on regtest; its first block needs a peg-in in the mempool.
     pair.mine_blocks(431, &address).await;
     let mined_at = started.elapsed();
+    // The node's P2P client of litecoind: rounds 1 and 2 relay their block over P2P only.
+    let peer = DaemonPeer::spawn(PeerConfig {
+        addr: ([127, 0, 0, 1], pair.a.p2p_port).into(),
+        magic: network_magic("regtest"),
+    });
+    let mut connected = peer.connection();
+    tokio::time::timeout(Duration::from_secs(10), connected.wait_for(|up| *up))
+        .await
+        .expect("P2P handshake with litecoind")
+        .expect("peer task alive");
 
     for (round, tag) in [
         b"p2pool-rs-mweb-1",
@@ -296,7 +342,11 @@ async fn own_mweb_blocks_accepted() {
         }
 
         let built = build_block(&t, &payout, tag);
-        submit_and_check(&pair, &t, &built).await;
+        if round == 0 {
+            submit_and_check(&pair, &t, &built).await;
+        } else {
+            relay_and_check(&pair, &peer, &t, &built).await;
+        }
         // Every wallet transaction, canonical or MWEB-only, is confirmed in our block.
         for txid in &expected {
             let wtx: Value = pair
@@ -376,7 +426,9 @@ async fn watcher_follows_the_tip_and_survives_a_restart() {
     let mut config = WatcherConfig::new("regtest");
     config.retry_interval = Duration::from_millis(200);
     // Node A uses cookie auth: after its restart the client must re-read the new cookie.
-    let longpoll = Watcher::spawn(Arc::new(pair.a.client()), config.clone());
+    let mut longpoll_config = config.clone();
+    longpoll_config.use_longpoll = true;
+    let longpoll = Watcher::spawn(Arc::new(pair.a.client()), longpoll_config);
     let mut polling_config = config.clone();
     polling_config.use_longpoll = false;
     let polling = Watcher::spawn(Arc::new(pair.a.client()), polling_config);

@@ -34,12 +34,15 @@ fn start_miners(pool: &Pool, addresses: &[String]) -> Arc<AtomicBool> {
 }
 
 /// Waits until both miners have shares on the chain and then for `n` blocks accepted by
-/// litecoind that are also shares (so the share chain holds the coinbase they paid).
+/// litecoind that are also shares (so the share chain holds the coinbase they paid). A
+/// block is submitted on a task of its own, so its share may be connected before or after
+/// litecoind's answer: either order counts.
 async fn accepted_share_blocks(pool: &Pool, n: usize, limit: Duration) -> Vec<ShareHash> {
     let mut events = pool.node.subscribe();
     let start = Instant::now();
     let mut miners_seen = std::collections::HashSet::new();
     let mut blocks = std::collections::HashSet::new();
+    let mut shares = std::collections::HashSet::new();
     let mut found = Vec::new();
     while found.len() < n {
         let left = limit.saturating_sub(start.elapsed());
@@ -49,19 +52,27 @@ async fn accepted_share_blocks(pool: &Pool, n: usize, limit: Duration) -> Vec<Sh
                 accepted: true,
                 ..
             })) => {
+                if shares.contains(&hash) {
+                    found.push(hash);
+                }
                 blocks.insert(hash);
             }
             Ok(Ok(NodeEvent::ShareAccepted { hash, miner, .. })) => {
-                if miners_seen.len() == 2 && blocks.contains(&hash) {
-                    found.push(hash);
+                if miners_seen.len() == 2 {
+                    if blocks.contains(&hash) {
+                        found.push(hash);
+                    }
+                    shares.insert(hash);
                 }
                 miners_seen.insert(miner);
             }
             Ok(_) => {}
             Err(_) => panic!(
-                "only {} of {n} share blocks ({} miners with shares) in {limit:?}",
+                "only {} of {n} share blocks ({} miners with shares, {} blocks accepted) in \
+                 {limit:?}",
                 found.len(),
-                miners_seen.len()
+                miners_seen.len(),
+                blocks.len()
             ),
         }
     }

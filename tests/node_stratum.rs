@@ -311,6 +311,26 @@ async fn settle(
     })
     .await
     .expect("the share reaches the chain");
+    if !blocks.contains(&share) {
+        // A block is submitted by a task of its own: litecoind's answer may come after the
+        // share is connected. No answer in a few seconds: the share was no block (or a
+        // stale one, not submitted).
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::BlockSubmitted { hash, accepted, .. }) if hash == share => {
+                        if accepted {
+                            blocks.insert(hash);
+                        }
+                        return;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+    }
     if blocks.contains(&share) {
         let tip = share.to_string();
         c.wait_job(|j| j.prev_block_display() == tip).await;

@@ -4,14 +4,18 @@
 //! - [`template`]: `getblocktemplate` parsed and checked, transactions kept as opaque bytes;
 //! - [`block`]: a solved block assembled for `submitblock`, MWEB extension included;
 //! - [`watcher`]: a task that learns of new blocks within a second and publishes the newest
-//!   template with an explicit daemon state.
+//!   template with an explicit daemon state;
+//! - [`peer`]: a client of litecoind's P2P port: new-block announcements, and found blocks
+//!   relayed without an RPC thread.
 
 pub mod block;
+pub mod peer;
 pub mod rpc;
 pub mod template;
 pub mod watcher;
 
 pub use block::assemble_block;
+pub use peer::{DaemonPeer, PeerConfig, RelayError};
 pub use rpc::{Auth, BlockchainInfo, NetworkInfo, RpcClient, RpcConfig, RpcError, SubmitOutcome};
 pub use template::{BlockTemplate, TemplateError, TemplateTransaction, WitnessCommitment};
 pub use watcher::{daemon_chain_name, DaemonState, DaemonStatus, Watcher, WatcherConfig};

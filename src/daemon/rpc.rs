@@ -113,6 +113,9 @@ pub enum RpcError {
     /// The daemon answered with a JSON-RPC error.
     #[error("daemon error {code}: {message}")]
     Rpc { code: i64, message: String },
+    /// HTTP 503 "Work queue depth exceeded": every RPC thread is busy and the queue full.
+    #[error("daemon's RPC work queue is full (HTTP 503)")]
+    WorkQueueFull,
     /// An HTTP error status without a JSON-RPC body.
     #[error("daemon answered HTTP {0}")]
     Http(u16),
@@ -131,6 +134,12 @@ pub enum RpcError {
 }
 
 impl RpcError {
+    /// Whether the daemon's RPC server is overloaded (no answer in time, or its work queue
+    /// full) rather than down or refusing.
+    pub fn is_saturation(&self) -> bool {
+        matches!(self, RpcError::Timeout | RpcError::WorkQueueFull)
+    }
+
     /// The JSON-RPC error code, if the daemon sent one.
     pub fn rpc_code(&self) -> Option<i64> {
         match self {
@@ -385,6 +394,21 @@ impl RpcClient {
         Ok(BlockTemplate::from_json(value)?)
     }
 
+    /// Whether the block `hash` (internal byte order) is on the daemon's best chain
+    /// (`getblockheader`'s `confirmations` is -1 for a block on a side branch).
+    pub async fn block_in_best_chain(&self, hash: [u8; 32]) -> Result<bool, RpcError> {
+        #[derive(Deserialize)]
+        struct Header {
+            confirmations: i64,
+        }
+        let mut display = hash;
+        display.reverse();
+        let header: Header = self
+            .call("getblockheader", vec![Value::String(hex::encode(display))])
+            .await?;
+        Ok(header.confirmations >= 1)
+    }
+
     /// `submitblock` with the block's bytes.
     pub async fn submit_block(&self, block: &[u8]) -> Result<SubmitOutcome, RpcError> {
         let answer: Option<String> = self
@@ -425,6 +449,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 fn decode_envelope(method: &str, status: u16, bytes: &[u8]) -> Result<Value, RpcError> {
     let envelope: Envelope = match serde_json::from_slice(bytes) {
         Ok(envelope) => envelope,
+        // litecoind's `httpserver.cpp` answers a full work queue with this plain text.
+        Err(_) if status == 503 && contains(bytes, b"Work queue depth exceeded") => {
+            return Err(RpcError::WorkQueueFull)
+        }
         // No JSON-RPC body: the HTTP status is all there is (e.g. 404 for an unknown wallet).
         Err(_) if !(200..300).contains(&status) => return Err(RpcError::Http(status)),
         Err(e) => return Err(RpcError::BadResponse(format!("{method}: {e}"))),
@@ -444,6 +472,10 @@ fn decode_envelope(method: &str, status: u16, bytes: &[u8]) -> Result<Value, Rpc
             "{method}: error member is neither null nor an object: {other}"
         ))),
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Reads `user:password` from a cookie file.
@@ -499,6 +531,19 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn full_work_queue_is_told_apart() {
+        let full = decode_envelope("m", 503, b"Work queue depth exceeded");
+        assert!(matches!(full, Err(RpcError::WorkQueueFull)));
+        assert!(full.unwrap_err().is_saturation());
+        assert!(matches!(
+            decode_envelope("m", 503, b""),
+            Err(RpcError::Http(503))
+        ));
+        assert!(RpcError::Timeout.is_saturation());
+        assert!(!RpcError::Http(503).is_saturation());
     }
 
     #[test]

@@ -7,19 +7,26 @@
 //! `Some` only while the state is [`DaemonState::Ready`]; consumers must still check the
 //! state before handing out work.
 //!
-//! How: `getblocktemplate` with the last `longpollid` returns as soon as the tip changes
-//! (litecoind supports BIP22 long polling). If long polling fails with a daemon error, the
-//! watcher falls back to polling `getbestblockhash` every [`WatcherConfig::poll_interval`].
+//! How: no RPC call is ever left waiting in litecoind. litecoind has few RPC threads
+//! (`-rpcthreads`, 4 by default), and a BIP22 long poll holds one until the next block or
+//! mempool change, even after the process that sent it is gone: a node in a crash loop
+//! would fill them all, and the live node could no longer submit its blocks. So by default
+//! the watcher makes only short, bounded calls: a new block is learnt from litecoind's P2P
+//! port ([`super::peer`], an `inv`/`headers` announcement) and a fresh template fetched at
+//! once; `getbestblockhash` every [`WatcherConfig::poll_interval`] covers a P2P connection
+//! that is down; a template is fetched every [`WatcherConfig::refresh_interval`] for new
+//! transactions. Long polling remains available ([`WatcherConfig::use_longpoll`]), at most
+//! one call at a time; if it fails with a daemon error the watcher falls back to polling.
 //! On any failure it reports the state, waits [`WatcherConfig::retry_interval`] and starts
 //! over, so it resumes by itself when the daemon comes back. State changes are logged once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{debug, info, trace, warn};
+use tracing::{debug, error, info, trace, warn};
 
 use super::rpc::{codes, RpcClient, RpcError};
 use super::template::BlockTemplate;
@@ -43,6 +50,10 @@ pub enum DaemonState {
     Syncing,
     /// It answers but serves no usable template (e.g. regtest without a peer); the reason.
     NoTemplate(String),
+    /// Its RPC server is saturated: calls time out or are refused with HTTP 503 ("work
+    /// queue depth exceeded"), so a found block may not get through `submitblock`. The
+    /// failure seen.
+    Saturated(String),
 }
 
 impl DaemonState {
@@ -78,10 +89,12 @@ pub struct WatcherConfig {
     /// The chain the daemon must report in `getblockchaininfo.chain`
     /// (see [`daemon_chain_name`]).
     pub expected_chain: String,
-    /// Use `getblocktemplate` long polling (else poll `getbestblockhash` from the start,
-    /// for daemons without long poll support).
+    /// Use `getblocktemplate` long polling (one call at a time). Off by default: a long
+    /// poll holds one of litecoind's RPC threads until the next block, even after this
+    /// process is killed (see the module documentation).
     pub use_longpoll: bool,
-    /// Tip polling interval when long polling is unavailable.
+    /// Tip polling interval (`getbestblockhash`) when not long polling; P2P announcements
+    /// wake the watcher sooner.
     pub poll_interval: Duration,
     /// How long one long poll may wait before it is simply re-issued.
     pub longpoll_timeout: Duration,
@@ -89,17 +102,20 @@ pub struct WatcherConfig {
     pub retry_interval: Duration,
     /// In polling mode, fetch a fresh template at least this often (new transactions).
     pub refresh_interval: Duration,
+    /// Time allowed for one ordinary call (template, best block hash).
+    pub call_timeout: Duration,
 }
 
 impl WatcherConfig {
     pub fn new(expected_chain: impl Into<String>) -> Self {
         WatcherConfig {
             expected_chain: expected_chain.into(),
-            use_longpoll: true,
+            use_longpoll: false,
             poll_interval: Duration::from_millis(500),
             longpoll_timeout: Duration::from_secs(120),
             retry_interval: Duration::from_secs(1),
-            refresh_interval: Duration::from_secs(30),
+            refresh_interval: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -127,6 +143,16 @@ pub struct Watcher {
 impl Watcher {
     /// Starts following the daemon on the current tokio runtime.
     pub fn spawn(client: Arc<RpcClient>, config: WatcherConfig) -> Self {
+        Self::spawn_with(client, config, None)
+    }
+
+    /// [`spawn`](Self::spawn), woken at once by each block litecoind announces over P2P
+    /// ([`super::peer::DaemonPeer::announcements`]).
+    pub fn spawn_with(
+        client: Arc<RpcClient>,
+        config: WatcherConfig,
+        announcements: Option<broadcast::Receiver<[u8; 32]>>,
+    ) -> Self {
         let (tx, rx) = watch::channel(DaemonStatus {
             state: DaemonState::Connecting,
             template: None,
@@ -135,7 +161,8 @@ impl Watcher {
         // The task runs until the `Watcher` is dropped (which aborts it).
         let task = tokio::spawn(async move {
             let mut publisher = Publisher { tx, seq: 0 };
-            run(&client, &config, &mut publisher).await;
+            let mut announcements = announcements;
+            run(&client, &config, &mut publisher, &mut announcements).await;
         });
         Watcher { status: rx, task }
     }
@@ -174,7 +201,16 @@ impl Publisher {
             true
         });
         if changed {
-            warn!(?state, detail, "coin daemon not ready");
+            if let DaemonState::Saturated(_) = state {
+                error!(
+                    detail,
+                    "litecoind's RPC is saturated: found blocks may not get through submitblock \
+                     (relayed over P2P meanwhile); raise its -rpcthreads and -rpcworkqueue, \
+                     and look for other clients holding its RPC threads"
+                );
+            } else {
+                warn!(?state, detail, "coin daemon not ready");
+            }
         } else {
             trace!(?state, detail, "coin daemon still not ready");
         }
@@ -218,11 +254,11 @@ impl Publisher {
 /// The state a failed call puts the daemon in.
 fn state_for(error: &RpcError) -> DaemonState {
     match error {
-        // 503: litecoind is shutting down (or its RPC work queue is full): it cannot
-        // serve us, like a daemon that is down.
-        RpcError::Unreachable(_) | RpcError::Timeout | RpcError::Http(503) => {
-            DaemonState::Unreachable
-        }
+        // Connected but no answer in time, or the work queue is full: every RPC thread
+        // is busy (or held by other clients' long polls).
+        RpcError::Timeout | RpcError::WorkQueueFull => DaemonState::Saturated(error.to_string()),
+        // 503 without "work queue": litecoind is shutting down, like a daemon that is down.
+        RpcError::Unreachable(_) | RpcError::Http(503) => DaemonState::Unreachable,
         RpcError::Unauthorized | RpcError::Cookie { .. } => DaemonState::Unauthorized,
         RpcError::Rpc { code, .. } if *code == codes::CLIENT_IN_INITIAL_DOWNLOAD => {
             DaemonState::Syncing
@@ -236,12 +272,17 @@ fn state_for(error: &RpcError) -> DaemonState {
 }
 
 /// Forever: check the daemon, get a template, follow the tip; on failure report and retry.
-async fn run(client: &RpcClient, config: &WatcherConfig, publisher: &mut Publisher) {
+async fn run(
+    client: &RpcClient,
+    config: &WatcherConfig,
+    publisher: &mut Publisher,
+    announcements: &mut Option<broadcast::Receiver<[u8; 32]>>,
+) {
     loop {
         match connect(client, config).await {
             Ok(template) => {
                 publisher.publish(template);
-                let error = follow(client, config, publisher).await;
+                let error = follow(client, config, publisher, announcements).await;
                 publisher.set_state(state_for(&error), &error.to_string());
             }
             Err((state, detail)) => publisher.set_state(state, &detail),
@@ -279,7 +320,32 @@ async fn connect(
 /// Time allowed for an ordinary template fetch.
 fn client_timeout(config: &WatcherConfig) -> Duration {
     // A large template on a slow machine can take a few seconds to build.
-    config.longpoll_timeout.min(Duration::from_secs(30))
+    config.call_timeout
+}
+
+/// Waits up to `limit` for a block announcement; whether one came. A closed channel is
+/// dropped (the watcher then relies on polling).
+async fn announced(
+    announcements: &mut Option<broadcast::Receiver<[u8; 32]>>,
+    limit: Duration,
+) -> bool {
+    let Some(rx) = announcements else {
+        tokio::time::sleep(limit).await;
+        return false;
+    };
+    match tokio::time::timeout(limit, rx.recv()).await {
+        Err(_) => false,
+        // Missed some: still news of a block.
+        Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+            // Several announcements in a row (inv and headers) make one fetch.
+            while rx.try_recv().is_ok() {}
+            true
+        }
+        Ok(Err(broadcast::error::RecvError::Closed)) => {
+            *announcements = None;
+            false
+        }
+    }
 }
 
 /// Least time between two templates on the same tip (new transactions); a new block is
@@ -287,7 +353,12 @@ fn client_timeout(config: &WatcherConfig) -> Duration {
 const MEMPOOL_UPDATE_SPACING: Duration = Duration::from_millis(500);
 
 /// Follows the tip until a call fails; returns that failure.
-async fn follow(client: &RpcClient, config: &WatcherConfig, publisher: &mut Publisher) -> RpcError {
+async fn follow(
+    client: &RpcClient,
+    config: &WatcherConfig,
+    publisher: &mut Publisher,
+    announcements: &mut Option<broadcast::Receiver<[u8; 32]>>,
+) -> RpcError {
     let mut use_longpoll = config.use_longpoll;
     let mut last_fetch = Instant::now();
     loop {
@@ -330,7 +401,15 @@ async fn follow(client: &RpcClient, config: &WatcherConfig, publisher: &mut Publ
                 },
             }
         } else {
-            tokio::time::sleep(config.poll_interval).await;
+            if announced(announcements, config.poll_interval).await {
+                // A new block: its template at once.
+                match fetch(client, config).await {
+                    Ok(template) => publisher.publish(template),
+                    Err(e) => return e,
+                }
+                last_fetch = Instant::now();
+                continue;
+            }
             let best = match client.get_best_block_hash().await {
                 Ok(best) => best,
                 Err(e) => return e,
@@ -380,7 +459,14 @@ mod tests {
             code,
             message: message.into(),
         };
-        assert_eq!(state_for(&RpcError::Timeout), DaemonState::Unreachable);
+        assert!(matches!(
+            state_for(&RpcError::Timeout),
+            DaemonState::Saturated(_)
+        ));
+        assert!(matches!(
+            state_for(&RpcError::WorkQueueFull),
+            DaemonState::Saturated(_)
+        ));
         assert_eq!(state_for(&RpcError::Http(503)), DaemonState::Unreachable);
         assert_eq!(
             state_for(&RpcError::Unauthorized),
@@ -519,6 +605,7 @@ mod tests {
         };
         let url = fake::serve(handler).await;
         let mut config = WatcherConfig::new("regtest");
+        config.use_longpoll = true;
         config.poll_interval = Duration::from_millis(50);
         let watcher = Watcher::spawn(Arc::new(client_for(url)), config);
         let mut rx = watcher.subscribe();
@@ -559,6 +646,65 @@ mod tests {
         assert_eq!(longpolls.load(Ordering::SeqCst), 1);
         // Every status seen since then was Ready with a template.
         assert!(rx.borrow_and_update().ready_template().is_some());
+    }
+
+    /// The default watcher leaves no call waiting in litecoind (a killed process's long
+    /// poll holds an RPC thread until the next block) and follows a new block as soon as
+    /// litecoind announces it over P2P, long before its next poll.
+    #[tokio::test]
+    async fn no_long_poll_and_new_blocks_from_announcements() {
+        use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+        let tip = Arc::new(AtomicU8::new(1));
+        let longpolls = Arc::new(AtomicUsize::new(0));
+        let handler: fake::Handler = {
+            let (tip, longpolls) = (tip.clone(), longpolls.clone());
+            Arc::new(move |method: &str, params: &serde_json::Value| {
+                let tip_hex = format!("{:02x}", tip.load(Ordering::SeqCst)).repeat(32);
+                match method {
+                    "getblockchaininfo" => ok(serde_json::json!({
+                        "chain": "regtest", "blocks": 1, "headers": 1,
+                        "bestblockhash": tip_hex, "initialblockdownload": false,
+                    })),
+                    "getbestblockhash" => ok(serde_json::json!(tip_hex)),
+                    "getblocktemplate" => {
+                        if params[0].get("longpollid").is_some() {
+                            longpolls.fetch_add(1, Ordering::SeqCst);
+                        }
+                        ok(serde_json::json!({
+                            "version": 536870912, "previousblockhash": tip_hex,
+                            "transactions": [], "coinbasevalue": 5000000000u64,
+                            "target": format!("7fffff{}", "00".repeat(29)), "bits": "207fffff",
+                            "curtime": 1700000000u64, "mintime": 1700000000u64, "height": 2,
+                            "longpollid": format!("{tip_hex}1"),
+                        }))
+                    }
+                    _ => (404, Vec::new()),
+                }
+            })
+        };
+        let url = fake::serve(handler).await;
+        let mut config = WatcherConfig::new("regtest");
+        // Polling alone would take a minute to see the new block.
+        config.poll_interval = Duration::from_secs(60);
+        config.refresh_interval = Duration::from_secs(60);
+        let (announce, announcements) = broadcast::channel(8);
+        let watcher = Watcher::spawn_with(Arc::new(client_for(url)), config, Some(announcements));
+        let mut rx = watcher.subscribe();
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.state.is_ready()))
+            .await
+            .expect("ready")
+            .expect("watcher alive");
+        tip.store(2, Ordering::SeqCst);
+        announce.send([2; 32]).unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            rx.wait_for(|s| s.ready_template().map(|t| t.previous_block_hash) == Some([2; 32])),
+        )
+        .await
+        .expect("the announced block's template at once")
+        .expect("watcher alive");
+        assert_eq!(longpolls.load(Ordering::SeqCst), 0, "no long poll");
     }
 
     #[tokio::test]

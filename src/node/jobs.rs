@@ -394,12 +394,13 @@ pub(super) async fn feed_jobs(
     loop {
         let status = daemon.borrow_and_update().clone();
         let tip = chain.borrow_and_update().tip;
+        let (daemon_ready, reason) = daemon_condition(&status);
+        readiness.set(DAEMON_CONDITION, daemon_ready, reason);
+        // After readiness follows it: whoever hears of the state sees readiness agree.
         if last_state.as_ref() != Some(&status.state) {
             let _ = events.send(NodeEvent::DaemonState(status.state.clone()));
             last_state = Some(status.state.clone());
         }
-        let (daemon_ready, reason) = daemon_condition(&status);
-        readiness.set(DAEMON_CONDITION, daemon_ready, reason);
         let now = ready_rx.borrow_and_update().clone();
         if last_readiness.as_ref() != Some(&now) {
             let _ = events.send(NodeEvent::Readiness(now.clone()));

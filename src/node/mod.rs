@@ -41,13 +41,14 @@ pub use readiness::{
 use crate::api::{ApiError, ApiServer, ApiSources};
 use crate::chain_service::{ChainHandle, ChainStopped, OpenError};
 use crate::counters::NodeCounters;
+use crate::daemon::peer::{DaemonPeer, PeerConfig};
 use crate::daemon::rpc::{RpcClient, RpcConfig, RpcError};
 use crate::daemon::watcher::{daemon_chain_name, DaemonState, Watcher, WatcherConfig};
 use crate::p2p::{P2p, P2pConfig};
 use crate::stratum::{Availability, ServerError, StratumConfig, StratumServer};
 use jobs::feed_jobs;
 use readiness::follow_sync;
-use solutions::handle_solutions;
+use solutions::{handle_solutions, Submitter};
 
 /// How the node is set up.
 #[derive(Clone, Debug)]
@@ -104,6 +105,39 @@ pub struct NodeOptions {
     /// The least work of a chain this node joins, in millionths of a block's work at
     /// litecoind's target (see [`join_work`]; 0 joins any chain).
     pub min_join_work_ppm: u32,
+    /// litecoind's P2P port (new blocks at once, found blocks relayed without RPC).
+    pub daemon_p2p: DaemonP2p,
+}
+
+/// Where the node reaches litecoind's P2P port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum DaemonP2p {
+    /// The RPC host (an IP address or `localhost`) on the chain's default P2P port.
+    #[default]
+    Default,
+    At(SocketAddr),
+    /// No P2P connection: blocks go by `submitblock` only, new blocks are polled for.
+    Off,
+}
+
+impl DaemonP2p {
+    /// The peer configuration for a daemon at `rpc_url` on `daemon_chain`, if any.
+    pub fn resolve(&self, rpc_url: &str, daemon_chain: &str) -> Option<PeerConfig> {
+        let magic = crate::daemon::peer::network_magic(daemon_chain);
+        match self {
+            DaemonP2p::Off => None,
+            DaemonP2p::At(addr) => Some(PeerConfig { addr: *addr, magic }),
+            DaemonP2p::Default => {
+                let url = reqwest::Url::parse(rpc_url).ok()?;
+                let host = match url.host_str()? {
+                    "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
+                    // A name other than localhost is not resolved: give the address.
+                    host => host.trim_matches(['[', ']']).parse().ok()?,
+                };
+                Some(PeerConfig::for_chain(host, daemon_chain))
+            }
+        }
+    }
 }
 
 impl Default for NodeOptions {
@@ -114,6 +148,7 @@ impl Default for NodeOptions {
             api: None,
             mdns: false,
             min_join_work_ppm: join_work::DEFAULT_MIN_JOIN_WORK_PPM,
+            daemon_p2p: DaemonP2p::Default,
         }
     }
 }
@@ -145,6 +180,8 @@ pub struct Node {
     events: broadcast::Sender<NodeEvent>,
     readiness: ReadinessHandle,
     _watcher: Watcher,
+    /// Also held by the submission tasks; dropped with the last of them.
+    _daemon_peer: Option<Arc<DaemonPeer>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -165,9 +202,20 @@ impl Node {
             "share chain opened"
         );
         let rpc = Arc::new(RpcClient::new(config.daemon.clone())?);
-        let watcher = Watcher::spawn(
+        let daemon_chain = daemon_chain_name(&preset.coin.chain);
+        let peer = match options.daemon_p2p.resolve(&config.daemon.url, daemon_chain) {
+            Some(peer_config) => Some(Arc::new(DaemonPeer::spawn(peer_config))),
+            None => {
+                tracing::warn!(
+                    "no connection to litecoind's P2P port: found blocks go by submitblock only"
+                );
+                None
+            }
+        };
+        let watcher = Watcher::spawn_with(
             rpc.clone(),
-            WatcherConfig::new(daemon_chain_name(&preset.coin.chain)),
+            WatcherConfig::new(daemon_chain),
+            peer.as_ref().map(|p| p.announcements()),
         );
         let (events, _) = broadcast::channel(1024);
         let counters = Arc::new(NodeCounters::default());
@@ -242,11 +290,14 @@ impl Node {
             tokio::spawn(handle_solutions(
                 solutions_rx,
                 chain.clone(),
-                rpc,
+                Arc::new(Submitter::new(
+                    rpc,
+                    peer.clone(),
+                    events.clone(),
+                    counters.clone(),
+                )),
                 preset.coin.clone(),
-                events.clone(),
                 publish,
-                counters.clone(),
             )),
         ];
         if let Some(p2p) = &p2p {
@@ -269,6 +320,7 @@ impl Node {
             events,
             readiness,
             _watcher: watcher,
+            _daemon_peer: peer,
             tasks,
         })
     }

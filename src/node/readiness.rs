@@ -181,6 +181,13 @@ pub fn daemon_condition(status: &DaemonStatus) -> (bool, String) {
         DaemonState::WarmingUp(message) => (false, format!("starting up: {message}")),
         DaemonState::Syncing => (false, "still syncing the block chain".into()),
         DaemonState::NoTemplate(reason) => (false, format!("serves no block template: {reason}")),
+        DaemonState::Saturated(detail) => (
+            false,
+            format!(
+                "RPC saturated ({detail}): raise litecoind's -rpcthreads and -rpcworkqueue, \
+                 and stop clients holding its RPC threads (e.g. stray long polls)"
+            ),
+        ),
     }
 }
 
@@ -290,6 +297,7 @@ mod tests {
             DaemonState::WarmingUp("Loading block index".into()),
             DaemonState::Syncing,
             DaemonState::NoTemplate("not connected".into()),
+            DaemonState::Saturated("daemon call timed out".into()),
         ];
         for state in states {
             let (ready, reason) = daemon_condition(&status(state.clone()));
@@ -298,6 +306,11 @@ mod tests {
         }
         let (_, reason) = daemon_condition(&status(DaemonState::Unauthorized));
         assert!(reason.contains("credentials"), "{reason}");
+        let (_, reason) = daemon_condition(&status(DaemonState::Saturated("x".into())));
+        assert!(
+            reason.contains("-rpcthreads") && reason.contains("-rpcworkqueue"),
+            "{reason}"
+        );
         let (_, reason) = daemon_condition(&status(DaemonState::WrongChain {
             expected: "regtest".into(),
             found: "main".into(),

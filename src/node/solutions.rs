@@ -1,23 +1,42 @@
 //! Solutions: a miner's header that meets a target becomes a block, a share, or both.
 //!
-//! A solution that meets the block target goes to litecoind first (every millisecond counts
-//! against an orphaned block); one that meets the share target is then connected to the
-//! share chain and, when the node is on the network, gossiped.
+//! A solution that meets the block target goes to litecoind first and on its own: each
+//! block is submitted by a task of its own (`submitblock`, and in parallel a `block`
+//! message on litecoind's P2P port, [`crate::daemon::peer`]), so a slow or saturated RPC
+//! never delays the next block, and share-chain work never delays a block. One that meets
+//! the share target is then handed to the share task, which connects it to the share chain
+//! and, when the node is on the network, gossips it.
+//!
+//! Money is at stake: every solution dropped is logged as an error with the reason and
+//! counted (`solutions_dropped`); every block litecoind refuses, or that could not be
+//! delivered, is logged as an error and counted (`blocks_refused`).
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use share_chain::address::script_to_address;
-use share_chain::CoinParams;
-use tokio::sync::{broadcast, mpsc};
+use share_chain::{CoinParams, Share};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tracing::{error, info, warn};
 
 use super::jobs::NodeWork;
 use super::NodeEvent;
 use crate::chain_service::ChainHandle;
 use crate::counters::NodeCounters;
-use crate::daemon::rpc::{RpcClient, SubmitOutcome};
+use crate::daemon::peer::DaemonPeer;
+use crate::daemon::rpc::{RpcClient, RpcError, SubmitOutcome};
 use crate::stratum::Solution;
+
+/// Blocks being submitted at once; beyond this a block solution is dropped (each is a real
+/// proof of work, so only regtest or a flood of stale blocks gets here).
+const MAX_SUBMISSIONS_IN_FLIGHT: usize = 32;
+
+/// Shares waiting for the share chain; beyond this a share is dropped.
+const SHARE_QUEUE: usize = 1024;
+
+/// When `submitblock` fails but the block went out over P2P, how long to wait for litecoind
+/// to announce it as its new tip (which confirms it).
+const P2P_CONFIRMATION: Duration = Duration::from_secs(10);
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -29,22 +48,81 @@ fn describe(script: &[u8], coin: &CoinParams) -> String {
     script_to_address(script, coin).unwrap_or_else(|| hex::encode(script))
 }
 
+/// What a block submission needs, shared by the submission tasks.
+pub(super) struct Submitter {
+    pub rpc: Arc<RpcClient>,
+    /// litecoind's P2P port, when the node connects to it.
+    pub peer: Option<Arc<DaemonPeer>>,
+    pub events: broadcast::Sender<NodeEvent>,
+    pub counters: Arc<NodeCounters>,
+    /// The previous block of the last block litecoind accepted: more blocks on it are
+    /// stale, not worth a submitblock (on regtest, where nearly every hash is a block,
+    /// they would flood litecoind).
+    accepted_on: Mutex<Option<[u8; 32]>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Submitter {
+    pub fn new(
+        rpc: Arc<RpcClient>,
+        peer: Option<Arc<DaemonPeer>>,
+        events: broadcast::Sender<NodeEvent>,
+        counters: Arc<NodeCounters>,
+    ) -> Self {
+        Submitter {
+            rpc,
+            peer,
+            events,
+            counters,
+            accepted_on: Mutex::new(None),
+            in_flight: Arc::new(Semaphore::new(MAX_SUBMISSIONS_IN_FLIGHT)),
+        }
+    }
+
+    fn accepted_on(&self) -> Option<[u8; 32]> {
+        *self.accepted_on.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_accepted_on(&self, prev_block: [u8; 32]) {
+        *self.accepted_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(prev_block);
+    }
+}
+
+/// Counts and logs a dropped solution.
+fn drop_solution(counters: &NodeCounters, miner: &str, reason: &str) {
+    NodeCounters::add(&counters.solutions_dropped, 1);
+    error!(reason, "solution by {miner} dropped: {reason}");
+}
+
+/// A found block on its way to litecoind.
+struct FoundBlock {
+    bytes: Vec<u8>,
+    share_hash: share_chain::ShareHash,
+    prev_block: [u8; 32],
+    height: u32,
+    miner: String,
+    payouts: Vec<(String, u64)>,
+}
+
 /// Turns miners' solutions into blocks and shares.
 pub(super) async fn handle_solutions(
     mut solutions: mpsc::UnboundedReceiver<Solution<NodeWork>>,
     chain: ChainHandle,
-    rpc: Arc<RpcClient>,
+    submitter: Arc<Submitter>,
     coin: CoinParams,
-    events: broadcast::Sender<NodeEvent>,
     publish: Option<mpsc::UnboundedSender<Vec<u8>>>,
-    counters: Arc<NodeCounters>,
 ) {
-    // Once a block on some previous block is accepted, more blocks on it are stale: they
-    // are not worth a submitblock (on regtest, where nearly every hash is a block, they
-    // would flood litecoind).
-    let mut accepted_on: Option<[u8; 32]> = None;
+    let counters = submitter.counters.clone();
+    let (shares_tx, shares_rx) = mpsc::channel(SHARE_QUEUE);
+    let share_task = tokio::spawn(connect_shares(
+        shares_rx,
+        chain,
+        submitter.events.clone(),
+        publish,
+    ));
     while let Some(solution) = solutions.recv().await {
         let payload = &solution.job.payload;
+        let miner = describe(&solution.miner, &coin);
         let mut extranonce = solution.extranonce1.to_vec();
         extranonce.extend_from_slice(&solution.extranonce2);
         let share = payload.share_for(
@@ -54,78 +132,216 @@ pub(super) async fn handle_solutions(
             solution.nonce,
         );
         if share.header.to_bytes() != solution.header {
-            error!("a solution's header does not match the share rebuilt from its job");
+            drop_solution(
+                &counters,
+                &miner,
+                "its header does not match the share rebuilt from its job",
+            );
             continue;
         }
-        let miner = describe(&solution.miner, &coin);
-        let stale = accepted_on == Some(share.header.prev_block);
-        if solution.meets_block_target && !stale {
+        if solution.meets_block_target {
             // The block first: every millisecond counts against an orphaned block.
-            let block = payload.block_bytes(&share);
-            NodeCounters::add(&counters.blocks_submitted, 1);
-            let (accepted, result) = match rpc.submit_block(&block).await {
-                Ok(SubmitOutcome::Accepted) => {
-                    accepted_on = Some(share.header.prev_block);
-                    (true, "accepted".to_string())
+            let prev_block = share.header.prev_block;
+            if submitter.accepted_on() == Some(prev_block) {
+                drop_solution(
+                    &counters,
+                    &miner,
+                    "stale block: litecoind already accepted a block on the same previous block",
+                );
+            } else {
+                match submitter.in_flight.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let found = FoundBlock {
+                            bytes: payload.block_bytes(&share),
+                            share_hash: share.hash(),
+                            prev_block,
+                            height: payload.block.height,
+                            miner: miner.clone(),
+                            payouts: payload
+                                .share
+                                .payouts
+                                .iter()
+                                .map(|p| (describe(&p.script, &coin), p.amount))
+                                .collect(),
+                        };
+                        NodeCounters::add(&counters.blocks_submitted, 1);
+                        let submitter = submitter.clone();
+                        tokio::spawn(async move {
+                            submit_block(&submitter, found).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => drop_solution(
+                        &counters,
+                        &miner,
+                        "block: too many block submissions already in flight",
+                    ),
                 }
-                Ok(other) => (false, format!("{other:?}")),
-                Err(e) => (false, e.to_string()),
-            };
-            NodeCounters::add(
-                if accepted {
-                    &counters.blocks_accepted
-                } else {
-                    &counters.blocks_refused
-                },
-                1,
-            );
-            let payouts: Vec<(String, u64)> = payload
-                .share
-                .payouts
-                .iter()
-                .map(|p| (describe(&p.script, &coin), p.amount))
-                .collect();
-            info!(
-                block = %share.hash(),
-                height = payload.block.height,
-                %result,
-                outputs = payouts.len(),
-                "block found by {miner}"
-            );
-            let _ = events.send(NodeEvent::BlockSubmitted {
-                hash: share.hash(),
-                height: payload.block.height,
-                accepted,
-                result,
-                payouts,
-            });
+            }
         }
         if solution.meets_share_target {
-            let hash = share.hash();
-            let encoded = publish.as_ref().map(|_| share.encode());
-            let outcome = chain.call(move |c| c.connect(share, now_secs())).await;
-            match outcome {
-                Ok(Ok(connected)) => {
-                    let height = connected.entries.first().map_or(0, |e| e.height);
-                    info!(share = %hash, height, "share by {miner}");
-                    if let (Some(publish), Some(encoded)) = (&publish, encoded) {
-                        let _ = publish.send(encoded);
-                    }
-                    let _ = events.send(NodeEvent::ShareAccepted {
-                        hash,
-                        height,
-                        miner,
-                    });
+            match shares_tx.try_send((share, miner)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full((_, miner))) => {
+                    drop_solution(&counters, &miner, "share: the share-chain queue is full")
                 }
-                Ok(Err(e)) => {
-                    warn!(error = %e, "share by {miner} rejected");
-                    let _ = events.send(NodeEvent::ShareRejected {
-                        miner,
-                        reason: e.to_string(),
-                    });
+                Err(mpsc::error::TrySendError::Closed((_, miner))) => {
+                    drop_solution(&counters, &miner, "share: the share task stopped")
                 }
-                Err(e) => error!(error = %e, "share chain unavailable"),
             }
+        }
+    }
+    drop(shares_tx);
+    let _ = share_task.await;
+}
+
+/// Hands a found block to litecoind by RPC and P2P at once; reports what became of it.
+async fn submit_block(submitter: &Submitter, found: FoundBlock) {
+    let block_hash = share_chain::hash::sha256d(&found.bytes[..80.min(found.bytes.len())]);
+    // Listen before relaying, so litecoind's announcement of the block cannot be missed.
+    let mut announcements = submitter.peer.as_ref().map(|p| p.announcements());
+    let relayed = match &submitter.peer {
+        Some(peer) => peer
+            .relay_block(found.bytes.clone())
+            .map_err(|e| e.to_string()),
+        None => Err("no P2P connection configured".to_string()),
+    };
+    let submitted = submitter.rpc.submit_block(&found.bytes).await;
+    let (accepted, result) = match submitted {
+        Ok(SubmitOutcome::Accepted) => (true, "accepted".to_string()),
+        // Already there: it came first over P2P. Ours only if it is on the best chain:
+        // another block on the same previous block may have come first (blocks are
+        // submitted in parallel), and then litecoind keeps ours on a side branch. (A block
+        // litecoind refused is "duplicate-invalid", a rejection.)
+        Ok(SubmitOutcome::Duplicate) => match submitter.rpc.block_in_best_chain(block_hash).await {
+            Ok(true) => (true, "accepted (relayed over P2P first)".to_string()),
+            Ok(false) => (
+                false,
+                "Inconclusive: relayed over P2P, on a side branch (another block on the same \
+                 previous block came first)"
+                    .to_string(),
+            ),
+            Err(rpc_error) => {
+                confirm_over_p2p(&relayed, announcements.as_mut(), block_hash, &rpc_error).await
+            }
+        },
+        Ok(other) => (false, format!("{other:?}")),
+        Err(rpc_error) => {
+            if rpc_error.is_saturation() {
+                error!(error = %rpc_error, "submitblock failed: litecoind's RPC is saturated (raise -rpcthreads and -rpcworkqueue)");
+            }
+            confirm_over_p2p(&relayed, announcements.as_mut(), block_hash, &rpc_error).await
+        }
+    };
+    if let Err(reason) = &relayed {
+        warn!(%reason, "block not relayed over P2P");
+    }
+    let counters = &submitter.counters;
+    if accepted {
+        submitter.set_accepted_on(found.prev_block);
+        NodeCounters::add(&counters.blocks_accepted, 1);
+        info!(
+            block = %found.share_hash,
+            height = found.height,
+            %result,
+            outputs = found.payouts.len(),
+            "block found by {}",
+            found.miner
+        );
+    } else {
+        NodeCounters::add(&counters.blocks_refused, 1);
+        error!(
+            block = %found.share_hash,
+            height = found.height,
+            %result,
+            "block by {} NOT accepted by litecoind: {result}",
+            found.miner
+        );
+    }
+    let _ = submitter.events.send(NodeEvent::BlockSubmitted {
+        hash: found.share_hash,
+        height: found.height,
+        accepted,
+        result,
+        payouts: found.payouts,
+    });
+}
+
+/// When RPC failed (`rpc_error`): whether the block went out over P2P and litecoind
+/// announced it as its new tip; the outcome and what to log.
+async fn confirm_over_p2p(
+    relayed: &Result<(), String>,
+    announcements: Option<&mut broadcast::Receiver<[u8; 32]>>,
+    block_hash: [u8; 32],
+    rpc_error: &RpcError,
+) -> (bool, String) {
+    match (relayed, announcements) {
+        (Ok(()), Some(rx)) => {
+            if announced(rx, block_hash).await {
+                (true, format!("accepted over P2P (RPC: {rpc_error})"))
+            } else {
+                (
+                    false,
+                    format!("relayed over P2P but not confirmed; RPC: {rpc_error}"),
+                )
+            }
+        }
+        (Err(p2p), _) => (
+            false,
+            format!("not delivered: RPC: {rpc_error}; P2P: {p2p}"),
+        ),
+        (Ok(()), None) => (false, format!("not delivered: RPC: {rpc_error}")),
+    }
+}
+
+/// Whether litecoind announces `hash` over P2P within [`P2P_CONFIRMATION`].
+async fn announced(rx: &mut broadcast::Receiver<[u8; 32]>, hash: [u8; 32]) -> bool {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(h) if h == hash => return true,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(P2P_CONFIRMATION, wait)
+        .await
+        .unwrap_or(false)
+}
+
+/// Connects shares to the share chain in the order they were found, and gossips them.
+async fn connect_shares(
+    mut shares: mpsc::Receiver<(Share, String)>,
+    chain: ChainHandle,
+    events: broadcast::Sender<NodeEvent>,
+    publish: Option<mpsc::UnboundedSender<Vec<u8>>>,
+) {
+    while let Some((share, miner)) = shares.recv().await {
+        let hash = share.hash();
+        let encoded = publish.as_ref().map(|_| share.encode());
+        let outcome = chain.call(move |c| c.connect(share, now_secs())).await;
+        match outcome {
+            Ok(Ok(connected)) => {
+                let height = connected.entries.first().map_or(0, |e| e.height);
+                info!(share = %hash, height, "share by {miner}");
+                if let (Some(publish), Some(encoded)) = (&publish, encoded) {
+                    let _ = publish.send(encoded);
+                }
+                let _ = events.send(NodeEvent::ShareAccepted {
+                    hash,
+                    height,
+                    miner,
+                });
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "share by {miner} rejected");
+                let _ = events.send(NodeEvent::ShareRejected {
+                    miner,
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => error!(error = %e, "share chain unavailable"),
         }
     }
 }

@@ -86,7 +86,15 @@ pub struct RegtestPair {
 
 impl RegtestPair {
     pub async fn start() -> RegtestPair {
-        let a = Node::start("a", NodeAuth::Cookie, vec!["-listen=1".to_owned()]).await;
+        Self::start_with(Vec::new()).await
+    }
+
+    /// [`start`](Self::start) with more arguments for node A (later ones win, e.g.
+    /// `-rpcthreads=4` over the harness's 8).
+    pub async fn start_with(a_args: Vec<String>) -> RegtestPair {
+        let mut args = vec!["-listen=1".to_owned()];
+        args.extend(a_args);
+        let a = Node::start("a", NodeAuth::Cookie, args).await;
         let b = Node::start(
             "b",
             NodeAuth::UserPass {

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use p2pool::miner::MinerConfig;
-use p2pool::node::{Node, NodeConfig, NodeOptions};
+use p2pool::node::{DaemonP2p, Node, NodeConfig, NodeOptions};
 use p2pool::regtest::RegtestPair;
 use share_chain::Preset;
 use tempfile::TempDir;
@@ -35,9 +35,14 @@ pub async fn start_pool() -> Pool {
 }
 
 /// [`start_pool`] with node options.
-pub async fn start_pool_with(options: NodeOptions) -> Pool {
+pub async fn start_pool_with(mut options: NodeOptions) -> Pool {
     init_logs();
     let daemons = RegtestPair::start().await.expect("litecoind pair");
+    // The harness's litecoind listens on a free port, not regtest's default: the node
+    // connects to it there, as it would to a production litecoind.
+    if options.daemon_p2p == DaemonP2p::Default {
+        options.daemon_p2p = DaemonP2p::At(([127, 0, 0, 1], daemons.a.p2p_port).into());
+    }
     let datadir = tempfile::tempdir().expect("a temporary datadir");
     let node = Node::start_with(
         NodeConfig {
