@@ -30,6 +30,7 @@ use bitcoin::consensus::encode::VarInt;
 use bitcoin::Script;
 use share_chain::hash::sha256d;
 use share_chain::merkle::merkle_root;
+use share_chain::script::ScriptKind;
 use share_chain::template::ShareTemplate;
 use thiserror::Error;
 
@@ -45,31 +46,63 @@ pub const MAX_BLOCK_SIGOPS_COST: u64 = 80_000;
 /// The 80-byte header, all of it non-witness data.
 const HEADER_WEIGHT: u64 = 80 * 4;
 /// Legacy sigop cost is 4 per counted sigop (`WITNESS_SCALE_FACTOR`).
-const WITNESS_SCALE: u64 = 4;
+const WITNESS_SCALE: u64 = share_chain::script::WITNESS_SCALE_FACTOR as u64;
 /// `OP_CHECKMULTISIG` counts 20 legacy sigops: the most one script byte can count.
 const MAX_SIGOPS_PER_BYTE: u64 = 20;
 /// A transaction whose template gives no `sigops`: at most 20 sigop cost per weight unit
 /// (one `OP_CHECKMULTISIG` byte is 4 weight units and 80 sigop cost; witness and P2SH
 /// script bytes count no more per weight unit).
 const MAX_SIGOP_COST_PER_WEIGHT: u64 = MAX_SIGOPS_PER_BYTE;
-/// The largest output a Stratum miner's payout address makes: P2WSH and P2TR, 8-byte
-/// amount, 1-byte length, 34-byte script.
-pub const MAX_MINER_OUTPUT_SIZE: u64 = 8 + 1 + 34;
-/// The most sigops a Stratum miner's payout script counts (P2PKH's `OP_CHECKSIG`).
-const MAX_MINER_OUTPUT_SIGOPS: u64 = 1;
+/// The largest payout output: share format v2 pays standard scripts only
+/// ([`ScriptKind`]), the largest being P2WSH and P2TR (8-byte amount, 1-byte length,
+/// 34-byte script).
+pub const MAX_MINER_OUTPUT_SIZE: u64 = max_output_size();
+/// The most sigop cost a payout output counts (P2PKH's `OP_CHECKSIG`, scaled).
+const MAX_MINER_OUTPUT_SIGOP_COST: u64 = max_output_sigop_cost();
+
+const fn max_output_size() -> u64 {
+    let mut max = 0;
+    let mut i = 0;
+    while i < ScriptKind::ALL.len() {
+        let v = ScriptKind::ALL[i].output_size() as u64;
+        if v > max {
+            max = v;
+        }
+        i += 1;
+    }
+    max
+}
+
+const fn max_output_sigop_cost() -> u64 {
+    let mut max = 0;
+    let mut i = 0;
+    while i < ScriptKind::ALL.len() {
+        let v = ScriptKind::ALL[i].sigop_cost() as u64;
+        if v > max {
+            max = v;
+        }
+        i += 1;
+    }
+    max
+}
+
 /// How many more payout outputs another miner's coinbase of the same round may have than
 /// the round's template: its own output, and one more step drawn by the rounding
 /// (`share_chain::payout`) when its weight moves between scripts.
 pub const OUTPUT_SLACK: u64 = 2;
 
 /// What one output costs in the block: serialized size (non-witness, so 4 weight units a
-/// byte) and legacy sigops. The one place that reads a script's kind; share-chain's
-/// per-kind table replaces it once payout scripts are standard-only.
+/// byte) and sigop cost (BIP141 units). Payout scripts are standard (share format v2):
+/// share-chain's per-kind table gives both; any other script (the coinbase's commitment
+/// outputs) is measured.
 pub fn output_cost(script: &[u8]) -> (u64, u64) {
+    if let Some(kind) = ScriptKind::of(script) {
+        return (kind.output_size() as u64, u64::from(kind.sigop_cost()));
+    }
     let len = script.len() as u64;
     let size = 8 + VarInt(len).size() as u64 + len;
     let sigops = Script::from_bytes(script).count_sigops_legacy() as u64;
-    (size, sigops)
+    (size, sigops * WITNESS_SCALE)
 }
 
 /// The most weight and sigop cost any coinbase of a round may take: what the block
@@ -111,7 +144,7 @@ impl CoinbaseReserve {
             + EXTRANONCE_SIZE as u64 * MAX_SIGOPS_PER_BYTE;
         CoinbaseReserve {
             weight: coinbase.weight(),
-            sigops: (outputs + script_sig_sigops) * WITNESS_SCALE,
+            sigops: outputs + script_sig_sigops * WITNESS_SCALE,
         }
     }
 
@@ -139,14 +172,14 @@ impl CoinbaseReserve {
             .map(|c| c.1)
             .max()
             .unwrap_or(0)
-            .max(MAX_MINER_OUTPUT_SIGOPS);
+            .max(MAX_MINER_OUTPUT_SIGOP_COST);
         let size_now: u64 = costs.iter().map(|c| c.0).sum();
         let sigops_now: u64 = costs.iter().map(|c| c.1).sum();
         // The output count's varint: the payouts and up to two commitment outputs.
         let varint_growth = VarInt(count + 2).size() as u64 - VarInt(n).size() as u64;
         CoinbaseReserve {
             weight: exact.weight + (count * largest - size_now + varint_growth) * 4,
-            sigops: exact.sigops + (count * heaviest - sigops_now) * WITNESS_SCALE,
+            sigops: exact.sigops + (count * heaviest - sigops_now),
         }
     }
 }
@@ -579,14 +612,22 @@ mod tests {
         let p2wpkh = [&[0x00, 0x14][..], &[0; 20]].concat();
         let p2wsh = [&[0x00, 0x20][..], &[0; 32]].concat();
         let p2tr = [&[0x51, 0x20][..], &[0; 32]].concat();
-        assert_eq!(output_cost(&p2pkh), (34, 1));
+        assert_eq!(output_cost(&p2pkh), (34, 4));
         assert_eq!(output_cost(&p2sh), (32, 0));
         assert_eq!(output_cost(&p2wpkh), (31, 0));
         assert_eq!(output_cost(&p2wsh), (43, 0));
         assert_eq!(output_cost(&p2tr), (43, 0));
         assert_eq!(output_cost(&p2tr).0, MAX_MINER_OUTPUT_SIZE);
-        // A bare multisig counts 20 legacy sigops.
-        assert_eq!(output_cost(&[0x51, 0x51, 0xae]).1, 20);
+        assert_eq!(MAX_MINER_OUTPUT_SIGOP_COST, 4);
+        // The per-kind table agrees with measuring the script.
+        for script in [&p2pkh, &p2sh, &p2wpkh, &p2wsh, &p2tr] {
+            let measured = 8 + 1 + script.len() as u64;
+            let sigops = Script::from_bytes(script).count_sigops_legacy() as u64 * WITNESS_SCALE;
+            assert_eq!(output_cost(script), (measured, sigops));
+        }
+        // A non-standard script (a commitment output here) is measured: a bare multisig
+        // counts 20 legacy sigops, 80 sigop cost.
+        assert_eq!(output_cost(&[0x51, 0x51, 0xae]), (12, 80));
     }
 
     #[test]
