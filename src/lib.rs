@@ -5,6 +5,7 @@
 //!   block assembly;
 //! - [`chain_service`]: the share chain on its own thread;
 //! - [`work`]: from templates to miners' work, and from solutions to shares and blocks;
+//! - [`block_fit`]: which template transactions to leave out so our coinbase fits the block;
 //! - [`stratum`]: the Stratum v1 server miners connect to;
 //! - [`p2p`]: the share-chain network (gossip and sync with other nodes);
 //! - [`api`]: the JSON-RPC API, dashboard and metrics for operators and miners.
@@ -12,6 +13,7 @@
 //! The `p2pool` binary (`src/main.rs`) wires these together.
 
 pub mod api;
+pub mod block_fit;
 pub mod chain_service;
 pub mod counters;
 pub mod daemon;

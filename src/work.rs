@@ -28,6 +28,15 @@ pub const EXTRANONCE_SIZE: usize = 8;
 pub fn block_context(template: &BlockTemplate) -> BlockContext {
     let txids: Vec<[u8; 32]> = template.txids().copied().collect();
     BlockContext {
+        merkle_branch: coinbase_merkle_branch(&txids),
+        ..coinbase_context(template)
+    }
+}
+
+/// [`block_context`] without the merkle branch: all a coinbase needs (its size does not
+/// depend on the other transactions), without hashing thousands of txids.
+pub fn coinbase_context(template: &BlockTemplate) -> BlockContext {
+    BlockContext {
         version: template.version as i32,
         prev_block: template.previous_block_hash,
         bits: template.bits,
@@ -36,7 +45,7 @@ pub fn block_context(template: &BlockTemplate) -> BlockContext {
             .default_witness_commitment
             .as_ref()
             .map(|w| w.commitment),
-        merkle_branch: coinbase_merkle_branch(&txids),
+        merkle_branch: Vec::new(),
     }
 }
 

@@ -6,6 +6,12 @@
 //! built ahead, off the event loop; a new address gets its job built on a task the first
 //! time a connection needs it. [`feed_jobs`] starts a round whenever litecoind has a new
 //! template or the share chain a new tip, and pauses Stratum while the node is not ready.
+//!
+//! Before a round's jobs are built, the template is fitted to the round's coinbase
+//! ([`crate::block_fit`]): transactions are left out until any miner's coinbase of the
+//! round fits the block's weight and sigop limits. The fit is kept for the template's
+//! later rounds (a new share tip) while its coinbase reservation still holds, and every
+//! job's coinbase is checked against that reservation before a miner gets it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,17 +23,19 @@ use share_chain::address::address_to_script;
 use share_chain::template::{BlockContext, MinerPayout, ShareTemplate};
 use share_chain::{CoinParams, OperatorFee, ShareHash};
 use tokio::sync::{broadcast, mpsc, watch};
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 use super::readiness::{daemon_condition, Readiness, ReadinessHandle, DAEMON_CONDITION};
 use super::NodeEvent;
+use crate::block_fit::{fit_template, CoinbaseReserve, Fitted};
 use crate::chain_service::{ChainHandle, ChainSummary};
+use crate::counters::NodeCounters;
 use crate::daemon::template::BlockTemplate;
 use crate::daemon::watcher::{DaemonState, DaemonStatus};
 use crate::stratum::{
     Availability, Job, JobTemplate, Personalized, Solution, StratumServer, Username, WorkSource,
 };
-use crate::work::{block_context, build_work, WorkPayload};
+use crate::work::{block_context, build_work, coinbase_context, WorkPayload};
 
 /// A payout address's job being built: every session of that address waits on one build.
 type SharedBuild = Shared<BoxFuture<'static, Option<Arc<Job<WorkPayload>>>>>;
@@ -63,10 +71,26 @@ const MAX_KNOWN_ADDRESSES: usize = 10_000;
 /// What a job of the current round is built from.
 #[derive(Clone)]
 struct Round {
+    /// The fitted template.
     block: Arc<BlockTemplate>,
     context: BlockContext,
+    /// What the block leaves for the coinbase: no job's coinbase may cost more.
+    reserve: CoinbaseReserve,
     clean: bool,
 }
+
+/// A template fitted for a round, kept for the next rounds on the same template.
+#[derive(Clone)]
+struct RoundFit {
+    /// The template as litecoind gave it.
+    source: Arc<BlockTemplate>,
+    fitted: Fitted,
+    context: BlockContext,
+}
+
+/// How many times a round refits with a grown reservation before giving up (the second
+/// attempt holds unless the fees left out change the payouts' count).
+const MAX_FIT_ATTEMPTS: usize = 4;
 
 /// The node's side of the Stratum server.
 pub struct NodeWork {
@@ -76,6 +100,9 @@ pub struct NodeWork {
     cache: Arc<Mutex<JobCache>>,
     next_generation: AtomicU64,
     solutions: mpsc::UnboundedSender<Solution<NodeWork>>,
+    counters: Arc<NodeCounters>,
+    /// The last template's fit.
+    fit: Mutex<Option<RoundFit>>,
 }
 
 /// The payout script of the broadcast job, which is always personalized before a miner sees
@@ -83,20 +110,35 @@ pub struct NodeWork {
 /// no one can take what it pays.
 const PLACEHOLDER_SCRIPT: &[u8] = &share_chain::script::UNSPENDABLE_SCRIPT;
 
-fn lock_cache(cache: &Mutex<JobCache>) -> std::sync::MutexGuard<'_, JobCache> {
-    // The cache holds no invariant a panic could break halfway: keep using it.
-    cache
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // What these mutexes hold has no invariant a panic could break halfway: keep using it.
+    mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The Stratum job of `share` on `block` (CPU work: coinbase halves and their hex).
+/// The Stratum job of `share` on `block` (CPU work: coinbase halves and their hex), if its
+/// coinbase fits the room `reserve` the block left for it.
 fn job_template(
     share: ShareTemplate,
     block: Arc<BlockTemplate>,
+    reserve: CoinbaseReserve,
     clean: bool,
     generation: u64,
 ) -> Option<JobTemplate<WorkPayload>> {
+    let cost = CoinbaseReserve::exact(&share, block.height);
+    if !reserve.covers(&cost) {
+        // A block with this coinbase would be over the limits: no job rather than work that
+        // cannot pay. The next round (a new tip or template) reserves more.
+        error!(
+            weight = cost.weight,
+            sigops = cost.sigops,
+            reserved_weight = reserve.weight,
+            reserved_sigops = reserve.sigops,
+            "a coinbase outgrew the room reserved in the block"
+        );
+        return None;
+    }
     let mut work = match build_work(share, block.clone()) {
         Ok(work) => work,
         Err(e) => {
@@ -139,6 +181,7 @@ impl NodeWork {
         chain: ChainHandle,
         fee: Option<OperatorFee>,
         solutions: mpsc::UnboundedSender<Solution<NodeWork>>,
+        counters: Arc<NodeCounters>,
     ) -> Self {
         NodeWork {
             coin,
@@ -147,7 +190,122 @@ impl NodeWork {
             cache: Arc::new(Mutex::new(JobCache::default())),
             next_generation: AtomicU64::new(0),
             solutions,
+            counters,
+            fit: Mutex::new(None),
         }
+    }
+
+    /// What any coinbase of a round on `context` can cost: from the placeholder's share
+    /// template on the current tip ([`CoinbaseReserve::for_round`]).
+    async fn round_reserve(&self, context: BlockContext, height: u32) -> Option<CoinbaseReserve> {
+        let miner = self.payout(PLACEHOLDER_SCRIPT.to_vec());
+        let reserve = self
+            .chain
+            .call(move |c| {
+                let index = c.index_mut();
+                let max_outputs = index.params().max_payout_outputs;
+                index
+                    .share_template(&miner, context)
+                    .map(|share| CoinbaseReserve::for_round(&share, height, max_outputs))
+            })
+            .await;
+        match reserve {
+            Ok(Ok(reserve)) => Some(reserve),
+            Ok(Err(e)) => {
+                error!(error = %e, "cannot build a share template");
+                None
+            }
+            Err(e) => {
+                error!(error = %e, "cannot build a share template");
+                None
+            }
+        }
+    }
+
+    /// `block` fitted for this round: the last fit while the template is the same and its
+    /// reservation still holds the round's coinbases, else a new one (logged and counted
+    /// when it leaves transactions out).
+    async fn fit_round(&self, block: &Arc<BlockTemplate>) -> Option<RoundFit> {
+        let cached = lock(&self.fit)
+            .as_ref()
+            .filter(|f| Arc::ptr_eq(&f.source, block))
+            .cloned();
+        let mut reserve = cached.as_ref().map(|f| f.fitted.reserve);
+        let mut context = cached
+            .as_ref()
+            .map_or_else(|| coinbase_context(block), |f| f.context.clone());
+        let mut fresh: Option<RoundFit> = None;
+        for _ in 0..MAX_FIT_ATTEMPTS {
+            let needed = self.round_reserve(context.clone(), block.height).await?;
+            if let Some(reserve) = reserve.filter(|r| r.covers(&needed)) {
+                let Some(fit) = fresh.or(cached) else {
+                    break;
+                };
+                debug_assert_eq!(fit.fitted.reserve, reserve);
+                return Some(self.adopt(fit));
+            }
+            let grown = reserve.map_or(needed, |r| r.max(needed));
+            reserve = Some(grown);
+            let source = block.clone();
+            let fit = tokio::task::spawn_blocking(move || {
+                fit_template(&source, grown).map(|fitted| {
+                    let context = block_context(&fitted.template);
+                    RoundFit {
+                        source,
+                        fitted,
+                        context,
+                    }
+                })
+            })
+            .await;
+            let fit = match fit {
+                Ok(Ok(fit)) => fit,
+                Ok(Err(e)) => {
+                    error!(height = block.height, error = %e, "cannot fit the coinbase into the block");
+                    return None;
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot fit the coinbase into the block");
+                    return None;
+                }
+            };
+            context = fit.context.clone();
+            fresh = Some(fit);
+        }
+        error!(
+            height = block.height,
+            "the coinbase kept outgrowing the room made for it in the block"
+        );
+        None
+    }
+
+    /// Makes `fit` the current one; a new fit that left transactions out is logged and
+    /// counted (once per fit, not once per round on it).
+    fn adopt(&self, fit: RoundFit) -> RoundFit {
+        let mut current = lock(&self.fit);
+        let is_new = !current.as_ref().is_some_and(|c| {
+            Arc::ptr_eq(&c.source, &fit.source)
+                && Arc::ptr_eq(&c.fitted.template, &fit.fitted.template)
+        });
+        if is_new {
+            let dropped = fit.fitted.dropped;
+            if dropped.count > 0 {
+                info!(
+                    height = fit.source.height,
+                    dropped = dropped.count,
+                    weight = dropped.weight,
+                    fees = dropped.fees,
+                    kept = fit.fitted.template.transactions.len(),
+                    reserved_weight = fit.fitted.reserve.weight,
+                    reserved_sigops = fit.fitted.reserve.sigops,
+                    "left template transactions out so the coinbase fits the block"
+                );
+                NodeCounters::add(&self.counters.template_txs_dropped, dropped.count);
+                NodeCounters::add(&self.counters.template_weight_dropped, dropped.weight);
+            }
+            *current = Some(fit.clone());
+        }
+        fit
     }
 
     fn payout(&self, script: Vec<u8>) -> MinerPayout {
@@ -168,17 +326,13 @@ impl NodeWork {
         clean: bool,
     ) -> Option<JobTemplate<WorkPayload>> {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let for_context = block.clone();
-        let context = match tokio::task::spawn_blocking(move || block_context(&for_context)).await {
-            Ok(context) => context,
-            Err(e) => {
-                error!(error = %e, "cannot prepare the block context");
-                return None;
-            }
-        };
+        let fit = self.fit_round(&block).await?;
+        let block = fit.fitted.template;
+        let reserve = fit.fitted.reserve;
+        let context = fit.context;
         let mut miners = vec![self.payout(PLACEHOLDER_SCRIPT.to_vec())];
         {
-            let mut cache = lock_cache(&self.cache);
+            let mut cache = lock(&self.cache);
             cache
                 .known
                 .retain(|_, used| used.elapsed() < KNOWN_ADDRESS_TTL);
@@ -224,7 +378,8 @@ impl NodeWork {
                         continue;
                     }
                 };
-                let Some(template) = job_template(share, for_jobs.clone(), clean, generation)
+                let Some(template) =
+                    job_template(share, for_jobs.clone(), reserve, clean, generation)
                 else {
                     continue;
                 };
@@ -245,7 +400,7 @@ impl NodeWork {
             }
         };
         let broadcast = broadcast?;
-        let mut cache = lock_cache(&self.cache);
+        let mut cache = lock(&self.cache);
         let finished: RoundJobs = cache
             .jobs
             .iter()
@@ -259,6 +414,7 @@ impl NodeWork {
         cache.round = Some(Round {
             block,
             context,
+            reserve,
             clean,
         });
         cache.jobs = jobs;
@@ -277,13 +433,14 @@ impl NodeWork {
             let Round {
                 block,
                 context,
+                reserve,
                 clean,
             } = round;
             let share = chain
                 .call(move |c| c.index_mut().share_template(&miner, context))
                 .await;
             let job = match share {
-                Ok(Ok(share)) => job_template(share, block, clean, generation)
+                Ok(Ok(share)) => job_template(share, block, reserve, clean, generation)
                     .and_then(|t| prepared_job(t, generation)),
                 Ok(Err(e)) => {
                     error!(error = %e, "cannot build a share template");
@@ -294,7 +451,7 @@ impl NodeWork {
                     None
                 }
             };
-            let mut cache = lock_cache(&cache);
+            let mut cache = lock(&cache);
             if cache.generation == generation {
                 match &job {
                     Some(job) => {
@@ -335,7 +492,7 @@ impl WorkSource for NodeWork {
         miner: &Vec<u8>,
     ) -> Personalized<WorkPayload> {
         let generation = job.template.payload.generation;
-        let mut cache = lock_cache(&self.cache);
+        let mut cache = lock(&self.cache);
         match cache.known.get_mut(miner) {
             Some(used) => *used = Instant::now(),
             None => {

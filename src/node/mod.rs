@@ -225,6 +225,7 @@ impl Node {
             chain.clone(),
             config.fee.clone(),
             solutions_tx,
+            counters.clone(),
         ));
         let readiness = ReadinessHandle::default();
         let stratum_config = StratumConfig {
