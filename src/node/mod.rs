@@ -39,6 +39,10 @@ pub use readiness::{
 };
 
 use crate::api::{ApiError, ApiServer, ApiSources};
+use crate::blocks::FoundBlocks;
+use crate::alerts::Alerts;
+use crate::hashrate::Hashrates;
+use crate::history::History;
 use crate::chain_service::{ChainHandle, ChainStopped, OpenError};
 use crate::counters::NodeCounters;
 use crate::daemon::rpc::{RpcClient, RpcConfig, RpcError};
@@ -104,6 +108,10 @@ pub struct NodeOptions {
     /// The least work of a chain this node joins, in millionths of a block's work at
     /// litecoind's target (see [`join_work`]; 0 joins any chain).
     pub min_join_work_ppm: u32,
+    /// A worker with no accepted submission for this long is offline.
+    pub offline_after: Duration,
+    /// Where alerts are POSTed as JSON.
+    pub webhook: Option<String>,
 }
 
 impl Default for NodeOptions {
@@ -114,6 +122,8 @@ impl Default for NodeOptions {
             api: None,
             mdns: false,
             min_join_work_ppm: join_work::DEFAULT_MIN_JOIN_WORK_PPM,
+            offline_after: Duration::from_secs(600),
+            webhook: None,
         }
     }
 }
@@ -133,6 +143,8 @@ pub enum NodeError {
     Network(#[from] NetworkError),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error("cannot open the found-blocks list: {0}")]
+    FoundBlocks(std::io::Error),
 }
 
 /// A running node.
@@ -224,6 +236,20 @@ impl Node {
                     network: p2p.as_ref().map(|p| p.handle().clone()),
                     sync: p2p.as_ref().map(P2p::sync_state),
                     counters: counters.clone(),
+                    daemon_rpc: Some(rpc.clone()),
+                    fee: config.fee.clone(),
+                    blocks: Arc::new(
+                        FoundBlocks::open(&config.datadir).map_err(NodeError::FoundBlocks)?,
+                    ),
+                    history: Arc::new(History::open(&config.datadir)),
+                    alerts: Arc::new(match options.webhook.clone() {
+                        Some(url) => Alerts::with_webhook(url),
+                        None => Alerts::new(),
+                    }),
+                    hashrates: Arc::new(Hashrates::new(
+                        preset.coin.stratum_difficulty_multiplier,
+                        options.offline_after.as_secs(),
+                    )),
                 };
                 Some(ApiServer::start(addr, sources).await?)
             }
