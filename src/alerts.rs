@@ -103,7 +103,11 @@ impl Alerts {
 
     /// Alerts raised since start, by kind.
     pub fn counts(&self) -> BTreeMap<&'static str, u64> {
-        self.list.lock().unwrap_or_else(|p| p.into_inner()).2.clone()
+        self.list
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .2
+            .clone()
     }
 }
 
@@ -128,7 +132,10 @@ async fn deliver(url: String, mut alerts: mpsc::Receiver<Alert>) {
                 Err(e) => warn!(error = %e, attempt, "cannot deliver an alert to the webhook"),
             }
             if attempt == WEBHOOK_ATTEMPTS {
-                warn!(id = alert.id, "alert dropped after {WEBHOOK_ATTEMPTS} attempts");
+                warn!(
+                    id = alert.id,
+                    "alert dropped after {WEBHOOK_ATTEMPTS} attempts"
+                );
             } else {
                 tokio::time::sleep(wait).await;
                 wait *= 2;
@@ -231,7 +238,12 @@ impl Watch {
                     "no share-chain peers: this node mines a chain of its own".into(),
                 );
             } else {
-                alerts.raise(now, "peers", "p2p".into(), "share-chain peers are back".into());
+                alerts.raise(
+                    now,
+                    "peers",
+                    "p2p".into(),
+                    "share-chain peers are back".into(),
+                );
             }
             self.no_peers = no_peers;
         }
@@ -243,7 +255,12 @@ impl Watch {
                     "sync".into(),
                     format!("the share chain is out of sync: {p}"),
                 ),
-                None => alerts.raise(now, "synced", "sync".into(), "the share chain is in sync".into()),
+                None => alerts.raise(
+                    now,
+                    "synced",
+                    "sync".into(),
+                    "the share chain is in sync".into(),
+                ),
             }
             self.out_of_sync = o.sync_problem.clone();
         }

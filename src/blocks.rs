@@ -316,10 +316,7 @@ pub async fn scan(chain: &ChainHandle, preset: &Preset, blocks: &FoundBlocks) ->
             fresh.sort_unstable_by_key(|(seq, _)| *seq);
             fresh.truncate(SCAN_BATCH);
             let top = fresh.last().map(|(seq, _)| *seq);
-            (
-                fresh.into_iter().map(|(_, u)| u).collect::<Vec<_>>(),
-                top,
-            )
+            (fresh.into_iter().map(|(_, u)| u).collect::<Vec<_>>(), top)
         })
         .await
     else {
@@ -464,11 +461,7 @@ pub async fn track(
 async fn has_unscanned(chain: &ChainHandle, blocks: &FoundBlocks) -> bool {
     let after = blocks.scanned_seq();
     chain
-        .call(move |c| {
-            c.index()
-                .entries()
-                .any(|e| after.is_none_or(|s| e.seq > s))
-        })
+        .call(move |c| c.index().entries().any(|e| after.is_none_or(|s| e.seq > s)))
         .await
         .unwrap_or(false)
 }
@@ -499,7 +492,10 @@ mod tests {
         assert_eq!(bip34_height(&[0x51]), Some(1));
         assert_eq!(bip34_height(&[0x60]), Some(16));
         assert_eq!(bip34_height(&[0x01, 0x11]), Some(17));
-        assert_eq!(bip34_height(&[0x03, 0x40, 0x42, 0x0f, 0xff]), Some(1_000_000));
+        assert_eq!(
+            bip34_height(&[0x03, 0x40, 0x42, 0x0f, 0xff]),
+            Some(1_000_000)
+        );
         assert_eq!(bip34_height(&[0x03, 0x40]), None);
         assert_eq!(bip34_height(&[]), None);
         assert_eq!(bip34_height(&[0x4c]), None);

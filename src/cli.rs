@@ -14,7 +14,9 @@ use thiserror::Error;
 /// Why a client command failed.
 #[derive(Debug, Error)]
 pub enum CliError {
-    #[error("cannot reach the node's API at {url}: {reason} (is `p2pool run` running with this --rpc?)")]
+    #[error(
+        "cannot reach the node's API at {url}: {reason} (is `p2pool run` running with this --rpc?)"
+    )]
     Unreachable { url: String, reason: String },
     #[error("the node answered {method} with an error: {message}")]
     Rpc { method: String, message: String },
@@ -127,17 +129,26 @@ pub async fn status(api: &ApiClient) -> Result<String, CliError> {
         vec!["chain".into(), text(&info["chain"])],
         vec!["litecoind".into(), text(&info["daemon"]["state"])],
         vec!["block height".into(), text(&info["daemon"]["height"])],
-        vec!["share chain".into(), format!(
-            "height {}, {} shares, {} in the window, {} payees",
-            text(&info["share_chain"]["height"]),
-            text(&info["share_chain"]["shares"]),
-            text(&info["share_chain"]["window_shares"]),
-            text(&info["share_chain"]["window_payees"]),
-        )],
+        vec![
+            "share chain".into(),
+            format!(
+                "height {}, {} shares, {} in the window, {} payees",
+                text(&info["share_chain"]["height"]),
+                text(&info["share_chain"]["shares"]),
+                text(&info["share_chain"]["window_shares"]),
+                text(&info["share_chain"]["window_payees"]),
+            ),
+        ],
         vec!["sync".into(), text(&info["sync"]["state"])],
         vec!["peers".into(), text(&info["p2p"]["peers"])],
-        vec!["pool hashrate".into(), hashrate(info["hashrate"]["pool"].as_f64())],
-        vec!["local hashrate".into(), hashrate(info["hashrate"]["local"]["10m"].as_f64())],
+        vec![
+            "pool hashrate".into(),
+            hashrate(info["hashrate"]["pool"].as_f64()),
+        ],
+        vec![
+            "local hashrate".into(),
+            hashrate(info["hashrate"]["local"]["10m"].as_f64()),
+        ],
         vec!["workers".into(), text(&info["stratum"]["workers"])],
     ];
     Ok(table(&["", ""], &rows))
@@ -164,7 +175,12 @@ pub async fn payouts(api: &ApiClient, address: Option<String>) -> Result<String,
         .map(|list| {
             list.iter()
                 .filter(|p| address.as_ref().is_none_or(|a| p["address"] == a.as_str()))
-                .map(|p| vec![text(&p["address"]), coins(p["amount"].as_u64().unwrap_or(0))])
+                .map(|p| {
+                    vec![
+                        text(&p["address"]),
+                        coins(p["amount"].as_u64().unwrap_or(0)),
+                    ]
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -201,7 +217,9 @@ pub async fn miners(api: &ApiClient) -> Result<String, CliError> {
         })
         .unwrap_or_default();
     Ok(table(
-        &["worker", "10m", "1h", "24h", "accepted", "rejected", "shares", "state"],
+        &[
+            "worker", "10m", "1h", "24h", "accepted", "rejected", "shares", "state",
+        ],
         &rows,
     ))
 }
@@ -243,7 +261,10 @@ mod tests {
     fn tables_line_up() {
         let t = table(
             &["a", "bb"],
-            &[vec!["long cell".into(), "x".into()], vec!["y".into(), "z".into()]],
+            &[
+                vec!["long cell".into(), "x".into()],
+                vec!["y".into(), "z".into()],
+            ],
         );
         assert_eq!(t, "a          bb\nlong cell  x\ny          z\n");
     }

@@ -50,7 +50,11 @@ impl Series {
         }
         if self.tens.back().is_none_or(|(t, _)| now >= t + TEN_MINUTES) {
             self.tens.push_back((now, total));
-            while self.tens.front().is_some_and(|(t, _)| *t + DAY + TEN_MINUTES < now) {
+            while self
+                .tens
+                .front()
+                .is_some_and(|(t, _)| *t + DAY + TEN_MINUTES < now)
+            {
                 self.tens.pop_front();
             }
         }
@@ -149,7 +153,8 @@ pub struct Hashrates {
 impl Hashrates {
     pub fn new(stratum_difficulty_multiplier: u32, offline_after_secs: u64) -> Hashrates {
         Hashrates {
-            hashes_per_difficulty: 4_294_967_296.0 / f64::from(stratum_difficulty_multiplier.max(1)),
+            hashes_per_difficulty: 4_294_967_296.0
+                / f64::from(stratum_difficulty_multiplier.max(1)),
             offline_after: offline_after_secs,
             workers: Mutex::new(HashMap::new()),
         }
@@ -221,7 +226,11 @@ impl Hashrates {
             (Some(hour), Some(day)) => {
                 // Only once the day's span is longer than the hour's: otherwise both read
                 // the same samples.
-                let span = w.series.tens.front().map_or(0, |(t, _)| now.saturating_sub(*t));
+                let span = w
+                    .series
+                    .tens
+                    .front()
+                    .map_or(0, |(t, _)| now.saturating_sub(*t));
                 span > HOUR && hour < day / 2.0
             }
             _ => false,
@@ -257,7 +266,10 @@ impl Hashrates {
     pub fn addresses(&self, now: u64) -> Vec<(String, Rates)> {
         let mut by_address: HashMap<String, Rates> = HashMap::new();
         for v in self.workers(now, None) {
-            by_address.entry(v.address.clone()).or_default().add(&v.rates);
+            by_address
+                .entry(v.address.clone())
+                .or_default()
+                .add(&v.rates);
         }
         let mut out: Vec<(String, Rates)> = by_address.into_iter().collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -86,7 +86,8 @@ impl Buckets {
             }
             open => {
                 if let Some((s, sum, n)) = open.take() {
-                    self.closed.push_back((s, (sum / f64::from(n.max(1))) as f32));
+                    self.closed
+                        .push_back((s, (sum / f64::from(n.max(1))) as f32));
                     closed = true;
                     while self.closed.len() > tier.keep() {
                         self.closed.pop_front();
@@ -270,7 +271,9 @@ mod tests {
     #[test]
     fn address_series_stay_bounded() {
         let h = History::in_memory();
-        let many: Vec<(String, f64)> = (0..MAX_SERIES + 5).map(|i| (format!("a{i}"), 1.0)).collect();
+        let many: Vec<(String, f64)> = (0..MAX_SERIES + 5)
+            .map(|i| (format!("a{i}"), 1.0))
+            .collect();
         h.record(1, None, &many);
         assert_eq!(h.lock().addresses.len(), MAX_SERIES);
     }

@@ -80,16 +80,25 @@ async fn a_stopped_worker_raises_an_alert_and_history_survives_a_restart() {
         let history = result(&pool.node, "gethistory", json!(["pool", "10m"])).await;
         let stats = result(&pool.node, "getminerstats", json!([address])).await;
         if !history["points"].as_array().unwrap().is_empty()
-            && stats["workers"][0]["hashrate"]["10m"].as_f64().unwrap_or(0.0) > 0.0
+            && stats["workers"][0]["hashrate"]["10m"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0
         {
             assert_eq!(stats["workers"][0]["online"], true, "{stats}");
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "{history} {stats}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{history} {stats}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let mine_history = result(&pool.node, "gethistory", json!([address, "10m"])).await;
-    assert!(!mine_history["points"].as_array().unwrap().is_empty(), "{mine_history}");
+    assert!(
+        !mine_history["points"].as_array().unwrap().is_empty(),
+        "{mine_history}"
+    );
 
     // The worker stops: offline after 3 s, the webhook hears of it.
     stop.store(true, Ordering::Relaxed);
@@ -150,7 +159,10 @@ async fn a_stopped_worker_raises_an_alert_and_history_survives_a_restart() {
     .expect("the node restarts");
     let after = result(&node, "gethistory", json!(["pool", "10m"])).await;
     // The same buckets (the open one may have gained a sample since).
-    assert_eq!(after["points"][0][0], before["points"][0][0], "{before} {after}");
+    assert_eq!(
+        after["points"][0][0], before["points"][0][0],
+        "{before} {after}"
+    );
     let mine_after = result(&node, "gethistory", json!([address, "10m"])).await;
     assert_eq!(mine_after["points"][0][0], mine_history["points"][0][0]);
 }

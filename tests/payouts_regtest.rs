@@ -79,9 +79,7 @@ async fn next_share_block(node: &Node, limit: Duration) -> ShareHash {
             })) => {
                 blocks.insert(hash);
             }
-            Ok(Ok(NodeEvent::ShareAccepted { hash, .. })) if blocks.contains(&hash) => {
-                return hash
-            }
+            Ok(Ok(NodeEvent::ShareAccepted { hash, .. })) if blocks.contains(&hash) => return hash,
             Ok(_) => {}
             Err(_) => panic!("no share block in {limit:?}"),
         }
@@ -229,7 +227,10 @@ async fn found_blocks_are_listed_verified_and_followed() {
         .call(move |c| c.index().get(&found).map(|e| e.share.info.prev_share))
         .await
         .unwrap();
-    assert_eq!(parent, tip, "the block was found on the tip the payouts were read at");
+    assert_eq!(
+        parent, tip,
+        "the block was found on the tip the payouts were read at"
+    );
     let hash = found.to_string();
     assert_eq!(litecoind_payouts(&pool, &hash).await, promised);
 

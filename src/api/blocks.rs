@@ -126,7 +126,10 @@ pub async fn verifyblockpayout(s: &Sources, hash: String) -> Result<Value, Error
     {
         Ok(b) => b,
         Err(RpcError::Rpc { code: -5, .. }) => {
-            return Err(error(NOT_FOUND, format!("litecoind does not know block {hash}")))
+            return Err(error(
+                NOT_FOUND,
+                format!("litecoind does not know block {hash}"),
+            ))
         }
         Err(e) => return Err(error(UNAVAILABLE, format!("litecoind: {e}"))),
     };

@@ -86,8 +86,12 @@ fn standing(chain: &share_chain::chain::ChainIndex, script: &[u8]) -> Standing {
             }
         };
         if st.shares.len() < MAX_SHARES_LISTED {
-            let left = (place != "stale" && depth < full)
-                .then(|| window_shares.saturating_sub(1).saturating_sub(depth).min(full - depth));
+            let left = (place != "stale" && depth < full).then(|| {
+                window_shares
+                    .saturating_sub(1)
+                    .saturating_sub(depth)
+                    .min(full - depth)
+            });
             st.shares.push(json!({
                 "hash": e.hash.to_string(),
                 "height": e.height,
@@ -129,7 +133,8 @@ pub async fn explainpayout(
     let daemon = s.daemon.borrow().clone();
     let value = daemon.template.as_ref().map(|t| t.coinbase_value);
     let c = &s.preset.consensus;
-    let reward = value.map(|v| v - proportional(v, u128::from(c.finder_bonus_basis_points), 10_000));
+    let reward =
+        value.map(|v| v - proportional(v, u128::from(c.finder_bonus_basis_points), 10_000));
     let expected = reward.map(|r| proportional(r, st.weight, st.total_weight));
     let step = reward.map(|r| payout_step(r, c));
     let workers = s.hashrates.workers(now, Some(address.as_str()));
@@ -160,7 +165,9 @@ pub async fn explainpayout(
     }
     if let Some(sync) = s.sync.as_ref().map(|r| r.borrow().clone()) {
         if !sync.may_serve() {
-            diagnosis.push(format!("this node is not synced with the share chain: {sync}"));
+            diagnosis.push(format!(
+                "this node is not synced with the share chain: {sync}"
+            ));
         }
     }
     let total_shares = st.in_window + st.stale + st.outside;
@@ -172,9 +179,8 @@ pub async fn explainpayout(
                  difficulty so far; at {h:.0} H/s a share takes {} on average",
                 duration_words(st.share_work as f64 / h)
             )),
-            _ if !workers.is_empty() => diagnosis.push(
-                "no share yet, and no hashrate measured for its workers on this node".into(),
-            ),
+            _ if !workers.is_empty() => diagnosis
+                .push("no share yet, and no hashrate measured for its workers on this node".into()),
             _ => diagnosis.push(
                 "no shares in the share chain, and no worker on this node mines to it".into(),
             ),

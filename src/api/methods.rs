@@ -117,7 +117,11 @@ pub fn module(sources: Sources) -> Result<RpcModule<Sources>, String> {
             ));
         }
         Ok::<Value, ErrorObjectOwned>(Value::Array(
-            s.alerts.newest(count as usize).iter().map(|a| a.to_json()).collect(),
+            s.alerts
+                .newest(count as usize)
+                .iter()
+                .map(|a| a.to_json())
+                .collect(),
         ))
     })
     .map_err(e)?;
@@ -292,9 +296,12 @@ async fn payouts_now(
     };
     s.chain
         .call(move |c| {
-            c.index_mut()
-                .share_template(&miner, block)
-                .map(|t| t.payouts.into_iter().map(|p| (p.script, p.amount)).collect())
+            c.index_mut().share_template(&miner, block).map(|t| {
+                t.payouts
+                    .into_iter()
+                    .map(|p| (p.script, p.amount))
+                    .collect()
+            })
         })
         .await
         .map_err(chain_stopped)?
@@ -304,7 +311,8 @@ async fn payouts_now(
 /// The payout rules of the preset (and this node's fee), for `getpayoutinfo`.
 fn rules(s: &ApiSources, bits: Option<u32>, value: Option<u64>) -> Value {
     let c = &s.preset.consensus;
-    let reward = value.map(|v| v - proportional(v, u128::from(c.finder_bonus_basis_points), 10_000));
+    let reward =
+        value.map(|v| v - proportional(v, u128::from(c.finder_bonus_basis_points), 10_000));
     json!({
         "finder_bonus_basis_points": c.finder_bonus_basis_points,
         "node_fee_basis_points": s.fee.as_ref().map_or(0, |f| f.basis_points),
@@ -393,7 +401,9 @@ async fn getminerstats(
 ) -> Result<Value, ErrorObjectOwned> {
     let stats = (s.stratum)();
     let now = super::now_secs();
-    let views = s.hashrates.workers(now, address.as_ref().map(|(a, _)| a.as_str()));
+    let views = s
+        .hashrates
+        .workers(now, address.as_ref().map(|(a, _)| a.as_str()));
     let workers: Vec<Value> = stats
         .workers
         .iter()

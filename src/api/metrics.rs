@@ -219,7 +219,8 @@ pub async fn render(s: &ApiSources) -> Result<String, String> {
     registry.register("alerts", "Alerts raised, by kind.", alerts);
 
     let now = super::now_secs();
-    let rates = Family::<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let rates =
+        Family::<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     let local = s.hashrates.local(now);
     for (span, rate) in [("10m", local.h10m), ("1h", local.h1h), ("24h", local.h24h)] {
         if let Some(r) = rate {
@@ -239,7 +240,11 @@ pub async fn render(s: &ApiSources) -> Result<String, String> {
             ])
             .set(pool);
     }
-    registry.register("hashrate", "Hashes per second: this node's workers, the pool.", rates);
+    registry.register(
+        "hashrate",
+        "Hashes per second: this node's workers, the pool.",
+        rates,
+    );
 
     let mut out = String::new();
     encode(&mut out, &registry).map_err(|e| e.to_string())?;

@@ -38,12 +38,12 @@ use tracing::{info, warn};
 
 use crate::alerts::{Alerts, Observed, Watch};
 use crate::blocks::{BlockStatus, FoundBlocks};
-use crate::hashrate::{Hashrates, SAMPLE_SECS};
-use crate::history::History;
 use crate::chain_service::ChainHandle;
 use crate::counters::NodeCounters;
 use crate::daemon::rpc::RpcClient;
 use crate::daemon::watcher::DaemonStatus;
+use crate::hashrate::{Hashrates, SAMPLE_SECS};
+use crate::history::History;
 use crate::p2p::SyncState;
 use crate::stratum::StatsSnapshot;
 

@@ -77,7 +77,10 @@ pub async fn getpplnswindow(
     let offset = offset.unwrap_or(0);
     let count = count.unwrap_or(100);
     if count == 0 || count > MAX_PAGE {
-        return Err(error(INVALID_PARAMS, format!("count must be 1..={MAX_PAGE}")));
+        return Err(error(
+            INVALID_PARAMS,
+            format!("count must be 1..={MAX_PAGE}"),
+        ));
     }
     if offset > u64::from(u32::MAX) {
         return Err(error(INVALID_PARAMS, "offset is too large"));

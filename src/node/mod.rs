@@ -38,15 +38,15 @@ pub use readiness::{
     daemon_condition, Condition, Readiness, ReadinessHandle, DAEMON_CONDITION, SYNC_CONDITION,
 };
 
+use crate::alerts::Alerts;
 use crate::api::{ApiError, ApiServer, ApiSources};
 use crate::blocks::FoundBlocks;
-use crate::alerts::Alerts;
-use crate::hashrate::Hashrates;
-use crate::history::History;
 use crate::chain_service::{ChainHandle, ChainStopped, OpenError};
 use crate::counters::NodeCounters;
 use crate::daemon::rpc::{RpcClient, RpcConfig, RpcError};
 use crate::daemon::watcher::{daemon_chain_name, DaemonState, Watcher, WatcherConfig};
+use crate::hashrate::Hashrates;
+use crate::history::History;
 use crate::p2p::{P2p, P2pConfig};
 use crate::stratum::{Availability, ServerError, StratumConfig, StratumServer};
 use jobs::feed_jobs;
