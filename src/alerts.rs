@@ -180,7 +180,8 @@ impl Watch {
     pub fn check(&mut self, o: &Observed, offline_after: u64, alerts: &Alerts) {
         let now = o.now;
         for (worker, last) in &o.workers {
-            let offline = last.is_none_or(|t| now.saturating_sub(t) >= offline_after);
+            // A worker that never had a submission accepted is not "back" or "offline" yet.
+            let offline = last.is_some_and(|t| now.saturating_sub(t) >= offline_after);
             let was = self.offline.contains(worker);
             if offline && !was {
                 self.offline.insert(worker.clone());

@@ -102,6 +102,7 @@ async fn a_stopped_worker_raises_an_alert_and_history_survives_a_restart() {
 
     // The worker stops: offline after 3 s, the webhook hears of it.
     stop.store(true, Ordering::Relaxed);
+    let stopped_at = p2pool::api::now_secs();
     let alert = loop {
         let alert = tokio::time::timeout(Duration::from_secs(30), received.recv())
             .await
@@ -112,6 +113,7 @@ async fn a_stopped_worker_raises_an_alert_and_history_survives_a_restart() {
         }
     };
     assert_eq!(alert["subject"], worker.as_str(), "{alert}");
+    assert!(alert["time"].as_u64().unwrap() >= stopped_at, "{alert}");
     let listed = result(&pool.node, "getalerts", json!([])).await;
     assert!(
         listed
