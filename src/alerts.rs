@@ -42,9 +42,17 @@ pub struct Alert {
     pub message: String,
 }
 
+/// The kept alerts and the counts by kind.
+#[derive(Default)]
+struct Log {
+    last_id: u64,
+    kept: VecDeque<Alert>,
+    counts: BTreeMap<&'static str, u64>,
+}
+
 /// The alert list, the counters and the webhook queue.
 pub struct Alerts {
-    list: Mutex<(u64, VecDeque<Alert>, BTreeMap<&'static str, u64>)>,
+    log: Mutex<Log>,
     webhook: Option<mpsc::Sender<Alert>>,
 }
 
@@ -52,7 +60,7 @@ impl Alerts {
     /// Alerts without a webhook.
     pub fn new() -> Alerts {
         Alerts {
-            list: Mutex::new((0, VecDeque::new(), BTreeMap::new())),
+            log: Mutex::new(Log::default()),
             webhook: None,
         }
     }
@@ -68,23 +76,27 @@ impl Alerts {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Raises an alert.
     pub fn raise(&self, now: u64, kind: &'static str, subject: String, message: String) {
         let alert = {
-            let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
-            list.0 += 1;
+            let mut log = self.lock();
+            log.last_id += 1;
             let alert = Alert {
-                id: list.0,
+                id: log.last_id,
                 time: now,
                 kind,
                 subject,
                 message,
             };
-            list.1.push_back(alert.clone());
-            while list.1.len() > MAX_ALERTS {
-                list.1.pop_front();
+            log.kept.push_back(alert.clone());
+            while log.kept.len() > MAX_ALERTS {
+                log.kept.pop_front();
             }
-            *list.2.entry(kind).or_default() += 1;
+            *log.counts.entry(kind).or_default() += 1;
             alert
         };
         warn!(kind = alert.kind, subject = %alert.subject, "alert: {}", alert.message);
@@ -97,8 +109,7 @@ impl Alerts {
 
     /// The newest `count` alerts, newest first.
     pub fn newest(&self, count: usize) -> Vec<Alert> {
-        let list = self.list.lock().unwrap_or_else(|p| p.into_inner());
-        list.1.iter().rev().take(count).cloned().collect()
+        self.lock().kept.iter().rev().take(count).cloned().collect()
     }
 
     /// Alerts raised since start, by kind.
