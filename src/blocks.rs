@@ -451,7 +451,11 @@ pub async fn track(
             refresh_statuses(rpc, &preset.coin, &blocks).await;
         }
         tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
             _ = ticker.tick() => {}
         }
     }
