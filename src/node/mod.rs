@@ -247,7 +247,7 @@ impl Node {
                         None => Alerts::new(),
                     }),
                     hashrates: Arc::new(Hashrates::new(
-                        preset.coin.stratum_difficulty_multiplier,
+                        preset.coin.pow.stratum_difficulty_multiplier(),
                         options.offline_after.as_secs(),
                     )),
                 };
