@@ -48,7 +48,12 @@ struct Log {
     last_id: u64,
     kept: VecDeque<Alert>,
     counts: BTreeMap<&'static str, u64>,
+    /// `(kind, subject)` pairs raised with [`Alerts::raise_once`].
+    once: HashSet<(&'static str, String)>,
 }
+
+/// Most pairs [`Alerts::raise_once`] remembers (then it forgets them all and starts over).
+const MAX_ONCE: usize = 10_000;
 
 /// The alert list, the counters and the webhook queue.
 pub struct Alerts {
@@ -105,6 +110,29 @@ impl Alerts {
                 warn!("the webhook queue is full: alert not delivered");
             }
         }
+    }
+
+    /// Raises an alert unless one of this kind about this subject was raised already (an
+    /// API caller asking again about the same block raises nothing new). Returns whether
+    /// it was raised.
+    pub fn raise_once(
+        &self,
+        now: u64,
+        kind: &'static str,
+        subject: String,
+        message: String,
+    ) -> bool {
+        {
+            let mut log = self.lock();
+            if log.once.len() >= MAX_ONCE {
+                log.once.clear();
+            }
+            if !log.once.insert((kind, subject.clone())) {
+                return false;
+            }
+        }
+        self.raise(now, kind, subject, message);
+        true
     }
 
     /// The newest `count` alerts, newest first.
@@ -334,5 +362,15 @@ mod tests {
         }
         assert_eq!(alerts.newest(usize::MAX).len(), MAX_ALERTS);
         assert_eq!(alerts.newest(1)[0].id, MAX_ALERTS as u64 + 3);
+    }
+
+    #[test]
+    fn raise_once_raises_once_per_subject() {
+        let alerts = Alerts::new();
+        assert!(alerts.raise_once(1, "payout_mismatch", "aa".into(), String::new()));
+        assert!(!alerts.raise_once(2, "payout_mismatch", "aa".into(), String::new()));
+        assert!(alerts.raise_once(3, "payout_mismatch", "bb".into(), String::new()));
+        assert_eq!(alerts.counts()["payout_mismatch"], 2);
+        assert_eq!(alerts.newest(10).len(), 2);
     }
 }

@@ -172,15 +172,18 @@ pub async fn pool_hashrate(chain: &ChainHandle) -> Option<f64> {
 }
 
 /// A found block's coinbase differs from what the share chain prescribes: counted and
-/// logged (money was paid other than the chain says).
+/// alerted once per block (money was paid other than the chain says; asking again about
+/// the same block is not a new mismatch).
 pub(crate) fn note_payout_mismatch(s: &ApiSources, block: &str) {
-    NodeCounters::add(&s.counters.payout_mismatches, 1);
-    s.alerts.raise(
+    let raised = s.alerts.raise_once(
         now_secs(),
         "payout_mismatch",
         block.to_owned(),
         format!("block {block}'s coinbase does not pay what the share chain prescribes"),
     );
+    if raised {
+        NodeCounters::add(&s.counters.payout_mismatches, 1);
+    }
 }
 
 /// Why the API could not start.
