@@ -235,6 +235,13 @@ async fn run(args: RunArgs) -> Result<()> {
         None => None,
     };
     let preset = Preset::load(&args.network, user_toml.as_deref())?;
+    if let Some(webhook) = &args.webhook {
+        let parsed = reqwest::Url::parse(webhook)
+            .with_context(|| format!("--webhook {webhook:?} is not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!("--webhook {webhook:?}: only http and https URLs are supported");
+        }
+    }
     let url = args
         .daemon_rpc
         .clone()
