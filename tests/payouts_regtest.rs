@@ -238,7 +238,46 @@ async fn found_blocks_are_listed_verified_and_followed() {
     let listed = wait_status(&pool.node, &hash, "immature").await;
     assert_eq!(as_pairs(&listed["payouts"]), promised);
     assert_eq!(listed["finder"], a.as_str());
-    assert!(listed["height"].as_u64().unwrap() > 100, "{listed}");
+    let header: Value = pool
+        .daemons
+        .client()
+        .call("getblockheader", vec![json!(hash)])
+        .await
+        .unwrap();
+    assert_eq!(listed["height"], header["height"], "{listed}");
+    assert!(listed["confirmations"].as_u64().unwrap() >= 1, "{listed}");
+
+    // "Why was I not paid": `a` has shares in the window and the block paid it what was
+    // promised; an address that never mined has none, and says so.
+    let paid_a = promised.iter().find(|(addr, _)| *addr == a).unwrap().1;
+    let explained = result(&pool.node, "explainpayout", json!([a])).await;
+    assert!(
+        explained["shares"]["in_window"].as_u64().unwrap() > 0,
+        "{explained}"
+    );
+    assert!(
+        !explained["shares"]["listed"].as_array().unwrap().is_empty(),
+        "{explained}"
+    );
+    let last = explained["last_blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["hash"] == hash.as_str())
+        .unwrap_or_else(|| panic!("{explained}"));
+    assert_eq!(last["paid"].as_u64().unwrap(), paid_a, "{explained}");
+    assert!(explained["expected_now"].as_u64().unwrap() > 0, "{explained}");
+    let nobody = pool.daemons.new_address("bech32").await.unwrap();
+    let explained = result(&pool.node, "explainpayout", json!([nobody])).await;
+    assert_eq!(explained["shares"]["in_window"], 0, "{explained}");
+    assert_eq!(explained["expected_now"], 0, "{explained}");
+    let diagnosis = explained["diagnosis"].to_string();
+    assert!(
+        diagnosis.contains("no shares in the share chain"),
+        "{explained}"
+    );
+    let bad = call(&pool.node, "explainpayout", json!(["not-an-address"])).await;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
 
     // The coinbase is what the share chain prescribes...
     let verified = result(&pool.node, "verifyblockpayout", json!([hash])).await;
@@ -256,6 +295,9 @@ async fn found_blocks_are_listed_verified_and_followed() {
         diffs[0]["actual"]["amount"].as_u64().unwrap() + 1
     );
     assert_eq!(verified["share"], hash.as_str());
+    // Asking again about the same block is not a new mismatch.
+    let again = result(&pool.node, "verifyblockpayout", json!([altered])).await;
+    assert_eq!(again["match"], false, "{again}");
     let unknown = call(&pool.node, "verifyblockpayout", json!(["11".repeat(32)])).await;
     assert_eq!(unknown["error"]["code"], -32001, "{unknown}");
     let url = format!("http://{}/metrics", pool.node.api_addr().unwrap());
@@ -273,6 +315,20 @@ async fn found_blocks_are_listed_verified_and_followed() {
         .await
         .unwrap();
     wait_status(&pool.node, &hash, "orphaned").await;
+    let start = Instant::now();
+    loop {
+        let alerts = result(&pool.node, "getalerts", json!([100])).await;
+        let raised = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "block_orphaned" && a["subject"] == hash.as_str());
+        if raised {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{alerts}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // A restart keeps the list.
     let Pool {
