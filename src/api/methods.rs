@@ -401,9 +401,13 @@ async fn getminerstats(
 ) -> Result<Value, ErrorObjectOwned> {
     let stats = (s.stratum)();
     let now = super::now_secs();
-    let views = s
+    let views: std::collections::HashMap<String, crate::hashrate::WorkerView> = s
         .hashrates
-        .workers(now, address.as_ref().map(|(a, _)| a.as_str()));
+        .workers(now, address.as_ref().map(|(a, _)| a.as_str()))
+        .into_iter()
+        .map(|v| (v.username.clone(), v))
+        .collect();
+    let offline_after = s.hashrates.offline_after();
     let workers: Vec<Value> = stats
         .workers
         .iter()
@@ -412,10 +416,16 @@ async fn getminerstats(
             None => true,
         })
         .map(|w| {
-            let view = views.iter().find(|v| v.username == w.username);
+            let view = views.get(&w.username);
+            let last_accepted = w
+                .last_accepted
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs());
+            // From the live counters, as the alerts read them (the hashrate samples lag).
+            let online = last_accepted.is_some_and(|t| now.saturating_sub(t) < offline_after);
             json!({
                 "hashrate": view.map(|v| v.rates.to_json()),
-                "online": view.map(|v| v.online),
+                "online": online,
                 "low_hashrate": view.map(|v| v.low_hashrate),
                 "username": w.username,
                 "accepted": w.accepted,
@@ -423,9 +433,7 @@ async fn getminerstats(
                 "rejected": w.rejected,
                 "shares": w.shares,
                 "blocks": w.blocks,
-                "last_accepted": w.last_accepted
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs()),
+                "last_accepted": last_accepted,
             })
         })
         .collect();
