@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bitcoin::consensus::{deserialize, serialize};
 use bitcoin::{Amount, Block};
+use p2pool::cli::{self, ApiClient};
 use p2pool::miner::{mine, MinerStats};
 use p2pool::node::{Node, NodeConfig, NodeEvent, NodeOptions};
 use serde_json::{json, Value};
@@ -266,7 +267,10 @@ async fn found_blocks_are_listed_verified_and_followed() {
         .find(|b| b["hash"] == hash.as_str())
         .unwrap_or_else(|| panic!("{explained}"));
     assert_eq!(last["paid"].as_u64().unwrap(), paid_a, "{explained}");
-    assert!(explained["expected_now"].as_u64().unwrap() > 0, "{explained}");
+    assert!(
+        explained["expected_now"].as_u64().unwrap() > 0,
+        "{explained}"
+    );
     let nobody = pool.daemons.new_address("bech32").await.unwrap();
     let explained = result(&pool.node, "explainpayout", json!([nobody])).await;
     assert_eq!(explained["shares"]["in_window"], 0, "{explained}");
@@ -278,6 +282,28 @@ async fn found_blocks_are_listed_verified_and_followed() {
     );
     let bad = call(&pool.node, "explainpayout", json!(["not-an-address"])).await;
     assert_eq!(bad["error"]["code"], -32602, "{bad}");
+
+    // The command-line clients print the same, as tables.
+    let client = ApiClient::new(pool.node.api_addr().unwrap());
+    let printed = cli::blocks(&client, 20).await.unwrap();
+    let row = printed
+        .lines()
+        .find(|l| l.contains(&hash))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(row.contains("immature"), "{printed}");
+    assert!(row.contains(&a), "{printed}");
+    let printed = cli::payouts(&client, Some(a.clone())).await.unwrap();
+    assert!(printed.lines().any(|l| l.starts_with(&a)), "{printed}");
+    assert!(!printed.contains(&b), "{printed}");
+    let printed = cli::status(&client).await.unwrap();
+    assert!(printed.contains("share chain"), "{printed}");
+    let printed = cli::miners(&client).await.unwrap();
+    assert!(printed.starts_with("worker"), "{printed}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = closed.local_addr().unwrap();
+    drop(closed);
+    let err = cli::status(&ApiClient::new(nowhere)).await.unwrap_err();
+    assert!(err.to_string().contains(&nowhere.to_string()), "{err}");
 
     // The coinbase is what the share chain prescribes...
     let verified = result(&pool.node, "verifyblockpayout", json!([hash])).await;
