@@ -189,7 +189,7 @@ impl FoundBlocks {
     /// Adds or updates a block (persisted before it is visible).
     pub fn record(&self, block: FoundBlock) {
         let mut state = lock(&self.state);
-        if state.blocks.iter().any(|b| *b == block) {
+        if state.blocks.contains(&block) {
             return;
         }
         self.append(&mut state, &block);

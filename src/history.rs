@@ -235,7 +235,7 @@ mod tests {
     fn tiers_average_and_retain() {
         let h = History::in_memory();
         // Four days of one sample a minute: 100 H/s, then 200 H/s from the third day on.
-        let t0 = 1_700_006_400 - 1_700_006_400 % 86_400;
+        let t0: u64 = 19_676 * 86_400; // the start of a day
         for m in 0..4 * 1440u64 {
             let rate = if m < 2 * 1440 { 100.0 } else { 200.0 };
             h.record(t0 + m * 60, Some(rate), &[("a".into(), rate / 2.0)]);
