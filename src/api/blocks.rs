@@ -2,6 +2,9 @@
 //! `verifyblockpayout <blockhash>`, which rebuilds the coinbase the share chain prescribes
 //! for a block litecoind holds and compares it with litecoind's, output by output.
 //!
+//! litecoind is asked for the block's summary and its coinbase alone (`getblock <hash> 1`,
+//! `getrawtransaction <txid> true <hash>`), one verification at a time.
+//!
 //! A block is matched to its share through the coinbase's last output, the share
 //! commitment (`docs/PROTOCOL.md`): so a block whose coinbase was altered (a different
 //! hash than any share) is still checked against the share it claims to be.
@@ -13,6 +16,10 @@ use share_chain::{CoinParams, ShareHash};
 use super::methods::{error, Sources, INVALID_PARAMS, NOT_FOUND, UNAVAILABLE};
 use crate::daemon::rpc::RpcError;
 use jsonrpsee::types::ErrorObjectOwned;
+
+/// One `verifyblockpayout` reads litecoind at a time.
+static VERIFYING: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(1));
 
 /// Most blocks `getblocks` returns.
 pub const MAX_BLOCKS_LISTED: u64 = 500;
@@ -53,20 +60,26 @@ impl Output {
     }
 }
 
-/// The coinbase outputs of litecoind's `getblock <hash> 2` answer, and the previous block.
-fn coinbase_outputs(block: &Value) -> Result<(Vec<Output>, [u8; 32]), String> {
+/// The previous block and the coinbase's txid from litecoind's `getblock <hash> 1` answer.
+fn block_summary(block: &Value) -> Result<([u8; 32], String), &'static str> {
     let prev = block["previousblockhash"]
         .as_str()
         .and_then(crate::daemon::rpc::parse_display_hash)
         .ok_or("the block has no previous block hash")?;
-    let vout = block["tx"][0]["vout"]
-        .as_array()
-        .ok_or("the block has no coinbase outputs")?;
+    let coinbase = block["tx"][0]
+        .as_str()
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or("the block has no coinbase txid")?;
+    Ok((prev, coinbase.to_owned()))
+}
+
+/// The outputs of litecoind's `getrawtransaction <txid> true <block>` answer.
+fn coinbase_outputs(tx: &Value) -> Result<Vec<Output>, &'static str> {
+    let vout = tx["vout"].as_array().ok_or("the coinbase has no outputs")?;
     if vout.len() > MAX_OUTPUTS {
-        return Err(format!("the coinbase has over {MAX_OUTPUTS} outputs"));
+        return Err("the coinbase has too many outputs");
     }
-    let outputs = vout
-        .iter()
+    vout.iter()
         .map(|o| {
             // Amounts are JSON numbers of coins; below 2^53 litoshi (every amount up to
             // the coin's max money) an f64 holds them exactly after rounding.
@@ -83,8 +96,7 @@ fn coinbase_outputs(block: &Value) -> Result<(Vec<Output>, [u8; 32]), String> {
                 amount: (coins * 1e8).round() as u64,
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((outputs, prev))
+        .collect()
 }
 
 /// The share commitment a coinbase carries in its last output (`OP_RETURN`, push 32).
@@ -120,8 +132,13 @@ pub async fn verifyblockpayout(s: &Sources, hash: String) -> Result<Value, Error
     let Some(rpc) = &s.daemon_rpc else {
         return Err(error(UNAVAILABLE, "no litecoind to read the block from"));
     };
+    // One at a time: each is two litecoind calls, and the API is open to miners.
+    let _turn = VERIFYING
+        .acquire()
+        .await
+        .map_err(|_| error(UNAVAILABLE, "verification is shut down"))?;
     let block: Value = match rpc
-        .call("getblock", vec![json!(parsed.to_string()), json!(2)])
+        .call("getblock", vec![json!(parsed.to_string()), json!(1)])
         .await
     {
         Ok(b) => b,
@@ -133,8 +150,18 @@ pub async fn verifyblockpayout(s: &Sources, hash: String) -> Result<Value, Error
         }
         Err(e) => return Err(error(UNAVAILABLE, format!("litecoind: {e}"))),
     };
-    let (actual, prev_block) =
-        coinbase_outputs(&block).map_err(|e| error(UNAVAILABLE, format!("litecoind: {e}")))?;
+    let litecoind = |e: &str| error(UNAVAILABLE, format!("litecoind: {e}"));
+    let (prev_block, coinbase_txid) = block_summary(&block).map_err(litecoind)?;
+    // The coinbase alone, not the whole block decoded (`getblock <hash> 2` is megabytes
+    // for a full block); with the block hash, litecoind needs no transaction index.
+    let coinbase: Value = rpc
+        .call(
+            "getrawtransaction",
+            vec![json!(coinbase_txid), json!(true), json!(parsed.to_string())],
+        )
+        .await
+        .map_err(|e| litecoind(&e.to_string()))?;
+    let actual = coinbase_outputs(&coinbase).map_err(litecoind)?;
     let commitment = share_commitment(&actual).ok_or_else(|| {
         error(
             NOT_FOUND,
@@ -214,16 +241,21 @@ mod tests {
 
     #[test]
     fn coinbase_outputs_are_read_exactly() {
-        let block = json!({
-            "previousblockhash": "00".repeat(32),
-            "tx": [{"vout": [
-                {"value": 12.49999999, "scriptPubKey": {"hex": "51"}},
-                {"value": 0.0, "scriptPubKey": {"hex": format!("6a20{}", "ab".repeat(32))}},
-            ]}],
-        });
-        let (outputs, _) = coinbase_outputs(&block).unwrap();
+        let tx = json!({"vout": [
+            {"value": 12.49999999, "scriptPubKey": {"hex": "51"}},
+            {"value": 0.0, "scriptPubKey": {"hex": format!("6a20{}", "ab".repeat(32))}},
+        ]});
+        let outputs = coinbase_outputs(&tx).unwrap();
         assert_eq!(outputs[0].amount, 1_249_999_999);
         assert_eq!(share_commitment(&outputs), Some([0xab; 32]));
-        assert!(coinbase_outputs(&json!({"tx": []})).is_err());
+        assert!(coinbase_outputs(&json!({})).is_err());
+        let bad = json!({"vout": [{"value": -1.0, "scriptPubKey": {"hex": "51"}}]});
+        assert!(coinbase_outputs(&bad).is_err());
+        let block = json!({"previousblockhash": "00".repeat(32), "tx": ["cd".repeat(32)]});
+        assert_eq!(block_summary(&block).unwrap().1, "cd".repeat(32));
+        assert!(
+            block_summary(&json!({"previousblockhash": "00".repeat(32), "tx": ["zz"]})).is_err()
+        );
+        assert!(block_summary(&json!({"tx": ["cd".repeat(32)]})).is_err());
     }
 }
