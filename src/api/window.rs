@@ -26,10 +26,24 @@ fn credits_json(entry: &ChainEntry, coin: &CoinParams) -> Vec<Value> {
         .collect()
 }
 
+/// One row of the window: a share counted in full or in part, or an uncle it includes.
+enum Row<'a> {
+    Share {
+        entry: &'a ChainEntry,
+        partial: bool,
+    },
+    Uncle {
+        entry: &'a ChainEntry,
+        included_by: ShareHash,
+        partial: bool,
+    },
+}
+
 /// The window's rows, newest first: each fully counted share, then each uncle it includes
 /// (`uncle: true`; its credit is inside the including share's `credits`); last, the
-/// boundary share a new share counts in part (`partial: true`), if any.
-fn window_rows(index: &ChainIndex, coin: &CoinParams) -> Vec<Value> {
+/// boundary share a new share counts in part (`partial: true`), if any. Only references:
+/// a page is rendered from them, so a call costs one walk of the window, not its JSON.
+fn window_rows(index: &ChainIndex) -> Vec<Row<'_>> {
     let Some(window) = index.tip_window() else {
         return Vec::new();
     };
@@ -44,7 +58,23 @@ fn window_rows(index: &ChainIndex, coin: &CoinParams) -> Vec<Value> {
         if partial && full >= limit {
             break;
         }
-        rows.push(json!({
+        rows.push(Row::Share { entry, partial });
+        for uncle in &entry.share.info.uncles {
+            if let Some(u) = index.get(uncle) {
+                rows.push(Row::Uncle {
+                    entry: u,
+                    included_by: entry.hash,
+                    partial,
+                });
+            }
+        }
+    }
+    rows
+}
+
+fn row_json(row: &Row<'_>, coin: &CoinParams) -> Value {
+    match row {
+        Row::Share { entry, partial } => json!({
             "hash": entry.hash.to_string(),
             "height": entry.height,
             "address": describe_script(&entry.share.info.payout_script, coin),
@@ -52,21 +82,21 @@ fn window_rows(index: &ChainIndex, coin: &CoinParams) -> Vec<Value> {
             "credits": credits_json(entry, coin),
             "uncle": false,
             "partial": partial,
-        }));
-        for uncle in &entry.share.info.uncles {
-            let Some(u) = index.get(uncle) else { continue };
-            rows.push(json!({
-                "hash": uncle.to_string(),
-                "height": u.height,
-                "address": describe_script(&u.share.info.payout_script, coin),
-                "weight": share_work(&u.share.info).to_string(),
-                "uncle": true,
-                "included_by": entry.hash.to_string(),
-                "partial": partial,
-            }));
-        }
+        }),
+        Row::Uncle {
+            entry,
+            included_by,
+            partial,
+        } => json!({
+            "hash": entry.hash.to_string(),
+            "height": entry.height,
+            "address": describe_script(&entry.share.info.payout_script, coin),
+            "weight": share_work(&entry.share.info).to_string(),
+            "uncle": true,
+            "included_by": included_by.to_string(),
+            "partial": partial,
+        }),
     }
-    rows
 }
 
 pub async fn getpplnswindow(
@@ -89,12 +119,13 @@ pub async fn getpplnswindow(
     s.chain
         .call(move |c| {
             let index = c.index();
-            let rows = window_rows(index, &coin);
+            let rows = window_rows(index);
             let total = rows.len();
             let page: Vec<Value> = rows
-                .into_iter()
+                .iter()
                 .skip(offset as usize)
                 .take(count as usize)
+                .map(|row| row_json(row, &coin))
                 .collect();
             json!({
                 "tip": index.tip_window().and_then(|w| w.tip()).map(|t| t.to_string()),
