@@ -23,6 +23,9 @@ pub struct NodeCounters {
     pub template_txs_dropped: AtomicU64,
     /// Their summed weight.
     pub template_weight_dropped: AtomicU64,
+    /// Found blocks whose coinbase `verifyblockpayout` found different from the share
+    /// chain's prescription.
+    pub payout_mismatches: AtomicU64,
 }
 
 impl NodeCounters {

@@ -1,9 +1,11 @@
 //! `p2pool devnet`: the whole thing on one machine, for trying it out.
 //!
-//! Starts a throw-away regtest litecoind pair, a p2pool node on the regtest preset, and a few
-//! CPU miners (one per address, each with its own thread) that connect to the node's
-//! Stratum port like any miner would. Then it prints what happens — shares, blocks, and who
-//! each block's coinbase paid — until stopped.
+//! Starts a throw-away regtest litecoind pair, `nodes` p2pool nodes on the regtest preset
+//! (with more than one, peered on loopback so the share chain travels between them, each
+//! next to one litecoind of the pair in turn), and a few CPU miners per node (one per
+//! address, each with its own thread) that connect to their node's Stratum port like any
+//! miner would. Then it prints what happens — shares, blocks, and who each block's coinbase
+//! paid, the miners of every node — until stopped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,10 @@ use crate::regtest::{RegtestError, RegtestPair};
 /// How the devnet runs.
 #[derive(Clone, Debug)]
 pub struct DevnetConfig {
+    /// Miners per node.
     pub miners: usize,
+    /// p2pool nodes (peered when more than one).
+    pub nodes: usize,
     /// Stop after this many blocks (None: until interrupted).
     pub blocks: Option<u64>,
 }
@@ -43,78 +48,115 @@ pub async fn run(
     println!("starting a regtest litecoind pair (127.0.0.1, throw-away data directories)...");
     let daemons = RegtestPair::start().await?;
     let preset = Preset::builtin("litecoin-regtest").expect("the regtest preset is built in");
-    let datadir = tempfile::Builder::new()
-        .prefix("p2pool-devnet-")
-        .tempdir()?;
-    let node = Node::start_with(
-        NodeConfig {
-            preset: preset.clone(),
-            datadir: datadir.path().to_path_buf(),
-            daemon: daemons.a.rpc_config(),
-            stratum: "127.0.0.1:0".parse().expect("a socket address"),
-            fee: None,
-            p2p_listen: Vec::new(),
-            peers: Vec::new(),
-        },
-        NodeOptions {
-            api: Some("127.0.0.1:0".parse().expect("a socket address")),
-            // The devnet's litecoind listens on a free port, not regtest's default.
-            daemon_p2p: DaemonP2p::At(([127, 0, 0, 1], daemons.a.p2p_port).into()),
-            ..NodeOptions::default()
-        },
-    )
-    .await?;
-    println!(
-        "litecoind rpc {}, p2pool stratum {}, share chain in {}",
-        daemons.a.url(),
-        node.stratum_addr(),
-        datadir.path().display()
-    );
-    if let Some(api) = node.api_addr() {
-        println!("dashboard http://{api}/ (JSON-RPC: POST to the same URL; metrics: /metrics)");
+    let mut nodes: Vec<(Node, tempfile::TempDir)> = Vec::new();
+    let count = config.nodes.max(1);
+    for n in 0..count {
+        let datadir = tempfile::Builder::new()
+            .prefix("p2pool-devnet-")
+            .tempdir()?;
+        let daemon = if n % 2 == 0 { &daemons.a } else { &daemons.b };
+        let (p2p_listen, peers) = if count == 1 {
+            (Vec::new(), Vec::new())
+        } else {
+            let listen = "/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddr");
+            let peers = nodes
+                .first()
+                .and_then(|(first, _)| first.p2p.as_ref())
+                .map(|p| p.listen_addrs())
+                .unwrap_or_default();
+            (vec![listen], peers)
+        };
+        let node = Node::start_with(
+            NodeConfig {
+                preset: preset.clone(),
+                datadir: datadir.path().to_path_buf(),
+                daemon: daemon.rpc_config(),
+                stratum: "127.0.0.1:0".parse().expect("a socket address"),
+                fee: None,
+                p2p_listen,
+                peers,
+            },
+            NodeOptions {
+                api: Some("127.0.0.1:0".parse().expect("a socket address")),
+                // The devnet's litecoind listens on a free port, not regtest's default.
+                daemon_p2p: DaemonP2p::At(([127, 0, 0, 1], daemon.p2p_port).into()),
+                ..NodeOptions::default()
+            },
+        )
+        .await?;
+        println!(
+            "node {n}: litecoind rpc {}, p2pool stratum {}, share chain in {}",
+            daemon.url(),
+            node.stratum_addr(),
+            datadir.path().display()
+        );
+        if let Some(api) = node.api_addr() {
+            println!(
+                "node {n}: dashboard http://{api}/ (JSON-RPC: POST to the same URL; metrics: /metrics)"
+            );
+        }
+        nodes.push((node, datadir));
     }
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut miners = Vec::new();
-    for (i, kind) in ["bech32", "legacy", "p2sh-segwit", "bech32"]
-        .iter()
-        .cycle()
-        .take(config.miners.max(1))
-        .enumerate()
-    {
-        let address = daemons.new_address(kind).await?;
-        println!("miner {i}: 1 CPU thread paying {address}");
-        let stats = Arc::new(MinerStats::default());
-        let miner = MinerConfig {
-            server: node.stratum_addr(),
-            username: format!("{address}.cpu{i}"),
-            threads: 1,
-            pow: preset.coin.pow,
-            difficulty_multiplier: preset.coin.pow.stratum_difficulty_multiplier(),
-        };
-        let stop = stop.clone();
-        miners.push(tokio::spawn(async move {
-            if let Err(e) = mine(miner, stats, stop).await {
-                eprintln!("miner {i} stopped: {e}");
+    let kinds = ["bech32", "legacy", "p2sh-segwit", "bech32"];
+    let per_node = config.miners.max(1);
+    for (n, (node, _)) in nodes.iter().enumerate() {
+        for i in 0..per_node {
+            let kind = kinds[(n * per_node + i) % kinds.len()];
+            let address = daemons.new_address(kind).await?;
+            println!("node {n} miner {i}: 1 CPU thread paying {address}");
+            let stats = Arc::new(MinerStats::default());
+            let miner = MinerConfig {
+                server: node.stratum_addr(),
+                username: format!("{address}.n{n}cpu{i}"),
+                threads: 1,
+                pow: preset.coin.pow,
+                difficulty_multiplier: preset.coin.pow.stratum_difficulty_multiplier(),
+            };
+            let stop = stop.clone();
+            miners.push(tokio::spawn(async move {
+                if let Err(e) = mine(miner, stats, stop).await {
+                    eprintln!("node {n} miner {i} stopped: {e}");
+                }
+            }));
+        }
+    }
+
+    // Every node's events, tagged with the node.
+    let (tagged_tx, mut tagged) = tokio::sync::mpsc::unbounded_channel();
+    let mut forwarders = Vec::new();
+    for (n, (node, _)) in nodes.iter().enumerate() {
+        let mut events = node.subscribe();
+        let tx = tagged_tx.clone();
+        forwarders.push(tokio::spawn(async move {
+            loop {
+                let event = events.recv().await;
+                let closed = matches!(event, Err(RecvError::Closed));
+                if tx.send((n, event)).is_err() || closed {
+                    return;
+                }
             }
         }));
     }
-
-    let mut events = node.subscribe();
+    drop(tagged_tx);
     let mut blocks = 0u64;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            event = events.recv() => match event {
+            tagged_event = tagged.recv() => {
+                let Some((n, event)) = tagged_event else { break };
+                match event {
                 Ok(NodeEvent::ShareAccepted { hash, height, miner }) => {
-                    println!("share {height:>5} {hash} by {miner}");
+                    println!("node {n}: share {height:>5} {hash} by {miner}");
                 }
                 Ok(NodeEvent::ShareRejected { miner, reason }) => {
-                    println!("share by {miner} rejected: {reason}");
+                    println!("node {n}: share by {miner} rejected: {reason}");
                 }
                 Ok(NodeEvent::BlockSubmitted { hash, height, accepted, result, payouts }) => {
-                    println!("BLOCK {height} {hash}: {result}; coinbase pays {} outputs:", payouts.len());
+                    println!("node {n}: BLOCK {height} {hash}: {result}; coinbase pays {} outputs:", payouts.len());
                     for (who, amount) in payouts {
                         println!("    {:>14.8} LTC  {who}", amount as f64 / 1e8);
                     }
@@ -125,15 +167,19 @@ pub async fn run(
                         break;
                     }
                 }
-                Ok(NodeEvent::DaemonState(state)) => println!("litecoind: {state:?}"),
+                Ok(NodeEvent::DaemonState(state)) => println!("node {n}: litecoind: {state:?}"),
                 Ok(NodeEvent::Readiness(readiness)) => match readiness.blocker() {
-                    None => println!("node ready: serving miners"),
-                    Some(reason) => println!("node not ready, miners paused: {reason}"),
+                    None => println!("node {n}: ready, serving miners"),
+                    Some(reason) => println!("node {n}: not ready, miners paused: {reason}"),
                 },
-                Err(RecvError::Lagged(n)) => println!("({n} events skipped)"),
+                Err(RecvError::Lagged(skipped)) => println!("node {n}: ({skipped} events skipped)"),
                 Err(RecvError::Closed) => break,
+                }
             },
         }
+    }
+    for f in forwarders {
+        f.abort();
     }
     stop.store(true, Ordering::Relaxed);
     for m in miners {

@@ -8,16 +8,26 @@
 //! - [`block_fit`]: which template transactions to leave out so our coinbase fits the block;
 //! - [`stratum`]: the Stratum v1 server miners connect to;
 //! - [`p2p`]: the share-chain network (gossip and sync with other nodes);
+//! - [`hashrate`]: workers' hashrates from their pseudo-shares; [`history`]: their
+//!   history with tiered retention;
+//! - [`blocks`]: the blocks the share chain found and their fate on litecoind;
+//! - [`alerts`]: what goes wrong, logged, listed and sent to a webhook;
 //! - [`api`]: the JSON-RPC API, dashboard and metrics for operators and miners.
 //!
-//! The `p2pool` binary (`src/main.rs`) wires these together.
+//! The `p2pool` binary (`src/main.rs`) wires these together; [`cli`] holds its client
+//! subcommands (`status`, `payouts`, `miners`, `blocks`).
 
+pub mod alerts;
 pub mod api;
 pub mod block_fit;
+pub mod blocks;
 pub mod chain_service;
+pub mod cli;
 pub mod counters;
 pub mod daemon;
 pub mod devnet;
+pub mod hashrate;
+pub mod history;
 pub mod miner;
 pub mod node;
 pub mod p2p;

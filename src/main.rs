@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use p2pool::cli;
 use p2pool::daemon::{Auth, RpcConfig};
 use p2pool::devnet::{self, DevnetConfig};
 use p2pool::node::{DaemonP2p, Node, NodeConfig, NodeEvent, NodeOptions};
@@ -31,6 +32,48 @@ enum Command {
     Run(Box<RunArgs>),
     /// A local devnet: regtest litecoind, a node and CPU miners (the default).
     Devnet(DevnetArgs),
+    /// A running node at a glance.
+    Status(ClientArgs),
+    /// What a block found now would pay (everyone, or one address).
+    Payouts {
+        #[command(flatten)]
+        client: ClientArgs,
+        address: Option<String>,
+    },
+    /// This node's workers: hashrates, submissions, online or not.
+    Miners(ClientArgs),
+    /// The blocks the share chain found, with their status.
+    Blocks {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// How many (newest first).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=500))]
+        count: u64,
+    },
+}
+
+/// Where a client command finds the node.
+#[derive(Args)]
+struct ClientArgs {
+    /// The node's API address (default: 127.0.0.1 on the network's RPC port).
+    #[arg(long)]
+    rpc: Option<SocketAddr>,
+    /// The network, for the default --rpc port.
+    #[arg(long, default_value = "litecoin")]
+    network: String,
+}
+
+impl ClientArgs {
+    fn client(&self) -> Result<cli::ApiClient> {
+        let addr = match self.rpc {
+            Some(a) => a,
+            None => {
+                let preset = Preset::builtin(&self.network)?;
+                SocketAddr::from(([127, 0, 0, 1], preset.ports.rpc))
+            }
+        };
+        Ok(cli::ApiClient::new(addr))
+    }
 }
 
 #[derive(Args)]
@@ -93,6 +136,12 @@ struct RunArgs {
     /// litecoind's current target (0: any chain; see docs/PROTOCOL.md §11.1).
     #[arg(long, default_value_t = p2pool::node::DEFAULT_MIN_JOIN_WORK_PPM)]
     min_join_work_ppm: u32,
+    /// Seconds without an accepted submission after which a worker shows as offline.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    offline_after: u64,
+    /// POST each alert as JSON to this URL (with retries and a timeout).
+    #[arg(long)]
+    webhook: Option<String>,
     /// Operator fee in percent of the weight of shares mined through this node.
     #[arg(long, requires = "fee_address")]
     fee: Option<f64>,
@@ -102,9 +151,12 @@ struct RunArgs {
 
 #[derive(Args)]
 struct DevnetArgs {
-    /// CPU miners, each paying its own regtest address.
+    /// CPU miners per node, each paying its own regtest address.
     #[arg(long, default_value_t = 3)]
     miners: usize,
+    /// p2pool nodes, peered on loopback, each with its own miners.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=8))]
+    nodes: u64,
     /// Stop after this many blocks.
     #[arg(long)]
     blocks: Option<u64>,
@@ -117,20 +169,31 @@ fn main() -> Result<()> {
         Some(Command::Run(_)) => "info",
         _ => "warn",
     };
+    // Colour only on a terminal: not in a file or journald.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_filter.into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
             Some(Command::Run(args)) => run(*args).await,
             Some(Command::Devnet(args)) => devnet_command(args).await,
+            Some(Command::Status(c)) => print(cli::status(&c.client()?).await),
+            Some(Command::Payouts { client, address }) => {
+                print(cli::payouts(&client.client()?, address).await)
+            }
+            Some(Command::Miners(c)) => print(cli::miners(&c.client()?).await),
+            Some(Command::Blocks { client, count }) => {
+                print(cli::blocks(&client.client()?, count).await)
+            }
             None => {
                 devnet_command(DevnetArgs {
                     miners: 3,
+                    nodes: 1,
                     blocks: None,
                 })
                 .await
@@ -139,9 +202,28 @@ fn main() -> Result<()> {
     })
 }
 
+fn print(table: Result<String, cli::CliError>) -> Result<()> {
+    print!("{}", table?);
+    Ok(())
+}
+
+/// litecoind's default cookie file for `chain` (`main`, `test`, `regtest`):
+/// `~/.litecoin[/testnet4|/regtest]/.cookie`.
+fn default_cookie(chain: &str) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let mut path = PathBuf::from(home).join(".litecoin");
+    match chain {
+        "test" => path.push("testnet4"),
+        "regtest" => path.push("regtest"),
+        _ => {}
+    }
+    Some(path.join(".cookie"))
+}
+
 async fn devnet_command(args: DevnetArgs) -> Result<()> {
     let config = DevnetConfig {
         miners: args.miners,
+        nodes: args.nodes as usize,
         blocks: args.blocks,
     };
     devnet::run(config, async {
@@ -160,6 +242,17 @@ async fn run(args: RunArgs) -> Result<()> {
         None => None,
     };
     let preset = Preset::load(&args.network, user_toml.as_deref())?;
+    if let Some(webhook) = &args.webhook {
+        let parsed = reqwest::Url::parse(webhook)
+            .with_context(|| format!("--webhook {webhook:?} is not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!("--webhook {webhook:?}: only http and https URLs are supported");
+        }
+    }
+    let url = args
+        .daemon_rpc
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", preset.ports.daemon_rpc));
     let auth = match (
         &args.daemon_user,
         &args.daemon_password,
@@ -170,15 +263,24 @@ async fn run(args: RunArgs) -> Result<()> {
             password: password.clone(),
         },
         (None, None, Some(cookie)) => Auth::CookieFile(cookie.clone()),
-        (None, None, None) => bail!(
-            "give litecoind's credentials: --daemon-user and --daemon-password, or --daemon-cookie"
-        ),
+        // Out of the box: a stock litecoind writes its cookie in its default datadir.
+        (None, None, None) => {
+            let chain = p2pool::daemon::watcher::daemon_chain_name(&preset.coin.chain);
+            match default_cookie(chain) {
+                Some(cookie) if cookie.is_file() => {
+                    info!(cookie = %cookie.display(), %url, "using litecoind's default cookie");
+                    Auth::CookieFile(cookie)
+                }
+                tried => bail!(
+                    "no litecoind credentials given, and litecoind's default cookie file {} \
+                     was not found (for litecoind at {url}); start litecoind with its default \
+                     datadir, or give --daemon-cookie, or --daemon-user and --daemon-password",
+                    tried.map_or("(no $HOME)".into(), |p| p.display().to_string())
+                ),
+            }
+        }
         _ => bail!("give either --daemon-user/--daemon-password or --daemon-cookie"),
     };
-    let url = args
-        .daemon_rpc
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", preset.ports.daemon_rpc));
     let fee = match (args.fee, &args.fee_address) {
         (Some(percent), Some(address)) => {
             if !(0.0..=100.0).contains(&percent) {
@@ -248,6 +350,8 @@ async fn run(args: RunArgs) -> Result<()> {
                 (false, Some(addr)) => DaemonP2p::At(addr),
                 (false, None) => DaemonP2p::Default,
             },
+            offline_after: Duration::from_secs(args.offline_after),
+            webhook: args.webhook.clone(),
         },
     )
     .await?;

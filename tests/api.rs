@@ -79,6 +79,12 @@ async fn api(n: usize) -> (Api, Vec<String>) {
         network: None,
         sync: None,
         counters: Default::default(),
+        daemon_rpc: None,
+        fee: None,
+        blocks: std::sync::Arc::new(p2pool::blocks::FoundBlocks::in_memory()),
+        hashrates: std::sync::Arc::new(p2pool::hashrate::Hashrates::new(65_536, 600)),
+        history: std::sync::Arc::new(p2pool::history::History::in_memory()),
+        alerts: Default::default(),
     };
     let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), sources)
         .await
@@ -211,6 +217,30 @@ async fn hostile_requests_get_errors() {
         code(&api.call("nosuchmethod", json!([])).await),
         Some(-32601)
     );
+    for (method, params) in [
+        ("verifyblockpayout", json!([])),
+        ("verifyblockpayout", json!(["zz"])),
+        ("verifyblockpayout", json!([7])),
+        ("getshare", json!(["00"])),
+        ("getshare", json!([])),
+        ("getblocks", json!([0])),
+        ("getblocks", json!([1_000_000])),
+        ("getblocks", json!(["ten"])),
+        ("getpplnswindow", json!([0, 0])),
+        ("getpplnswindow", json!([0, 100_000])),
+        ("getpplnswindow", json!([-1])),
+        ("getpplnswindow", json!([u64::MAX])),
+    ] {
+        let answer = api.call(method, params.clone()).await;
+        assert_eq!(code(&answer), Some(-32602), "{method} {params}: {answer}");
+    }
+    // Well-formed, but unknown.
+    let unknown = "11".repeat(32);
+    let answer = api.call("getshare", json!([unknown])).await;
+    assert_eq!(code(&answer), Some(-32001), "{answer}");
+    // No litecoind to read a block from.
+    let answer = api.call("verifyblockpayout", json!([unknown])).await;
+    assert_eq!(code(&answer), Some(-32000), "{answer}");
     assert_eq!(code(&api.raw("{not json".into()).await), Some(-32700));
     assert_eq!(code(&api.raw("[{}]".into()).await), Some(-32600));
 
@@ -221,4 +251,80 @@ async fn hostile_requests_get_errors() {
     assert_eq!(resp.status(), 413);
     // And the server still answers.
     assert!(api.call("getinfo", json!([])).await["result"].is_object());
+}
+
+/// The window, a share and the found blocks as the chain holds them. The test kit mines on
+/// the regtest block target, so every share is also a block.
+#[tokio::test]
+async fn window_shares_and_found_blocks() {
+    let (api, addresses) = api(10).await;
+    let tip = api.call("getinfo", json!([])).await["result"]["share_chain"]["tip"].clone();
+
+    let window = api.call("getpplnswindow", json!([])).await;
+    let window = &window["result"];
+    assert_eq!(window["total"], 10, "{window}");
+    assert_eq!(window["tip"], tip);
+    let rows = window["shares"].as_array().unwrap();
+    assert_eq!(rows[0]["hash"], tip);
+    assert_eq!(rows[9]["height"], 0);
+    // The credits add up to the window's weights per address.
+    let pay = api.call("getpayoutinfo", json!([])).await;
+    for miner in pay["result"]["miners"].as_array().unwrap() {
+        let credited: u128 = rows
+            .iter()
+            .flat_map(|r| r["credits"].as_array().unwrap())
+            .filter(|c| c["address"] == miner["address"])
+            .map(|c| c["weight"].as_str().unwrap().parse::<u128>().unwrap())
+            .sum();
+        assert_eq!(credited.to_string(), miner["weight"].as_str().unwrap());
+    }
+    let page = api.call("getpplnswindow", json!([8, 5])).await;
+    let page = page["result"]["shares"].as_array().unwrap().clone();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0]["hash"], rows[8]["hash"]);
+
+    let share = api.call("getshare", json!([tip])).await;
+    let share = &share["result"];
+    assert_eq!(share["place"], "best", "{share}");
+    assert_eq!(share["height"], 9);
+    assert_eq!(share["address"], addresses[0].as_str());
+    assert_eq!(share["coinbase"]["value"], 50_0000_0000u64);
+
+    // Every share is a block here: all ten are listed, newest first, pending (no
+    // litecoind to follow them), each paying exactly its coinbase value.
+    let start = std::time::Instant::now();
+    let blocks = loop {
+        let blocks = api.call("getblocks", json!([100])).await["result"].clone();
+        if blocks.as_array().unwrap().len() == 10 {
+            break blocks;
+        }
+        assert!(start.elapsed().as_secs() < 10, "{blocks}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(blocks[0]["hash"], tip);
+    assert_eq!(blocks[0]["finder"], addresses[0].as_str());
+    assert_eq!(blocks[0]["status"], "pending");
+    for b in blocks.as_array().unwrap() {
+        let paid: u64 = b["payouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["amount"].as_u64().unwrap())
+            .sum();
+        assert_eq!(paid, 50_0000_0000);
+    }
+    let base = format!("http://{}", api.server.local_addr());
+    let metrics = api
+        .client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("p2pool_found_blocks{status=\"pending\"} 10"),
+        "{metrics}"
+    );
 }

@@ -5,11 +5,17 @@
 //! - `getpayoutinfo [address]`: the current PPLNS window per payout address, with each one's
 //!   fraction and the amount it would expect from a block found now (the template's value
 //!   less the finder bonus, in proportion to weight; the real coinbase rounds to whole
-//!   payout steps, exact in expectation — `docs/PROTOCOL.md` §9).
+//!   payout steps, exact in expectation — `docs/PROTOCOL.md` §9), the payout rules, and
+//!   the exact outputs (`payouts`) a block found now would pay.
 //! - `getminerstats [address]`: this node's Stratum workers (all, or those paying
 //!   `address`) and the address's place in the window.
 //! - `getpeerinfo`: share-chain peers.
 //! - `getsharechain [count]`: the newest shares of the best chain (at most 500).
+//! - `getblocks [count]`, `verifyblockpayout <blockhash>`: [`super::blocks`].
+//! - `getpplnswindow [offset count]`, `getshare <hash>`: [`super::window`].
+//! - `explainpayout <address>`: [`super::explain`].
+//! - `getalerts [count]`: the newest alerts ([`crate::alerts`]).
+//! - `gethistory <address|pool> <10m|1h|1d>`: hashrate history ([`crate::history`]).
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -19,26 +25,33 @@ use jsonrpsee::RpcModule;
 use ruint::aliases::U256;
 use serde_json::{json, Value};
 use share_chain::address::{address_to_script, script_to_address};
+use share_chain::payout::payout_step;
+use share_chain::pplns::window_work_cap;
 use share_chain::target::Target;
+use share_chain::template::{BlockContext, MinerPayout};
 
 use super::{ApiSources, ChainStats};
+use crate::blocks::describe_script;
+use crate::history::Tier;
 use crate::stratum::username::Username;
 
 /// Most shares `getsharechain` returns.
 pub const MAX_SHARES: usize = 500;
 
-const INVALID_PARAMS: i32 = -32602;
-const UNAVAILABLE: i32 = -32000;
+pub(super) const INVALID_PARAMS: i32 = -32602;
+pub(super) const UNAVAILABLE: i32 = -32000;
+/// The block or share asked for is not known (or was pruned).
+pub(super) const NOT_FOUND: i32 = -32001;
 
-fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+pub(super) fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, message.into(), None::<()>)
 }
 
-fn chain_stopped<E>(_: E) -> ErrorObjectOwned {
+pub(super) fn chain_stopped<E>(_: E) -> ErrorObjectOwned {
     error(UNAVAILABLE, "the share chain is not running")
 }
 
-type Sources = Arc<ApiSources>;
+pub(super) type Sources = Arc<ApiSources>;
 
 /// The module with every method registered.
 pub fn module(sources: Sources) -> Result<RpcModule<Sources>, String> {
@@ -62,6 +75,59 @@ pub fn module(sources: Sources) -> Result<RpcModule<Sources>, String> {
     m.register_async_method("getsharechain", |p, s, _| async move {
         let count: Option<u64> = p.sequence().optional_next()?;
         getsharechain(&s, count.unwrap_or(20)).await
+    })
+    .map_err(e)?;
+    m.register_async_method("getblocks", |p, s, _| async move {
+        let count: Option<u64> = p.sequence().optional_next()?;
+        super::blocks::getblocks(&s, count).await
+    })
+    .map_err(e)?;
+    m.register_async_method("verifyblockpayout", |p, s, _| async move {
+        let hash: String = p.sequence().next()?;
+        super::blocks::verifyblockpayout(&s, hash).await
+    })
+    .map_err(e)?;
+    m.register_async_method("getpplnswindow", |p, s, _| async move {
+        let mut seq = p.sequence();
+        let offset: Option<u64> = seq.optional_next()?;
+        let count: Option<u64> = seq.optional_next()?;
+        super::window::getpplnswindow(&s, offset, count).await
+    })
+    .map_err(e)?;
+    m.register_async_method("explainpayout", |p, s, _| async move {
+        let (address, script) = optional_address(&s, p)?
+            .ok_or_else(|| error(INVALID_PARAMS, "an address is required"))?;
+        super::explain::explainpayout(&s, address, script).await
+    })
+    .map_err(e)?;
+    m.register_async_method("gethistory", |p, s, _| async move {
+        let mut seq = p.sequence();
+        let who: String = seq.next()?;
+        let tier: String = seq.next()?;
+        gethistory(&s, who, tier)
+    })
+    .map_err(e)?;
+    m.register_async_method("getalerts", |p, s, _| async move {
+        let count: Option<u64> = p.sequence().optional_next()?;
+        let count = count.unwrap_or(50);
+        if count == 0 || count > crate::alerts::MAX_ALERTS as u64 {
+            return Err(error(
+                INVALID_PARAMS,
+                format!("count must be 1..={}", crate::alerts::MAX_ALERTS),
+            ));
+        }
+        Ok::<Value, ErrorObjectOwned>(Value::Array(
+            s.alerts
+                .newest(count as usize)
+                .iter()
+                .map(|a| a.to_json())
+                .collect(),
+        ))
+    })
+    .map_err(e)?;
+    m.register_async_method("getshare", |p, s, _| async move {
+        let hash: String = p.sequence().next()?;
+        super::window::getshare(&s, hash).await
     })
     .map_err(e)?;
     Ok(m)
@@ -109,7 +175,13 @@ async fn getinfo(s: &ApiSources) -> Result<Value, ErrorObjectOwned> {
         None => Value::Null,
     };
     let rejected: u64 = stratum.rejected.values().sum();
+    let now = super::now_secs();
+    let hashrate = json!({
+        "pool": super::pool_hashrate(&s.chain).await,
+        "local": s.hashrates.local(now).to_json(),
+    });
     Ok(json!({
+        "hashrate": hashrate,
         "version": env!("CARGO_PKG_VERSION"),
         "chain": s.preset.coin.chain,
         "network_id": s.preset.network_id().to_string(),
@@ -193,7 +265,7 @@ impl WindowView {
 }
 
 /// `value × weight / total`, rounded down, without overflow.
-fn proportional(value: u64, weight: u128, total: u128) -> u64 {
+pub(super) fn proportional(value: u64, weight: u128, total: u128) -> u64 {
     if total == 0 {
         return 0;
     }
@@ -201,17 +273,72 @@ fn proportional(value: u64, weight: u128, total: u128) -> u64 {
     u64::try_from(product / U256::from(total)).unwrap_or(u64::MAX)
 }
 
+/// The outputs a block found now would pay: the coinbase of `finder`'s next share on the
+/// best tip (with this node's fee), for the template's block target and value.
+async fn payouts_now(
+    s: &ApiSources,
+    finder: Vec<u8>,
+    bits: u32,
+    value: u64,
+) -> Result<Vec<(Vec<u8>, u64)>, ErrorObjectOwned> {
+    let miner = MinerPayout {
+        script: finder,
+        fee: s.fee.clone(),
+        share_target_bits: None,
+    };
+    let block = BlockContext {
+        version: 0,
+        prev_block: [0; 32],
+        bits,
+        coinbase_value: value,
+        witness_commitment: None,
+        merkle_branch: Vec::new(),
+    };
+    s.chain
+        .call(move |c| {
+            c.index_mut().share_template(&miner, block).map(|t| {
+                t.payouts
+                    .into_iter()
+                    .map(|p| (p.script, p.amount))
+                    .collect()
+            })
+        })
+        .await
+        .map_err(chain_stopped)?
+        .map_err(|e| error(UNAVAILABLE, format!("cannot build the next share: {e}")))
+}
+
+/// The payout rules of the preset (and this node's fee), for `getpayoutinfo`.
+fn rules(s: &ApiSources, bits: Option<u32>, value: Option<u64>) -> Value {
+    let c = &s.preset.consensus;
+    let reward =
+        value.map(|v| v - proportional(v, u128::from(c.finder_bonus_basis_points), 10_000));
+    json!({
+        "finder_bonus_basis_points": c.finder_bonus_basis_points,
+        "node_fee_basis_points": s.fee.as_ref().map_or(0, |f| f.basis_points),
+        "max_fee_basis_points": c.max_fee_basis_points,
+        "window_shares": c.window_shares,
+        "window_work_blocks": c.window_work_blocks,
+        "window_work_cap": bits.map(|b| window_work_cap(b, c).to_string()),
+        "uncle_penalty_percent": c.uncle_penalty_percent,
+        "max_payout_outputs": c.max_payout_outputs,
+        "dust_threshold": c.dust_threshold,
+        "payout_step": reward.map(|r| payout_step(r, c)),
+    })
+}
+
 async fn getpayoutinfo(
     s: &ApiSources,
     address: Option<(String, Vec<u8>)>,
 ) -> Result<Value, ErrorObjectOwned> {
     let window = WindowView::read(s).await?;
-    let block_value = s
+    let template = s
         .daemon
         .borrow()
         .template
         .as_ref()
-        .map(|t| t.coinbase_value);
+        .map(|t| (t.coinbase_value, t.bits));
+    let block_value = template.map(|(v, _)| v);
     let bonus_bp = u64::from(s.preset.consensus.finder_bonus_basis_points);
     let shared = block_value.map(|v| v - proportional(v, u128::from(bonus_bp), 10_000));
     let describe = |script: &[u8], weight: u128| {
@@ -232,11 +359,38 @@ async fn getpayoutinfo(
             .map(|p| describe(&p.script, p.weight))
             .collect(),
     };
+    // The finder of the block "found now": the address asked about, else the miner of
+    // the best share (the last one to find a share).
+    let finder = match &address {
+        Some((_, script)) => Some(script.clone()),
+        None => s
+            .chain
+            .call(|c| c.index().best().map(|b| b.share.info.payout_script.clone()))
+            .await
+            .map_err(chain_stopped)?,
+    };
+    let payouts = match (template, &finder) {
+        (Some((value, bits)), Some(finder)) => {
+            let paid = payouts_now(s, finder.clone(), bits, value).await?;
+            Value::Array(
+                paid.iter()
+                    .map(|(script, amount)| {
+                        json!({"address": describe_script(script, &s.preset.coin), "amount": amount})
+                    })
+                    .collect(),
+            )
+        }
+        _ => Value::Null,
+    };
     Ok(json!({
         "total_weight": window.total.to_string(),
         "payees": window.payees.len(),
         "block_value": block_value,
+        "coinbase_value": block_value,
         "finder_bonus_basis_points": bonus_bp,
+        "rules": rules(s, template.map(|(_, b)| b), block_value),
+        "finder": finder.map(|f| describe_script(&f, &s.preset.coin)),
+        "payouts": payouts,
         "miners": listed,
     }))
 }
@@ -246,6 +400,14 @@ async fn getminerstats(
     address: Option<(String, Vec<u8>)>,
 ) -> Result<Value, ErrorObjectOwned> {
     let stats = (s.stratum)();
+    let now = super::now_secs();
+    let views: std::collections::HashMap<String, crate::hashrate::WorkerView> = s
+        .hashrates
+        .workers(now, address.as_ref().map(|(a, _)| a.as_str()))
+        .into_iter()
+        .map(|v| (v.username.clone(), v))
+        .collect();
+    let offline_after = s.hashrates.offline_after();
     let workers: Vec<Value> = stats
         .workers
         .iter()
@@ -254,16 +416,24 @@ async fn getminerstats(
             None => true,
         })
         .map(|w| {
+            let view = views.get(&w.username);
+            let last_accepted = w
+                .last_accepted
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs());
+            // From the live counters, as the alerts read them (the hashrate samples lag).
+            let online = last_accepted.is_some_and(|t| now.saturating_sub(t) < offline_after);
             json!({
+                "hashrate": view.map(|v| v.rates.to_json()),
+                "online": online,
+                "low_hashrate": view.map(|v| v.low_hashrate),
                 "username": w.username,
                 "accepted": w.accepted,
                 "accepted_difficulty": w.accepted_difficulty,
                 "rejected": w.rejected,
                 "shares": w.shares,
                 "blocks": w.blocks,
-                "last_accepted": w.last_accepted
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs()),
+                "last_accepted": last_accepted,
             })
         })
         .collect();
@@ -278,7 +448,29 @@ async fn getminerstats(
         }
         None => Value::Null,
     };
-    Ok(json!({ "workers": workers, "window": window }))
+    let hashrate = match &address {
+        Some((a, _)) => s.hashrates.address(now, a).map(|r| r.to_json()),
+        None => Some(s.hashrates.local(now).to_json()),
+    };
+    Ok(json!({ "workers": workers, "hashrate": hashrate, "window": window }))
+}
+
+/// `gethistory <address|pool> <10m|1h|1d>`: `[[bucket start, H/s], …]`, oldest first.
+fn gethistory(s: &ApiSources, who: String, tier: String) -> Result<Value, ErrorObjectOwned> {
+    let tier = Tier::parse(&tier)
+        .ok_or_else(|| error(INVALID_PARAMS, "the tier must be 10m, 1h or 1d"))?;
+    let who = match who.as_str() {
+        "pool" => None,
+        a => {
+            address_to_script(a, &s.preset.coin)
+                .map_err(|e| error(INVALID_PARAMS, format!("invalid address {a:?}: {e}")))?;
+            Some(a)
+        }
+    };
+    Ok(json!({
+        "tier": tier.secs(),
+        "points": s.history.points(who, tier).unwrap_or_else(|| json!([])),
+    }))
 }
 
 async fn getpeerinfo(s: &ApiSources) -> Result<Value, ErrorObjectOwned> {

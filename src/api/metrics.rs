@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::{ApiSources, ChainStats};
+use crate::blocks::BlockStatus;
 use crate::counters::NodeCounters;
 use crate::p2p::SyncState;
 
@@ -176,10 +177,74 @@ pub async fn render(s: &ApiSources) -> Result<String, String> {
             "Weight of the template transactions left out.",
             &c.template_weight_dropped,
         ),
+        (
+            "payout_mismatches",
+            "Found blocks whose coinbase differs from the share chain's payouts.",
+            &c.payout_mismatches,
+        ),
     ];
     for (name, help, value) in counted {
         counter(&mut registry, name, help, NodeCounters::get(value));
     }
+
+    let by_status = s.blocks.count_by_status();
+    let found = Family::<Vec<(String, String)>, Gauge>::default();
+    for status in [
+        BlockStatus::Pending,
+        BlockStatus::Immature,
+        BlockStatus::Mature,
+        BlockStatus::Orphaned,
+    ] {
+        let n = by_status.get(&status).copied().unwrap_or(0);
+        let label = serde_json::to_value(status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        found
+            .get_or_create(&vec![("status".to_string(), label)])
+            .set(n as i64);
+    }
+    registry.register(
+        "found_blocks",
+        "Blocks the share chain found (any node), by status on the coin daemon.",
+        found,
+    );
+
+    let alerts = Family::<Vec<(String, String)>, Counter>::default();
+    for (kind, n) in s.alerts.counts() {
+        alerts
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .inc_by(n);
+    }
+    registry.register("alerts", "Alerts raised, by kind.", alerts);
+
+    let now = super::now_secs();
+    let rates =
+        Family::<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let local = s.hashrates.local(now);
+    for (span, rate) in [("10m", local.h10m), ("1h", local.h1h), ("24h", local.h24h)] {
+        if let Some(r) = rate {
+            rates
+                .get_or_create(&vec![
+                    ("scope".to_string(), "local".to_string()),
+                    ("span".to_string(), span.to_string()),
+                ])
+                .set(r);
+        }
+    }
+    if let Some(pool) = super::pool_hashrate(&s.chain).await {
+        rates
+            .get_or_create(&vec![
+                ("scope".to_string(), "pool".to_string()),
+                ("span".to_string(), "recent".to_string()),
+            ])
+            .set(pool);
+    }
+    registry.register(
+        "hashrate",
+        "Hashes per second: this node's workers, the pool.",
+        rates,
+    );
 
     let mut out = String::new();
     encode(&mut out, &registry).map_err(|e| e.to_string())?;

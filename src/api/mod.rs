@@ -1,7 +1,8 @@
 //! The node's read-only API for operators and miners, on one HTTP listener (`--rpc`):
 //!
 //! - `POST /`: JSON-RPC 2.0 ([`methods`]): `getinfo`, `getpayoutinfo`, `getminerstats`,
-//!   `getpeerinfo`, `getsharechain`. The dispatch, parameter parsing and error objects are
+//!   `getpeerinfo`, `getsharechain`, `getblocks`, `verifyblockpayout` ([`blocks`]),
+//!   `getpplnswindow`, `getshare` ([`window`]), `explainpayout` ([`explain`]). The dispatch, parameter parsing and error objects are
 //!   jsonrpsee's; one call per request (batches are refused with a clear error).
 //! - `GET /metrics`: Prometheus text exposition ([`metrics`]).
 //! - `GET /`: a dashboard page that polls the JSON-RPC methods.
@@ -9,12 +10,18 @@
 //! Everything is read from the running parts (the chain thread, the Stratum server's
 //! statistics, the daemon watcher, the network); nothing here changes node state, so the
 //! API can be exposed to miners. Request bodies are bounded and answers are capped.
+//! The server also runs the found-blocks tracker ([`crate::blocks::track`]) and samples the
+//! workers' hashrates ([`crate::hashrate`]) for as long as it runs.
 
+pub mod blocks;
+pub mod explain;
 pub mod methods;
 pub mod metrics;
+pub mod window;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
@@ -23,15 +30,20 @@ use axum::routing::get;
 use axum::Router;
 use jsonrpsee::RpcModule;
 use p2pool_network::NetworkHandle;
-use share_chain::Preset;
+use share_chain::{OperatorFee, Preset};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::alerts::{Alerts, Observed, Watch};
+use crate::blocks::{BlockStatus, FoundBlocks};
 use crate::chain_service::ChainHandle;
 use crate::counters::NodeCounters;
+use crate::daemon::rpc::RpcClient;
 use crate::daemon::watcher::DaemonStatus;
+use crate::hashrate::{Hashrates, SAMPLE_SECS};
+use crate::history::History;
 use crate::p2p::SyncState;
 use crate::stratum::StatsSnapshot;
 
@@ -54,6 +66,124 @@ pub struct ApiSources {
     pub sync: Option<watch::Receiver<SyncState>>,
     /// Blocks, dropped solutions and left-out transactions, counted where they happen.
     pub counters: Arc<NodeCounters>,
+    /// litecoind, to follow found blocks and read their coinbases (none: not followed).
+    pub daemon_rpc: Option<Arc<RpcClient>>,
+    /// This node's operator fee (it changes what a block found through it pays).
+    pub fee: Option<OperatorFee>,
+    /// The blocks the share chain found.
+    pub blocks: Arc<FoundBlocks>,
+    /// Workers' hashrates, sampled from the Stratum statistics.
+    pub hashrates: Arc<Hashrates>,
+    /// The pool's and each address's hashrate over time.
+    pub history: Arc<History>,
+    /// Alerts raised, and the webhook they go to.
+    pub alerts: Arc<Alerts>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How often alert conditions are checked.
+const ALERT_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Checks the alert conditions every [`ALERT_CHECK`] until the server stops.
+async fn watch_alerts(s: Arc<ApiSources>) {
+    let mut watch = Watch::default();
+    let mut ticker = tokio::time::interval(ALERT_CHECK);
+    loop {
+        ticker.tick().await;
+        let now = now_secs();
+        let stats = (s.stratum)();
+        let daemon = s.daemon.borrow().state.clone();
+        let peers = match &s.network {
+            Some(net) => net.status().await.ok().map(|st| st.connected_peers),
+            None => None,
+        };
+        let sync_problem = s
+            .sync
+            .as_ref()
+            .map(|r| r.borrow().clone())
+            .filter(|st| !st.may_serve())
+            .map(|st| st.to_string());
+        let observed = Observed {
+            now,
+            workers: stats
+                .workers
+                .iter()
+                .map(|w| {
+                    let last = w
+                        .last_accepted
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs());
+                    (w.username.clone(), last)
+                })
+                .collect(),
+            low_hashrate: s
+                .hashrates
+                .workers(now, None)
+                .into_iter()
+                .filter(|w| w.low_hashrate)
+                .map(|w| w.username)
+                .collect(),
+            daemon_problem: (!daemon.is_ready()).then(|| format!("{daemon:?}")),
+            peers,
+            sync_problem,
+            orphaned_blocks: s
+                .blocks
+                .newest(crate::blocks::MAX_BLOCKS)
+                .into_iter()
+                .filter(|b| b.status == BlockStatus::Orphaned)
+                .map(|b| b.hash)
+                .collect(),
+        };
+        watch.check(&observed, s.hashrates.offline_after(), &s.alerts);
+    }
+}
+
+/// Shares of the best chain the pool's hashrate is measured over.
+const POOL_RATE_SHARES: usize = 120;
+
+/// The pool's hashrate from the share chain: the work of the newest best-chain shares over
+/// the time they took (`None` with fewer than two shares or no time between them).
+pub async fn pool_hashrate(chain: &ChainHandle) -> Option<f64> {
+    chain
+        .call(|c| {
+            let index = c.index();
+            let recent: Vec<(u32, u128)> = index
+                .best_hash()
+                .into_iter()
+                .flat_map(|b| index.ancestors(b))
+                .take(POOL_RATE_SHARES)
+                .map(|e| (e.share.header.time, e.credits.weight))
+                .collect();
+            let (newest, oldest) = (recent.first()?.0, recent.last()?.0);
+            let span = newest.checked_sub(oldest).filter(|s| *s > 0)?;
+            // The oldest share's work was done before the span began.
+            let work: u128 = recent[..recent.len() - 1].iter().map(|(_, w)| w).sum();
+            Some(work as f64 / f64::from(span))
+        })
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A found block's coinbase differs from what the share chain prescribes: counted and
+/// alerted once per block (money was paid other than the chain says; asking again about
+/// the same block is not a new mismatch).
+pub(crate) fn note_payout_mismatch(s: &ApiSources, block: &str) {
+    let raised = s.alerts.raise_once(
+        now_secs(),
+        "payout_mismatch",
+        block.to_owned(),
+        format!("block {block}'s coinbase does not pay what the share chain prescribes"),
+    );
+    if raised {
+        NodeCounters::add(&s.counters.payout_mismatches, 1);
+    }
 }
 
 /// Why the API could not start.
@@ -72,6 +202,11 @@ pub enum ApiError {
 pub struct ApiServer {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    tracker: JoinHandle<()>,
+    sampler: JoinHandle<()>,
+    watcher: JoinHandle<()>,
+    /// Saved when the server stops, so a restart keeps the open buckets.
+    history: Arc<History>,
 }
 
 impl ApiServer {
@@ -79,6 +214,7 @@ impl ApiServer {
     pub async fn start(addr: SocketAddr, sources: ApiSources) -> Result<ApiServer, ApiError> {
         let sources = Arc::new(sources);
         let module = methods::module(sources.clone()).map_err(ApiError::Register)?;
+        let tracked = sources.clone();
         let state = AppState {
             module: Arc::new(module),
             sources,
@@ -95,12 +231,45 @@ impl ApiServer {
             .local_addr()
             .map_err(|source| ApiError::Bind { addr, source })?;
         info!(%addr, "JSON-RPC API, dashboard and metrics listening");
+        let tracker = tokio::spawn(crate::blocks::track(
+            tracked.chain.clone(),
+            tracked.preset.clone(),
+            tracked.daemon_rpc.clone(),
+            tracked.blocks.clone(),
+        ));
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 warn!(error = %e, "the API server stopped");
             }
         });
-        Ok(ApiServer { addr, task })
+        let sampled = tracked.clone();
+        let sampler = tokio::spawn(async move {
+            let tracked = sampled;
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(SAMPLE_SECS));
+            loop {
+                ticker.tick().await;
+                let now = now_secs();
+                tracked.hashrates.sample(now, &(tracked.stratum)());
+                let pool = pool_hashrate(&tracked.chain).await;
+                let addresses: Vec<(String, f64)> = tracked
+                    .hashrates
+                    .addresses(now)
+                    .into_iter()
+                    .filter_map(|(a, r)| Some((a, r.h10m?)))
+                    .collect();
+                tracked.history.record(now, pool, &addresses);
+            }
+        });
+        let history = tracked.history.clone();
+        let watcher = tokio::spawn(watch_alerts(tracked));
+        Ok(ApiServer {
+            addr,
+            task,
+            tracker,
+            sampler,
+            watcher,
+            history,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -111,6 +280,10 @@ impl ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         self.task.abort();
+        self.tracker.abort();
+        self.sampler.abort();
+        self.watcher.abort();
+        self.history.flush();
     }
 }
 

@@ -38,12 +38,16 @@ pub use readiness::{
     daemon_condition, Condition, Readiness, ReadinessHandle, DAEMON_CONDITION, SYNC_CONDITION,
 };
 
+use crate::alerts::Alerts;
 use crate::api::{ApiError, ApiServer, ApiSources};
+use crate::blocks::FoundBlocks;
 use crate::chain_service::{ChainHandle, ChainStopped, OpenError};
 use crate::counters::NodeCounters;
 use crate::daemon::peer::{DaemonPeer, PeerConfig};
 use crate::daemon::rpc::{RpcClient, RpcConfig, RpcError};
 use crate::daemon::watcher::{daemon_chain_name, DaemonState, Watcher, WatcherConfig};
+use crate::hashrate::Hashrates;
+use crate::history::History;
 use crate::p2p::{P2p, P2pConfig};
 use crate::stratum::{Availability, ServerError, StratumConfig, StratumServer};
 use jobs::feed_jobs;
@@ -107,6 +111,10 @@ pub struct NodeOptions {
     pub min_join_work_ppm: u32,
     /// litecoind's P2P port (new blocks at once, found blocks relayed without RPC).
     pub daemon_p2p: DaemonP2p,
+    /// A worker with no accepted submission for this long is offline.
+    pub offline_after: Duration,
+    /// Where alerts are POSTed as JSON.
+    pub webhook: Option<String>,
 }
 
 /// Where the node reaches litecoind's P2P port.
@@ -149,6 +157,8 @@ impl Default for NodeOptions {
             mdns: false,
             min_join_work_ppm: join_work::DEFAULT_MIN_JOIN_WORK_PPM,
             daemon_p2p: DaemonP2p::Default,
+            offline_after: Duration::from_secs(600),
+            webhook: None,
         }
     }
 }
@@ -168,6 +178,8 @@ pub enum NodeError {
     Network(#[from] NetworkError),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error("cannot open the found-blocks list: {0}")]
+    FoundBlocks(std::io::Error),
 }
 
 /// A running node.
@@ -273,6 +285,20 @@ impl Node {
                     network: p2p.as_ref().map(|p| p.handle().clone()),
                     sync: p2p.as_ref().map(P2p::sync_state),
                     counters: counters.clone(),
+                    daemon_rpc: Some(rpc.clone()),
+                    fee: config.fee.clone(),
+                    blocks: Arc::new(
+                        FoundBlocks::open(&config.datadir).map_err(NodeError::FoundBlocks)?,
+                    ),
+                    history: Arc::new(History::open(&config.datadir)),
+                    alerts: Arc::new(match options.webhook.clone() {
+                        Some(url) => Alerts::with_webhook(url),
+                        None => Alerts::new(),
+                    }),
+                    hashrates: Arc::new(Hashrates::new(
+                        preset.coin.pow.stratum_difficulty_multiplier(),
+                        options.offline_after.as_secs(),
+                    )),
                 };
                 Some(ApiServer::start(addr, sources).await?)
             }

@@ -1,0 +1,564 @@
+//! The blocks the share chain found, whichever node found them, with their payouts and
+//! their fate on litecoind (`pending`, `immature`, `mature`, `orphaned`).
+//!
+//! Every node sees every share of the network, and a share whose proof of work meets the
+//! block target in its own header is a block: so the list is the same on every node, not
+//! only what this node's miners found. [`track`] scans each newly connected share once
+//! (the hash off the chain thread), records a block with the coinbase outputs the share
+//! chain prescribes for it, and follows each unsettled block through `getblockheader`.
+//!
+//! Persistence: an append-only JSON lines file (`found_blocks.jsonl` in the datadir), one
+//! record per block and per status change, the last record of a hash winning, rewritten
+//! compactly when it holds far more lines than blocks. Why not the share store: it is
+//! LevelDB owned by the consensus core and pruned with the window, while this list must
+//! outlive the window; blocks are rare, so a small human-readable file is enough, and a
+//! torn last line (a crash mid-append) is skipped on load. At most [`MAX_BLOCKS`] blocks
+//! are kept (the newest), so the file and memory stay bounded.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use share_chain::address::script_to_address;
+use share_chain::pow::pow_hash;
+use share_chain::target::Target;
+use share_chain::{CoinParams, Preset, ShareHash};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::chain_service::{ChainHandle, ChainSummary};
+use crate::daemon::rpc::{RpcClient, RpcError};
+
+/// Most blocks kept (a block's record holds up to `max_payout_outputs` payouts).
+pub const MAX_BLOCKS: usize = 2_000;
+/// Most shares hashed per scan, so a restart with a full store does not stall the scan.
+const SCAN_BATCH: usize = 4_096;
+/// How often unsettled blocks are checked against litecoind.
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// Unsettled blocks checked per round (the newest).
+const STATUS_CHECKS: usize = 200;
+/// The file name under the datadir.
+pub const FILE_NAME: &str = "found_blocks.jsonl";
+
+/// Where a found block stands on litecoind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockStatus {
+    /// litecoind does not know it (yet, or never: another node's litecoind lost it).
+    Pending,
+    /// On the best block chain, not yet spendable.
+    Immature,
+    /// On the best block chain, at least the coin's maturity deep.
+    Mature,
+    /// Known to litecoind but off its best chain.
+    Orphaned,
+}
+
+/// One output the share chain prescribes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaidOutput {
+    /// The address, or the script in hex when it has no address.
+    pub address: String,
+    pub amount: u64,
+}
+
+/// One block found by the share chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundBlock {
+    /// Block hash (display order) = share hash.
+    pub hash: String,
+    /// Block height from the coinbase's BIP34 push (`None` if it has none).
+    pub height: Option<u64>,
+    pub finder: String,
+    /// The header's time.
+    pub time: u32,
+    /// The coinbase value.
+    pub value: u64,
+    pub payouts: Vec<PaidOutput>,
+    pub status: BlockStatus,
+    /// Confirmations on litecoind at the last check (0 when pending or orphaned).
+    pub confirmations: u64,
+    /// When this node first saw it (unix seconds).
+    pub seen: u64,
+}
+
+impl FoundBlock {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "hash": self.hash,
+            "height": self.height,
+            "finder": self.finder,
+            "time": self.time,
+            "value": self.value,
+            "payouts": self.payouts,
+            "status": self.status,
+            "confirmations": self.confirmations,
+            "seen": self.seen,
+        })
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Oldest first.
+    blocks: Vec<FoundBlock>,
+    /// Shares with a sequence number above this were not scanned yet.
+    scanned_seq: Option<u64>,
+    lines: usize,
+}
+
+/// The list, shared by the tracker and the API.
+pub struct FoundBlocks {
+    path: Option<PathBuf>,
+    state: Mutex<State>,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl FoundBlocks {
+    /// A list kept in memory only.
+    pub fn in_memory() -> FoundBlocks {
+        FoundBlocks {
+            path: None,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Loads the list from `datadir` (an absent file is an empty list; unreadable lines
+    /// are skipped with a warning).
+    pub fn open(datadir: &Path) -> std::io::Result<FoundBlocks> {
+        fs::create_dir_all(datadir)?;
+        let path = datadir.join(FILE_NAME);
+        let mut state = State::default();
+        match File::open(&path) {
+            Ok(file) => {
+                let mut skipped = 0;
+                for line in BufReader::new(file).lines() {
+                    let line = line?;
+                    state.lines += 1;
+                    match serde_json::from_str::<FoundBlock>(&line) {
+                        Ok(block) => upsert(&mut state.blocks, block),
+                        Err(_) => skipped += 1,
+                    }
+                }
+                if skipped > 0 {
+                    warn!(skipped, file = %path.display(), "unreadable found-block lines skipped");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let blocks = FoundBlocks {
+            path: Some(path),
+            state: Mutex::new(state),
+        };
+        blocks.compact_if_needed(&mut lock(&blocks.state));
+        Ok(blocks)
+    }
+
+    /// The newest `count` blocks, newest first.
+    pub fn newest(&self, count: usize) -> Vec<FoundBlock> {
+        let state = lock(&self.state);
+        state.blocks.iter().rev().take(count).cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.state).blocks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Blocks by status, for the metrics.
+    pub fn count_by_status(&self) -> HashMap<BlockStatus, usize> {
+        let mut counts = HashMap::new();
+        for b in &lock(&self.state).blocks {
+            *counts.entry(b.status).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Adds or updates a block (persisted before it is visible).
+    pub fn record(&self, block: FoundBlock) {
+        let mut state = lock(&self.state);
+        if state.blocks.contains(&block) {
+            return;
+        }
+        self.append(&mut state, &block);
+        upsert(&mut state.blocks, block);
+        self.compact_if_needed(&mut state);
+    }
+
+    fn append(&self, state: &mut State, block: &FoundBlock) {
+        let Some(path) = &self.path else { return };
+        let line = match serde_json::to_string(block) {
+            Ok(line) => line,
+            Err(e) => return warn!(error = %e, "cannot encode a found block"),
+        };
+        let written = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        match written {
+            Ok(()) => state.lines += 1,
+            Err(e) => warn!(error = %e, file = %path.display(), "cannot save a found block"),
+        }
+    }
+
+    /// Keeps the newest [`MAX_BLOCKS`] and rewrites the file once it holds more than
+    /// twice as many lines as blocks.
+    fn compact_if_needed(&self, state: &mut State) {
+        if state.blocks.len() > MAX_BLOCKS {
+            let excess = state.blocks.len() - MAX_BLOCKS;
+            state.blocks.drain(..excess);
+        }
+        let Some(path) = &self.path else { return };
+        if state.lines <= 2 * state.blocks.len() + 64 {
+            return;
+        }
+        let tmp = path.with_extension("jsonl.tmp");
+        let result = (|| -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            for b in &state.blocks {
+                let line = serde_json::to_string(b).map_err(std::io::Error::other)?;
+                writeln!(f, "{line}")?;
+            }
+            f.sync_all()?;
+            fs::rename(&tmp, path)
+        })();
+        match result {
+            Ok(()) => state.lines = state.blocks.len(),
+            Err(e) => warn!(error = %e, file = %path.display(), "cannot compact the found blocks"),
+        }
+    }
+
+    fn scanned_seq(&self) -> Option<u64> {
+        lock(&self.state).scanned_seq
+    }
+
+    fn set_scanned_seq(&self, seq: u64) {
+        let mut state = lock(&self.state);
+        state.scanned_seq = Some(state.scanned_seq.map_or(seq, |s| s.max(seq)));
+    }
+
+    fn contains(&self, hash: &str) -> bool {
+        lock(&self.state).blocks.iter().any(|b| b.hash == hash)
+    }
+}
+
+/// Replaces the block with the same hash (keeping its place), or appends it.
+fn upsert(blocks: &mut Vec<FoundBlock>, block: FoundBlock) {
+    match blocks.iter_mut().find(|b| b.hash == block.hash) {
+        Some(slot) => *slot = block,
+        None => blocks.push(block),
+    }
+}
+
+/// The BIP34 height a coinbase scriptSig starts with: a minimal number push
+/// (`OP_1`..`OP_16`, or 1 to 8 little-endian bytes).
+pub fn bip34_height(script_sig: &[u8]) -> Option<u64> {
+    let first = *script_sig.first()?;
+    match first {
+        0x00 => Some(0),
+        0x51..=0x60 => Some(u64::from(first - 0x50)),
+        1..=8 => {
+            let bytes = script_sig.get(1..1 + first as usize)?;
+            let mut le = [0u8; 8];
+            le[..bytes.len()].copy_from_slice(bytes);
+            Some(u64::from_le_bytes(le))
+        }
+        _ => None,
+    }
+}
+
+/// An address for a script, or its hex.
+pub fn describe_script(script: &[u8], coin: &CoinParams) -> String {
+    script_to_address(script, coin).unwrap_or_else(|| hex::encode(script))
+}
+
+/// A share not scanned yet: what deciding whether it is a block needs.
+struct Unscanned {
+    hash: ShareHash,
+    header: [u8; 80],
+    bits: u32,
+}
+
+/// Hashes the shares connected since the last scan and records those that are blocks.
+/// Returns how many blocks were new.
+pub async fn scan(chain: &ChainHandle, preset: &Preset, blocks: &FoundBlocks) -> usize {
+    let after = blocks.scanned_seq();
+    let Ok((batch, top)) = chain
+        .call(move |c| {
+            let mut fresh: Vec<(u64, Unscanned)> = c
+                .index()
+                .entries()
+                .filter(|e| after.is_none_or(|s| e.seq > s))
+                .map(|e| {
+                    (
+                        e.seq,
+                        Unscanned {
+                            hash: e.hash,
+                            header: e.share.header.to_bytes(),
+                            bits: e.share.header.bits,
+                        },
+                    )
+                })
+                .collect();
+            fresh.sort_unstable_by_key(|(seq, _)| *seq);
+            fresh.truncate(SCAN_BATCH);
+            let top = fresh.last().map(|(seq, _)| *seq);
+            (fresh.into_iter().map(|(_, u)| u).collect::<Vec<_>>(), top)
+        })
+        .await
+    else {
+        return 0;
+    };
+    let pow = preset.coin.pow;
+    let hits: Vec<ShareHash> = tokio::task::spawn_blocking(move || {
+        batch
+            .into_iter()
+            .filter(|u| {
+                Target::from_compact(u.bits).is_ok_and(|t| t.is_met_by(&pow_hash(pow, &u.header)))
+            })
+            .map(|u| u.hash)
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    let mut new = 0;
+    for hash in hits {
+        if blocks.contains(&hash.to_string()) {
+            continue;
+        }
+        if let Some(block) = describe_block(chain, preset, hash).await {
+            info!(block = %hash, finder = %block.finder, value = block.value, "the share chain found a block");
+            blocks.record(block);
+            new += 1;
+        }
+    }
+    if let Some(top) = top {
+        blocks.set_scanned_seq(top);
+    }
+    new
+}
+
+/// The record of a block the chain holds, its payouts rebuilt from the chain.
+async fn describe_block(
+    chain: &ChainHandle,
+    preset: &Preset,
+    hash: ShareHash,
+) -> Option<FoundBlock> {
+    let coin = preset.coin.clone();
+    chain
+        .call(move |c| {
+            let index = c.index_mut();
+            let entry = index.get(&hash)?.clone();
+            let payouts = index.expected_payouts(&entry.share, &entry.credits);
+            let share = &entry.share;
+            Some(FoundBlock {
+                hash: hash.to_string(),
+                height: bip34_height(&share.coinbase.script_sig),
+                finder: describe_script(&share.info.payout_script, &coin),
+                time: share.header.time,
+                value: share.coinbase.value,
+                payouts: payouts
+                    .iter()
+                    .map(|p| PaidOutput {
+                        address: describe_script(&p.script, &coin),
+                        amount: p.amount,
+                    })
+                    .collect(),
+                status: BlockStatus::Pending,
+                confirmations: 0,
+                seen: crate::api::now_secs(),
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A block's status from litecoind's `getblockheader` answer (`None`: it does not know
+/// the block).
+pub fn status_from_header(header: Option<&Value>, maturity: u32) -> (BlockStatus, u64) {
+    let Some(header) = header else {
+        return (BlockStatus::Pending, 0);
+    };
+    match header.get("confirmations").and_then(Value::as_i64) {
+        Some(c) if c >= i64::from(maturity) => (BlockStatus::Mature, c as u64),
+        Some(c) if c >= 1 => (BlockStatus::Immature, c as u64),
+        _ => (BlockStatus::Orphaned, 0),
+    }
+}
+
+/// litecoind's status of each unsettled block (newest first, at most [`STATUS_CHECKS`]);
+/// mature blocks are settled. Stops at the first connection error.
+pub async fn refresh_statuses(rpc: &RpcClient, coin: &CoinParams, blocks: &FoundBlocks) {
+    let unsettled: Vec<FoundBlock> = blocks
+        .newest(MAX_BLOCKS)
+        .into_iter()
+        .filter(|b| b.status != BlockStatus::Mature)
+        .take(STATUS_CHECKS)
+        .collect();
+    for block in unsettled {
+        let header = match rpc
+            .call::<Value>("getblockheader", vec![json!(block.hash)])
+            .await
+        {
+            Ok(h) => Some(h),
+            // -5: "Block not found".
+            Err(RpcError::Rpc { code: -5, .. }) => None,
+            Err(_) => return,
+        };
+        let (status, confirmations) = status_from_header(header.as_ref(), coin.coinbase_maturity);
+        if status != block.status || confirmations != block.confirmations {
+            if status == BlockStatus::Orphaned && block.status != BlockStatus::Orphaned {
+                warn!(block = %block.hash, "a block found by the share chain was orphaned");
+            }
+            blocks.record(FoundBlock {
+                status,
+                confirmations,
+                ..block
+            });
+        }
+    }
+}
+
+/// Scans new shares on every chain change and follows unsettled blocks on litecoind, until
+/// the chain stops.
+pub async fn track(
+    chain: ChainHandle,
+    preset: Preset,
+    rpc: Option<Arc<RpcClient>>,
+    blocks: Arc<FoundBlocks>,
+) {
+    let mut changes: watch::Receiver<ChainSummary> = chain.subscribe();
+    let mut ticker = tokio::time::interval(STATUS_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Scan until caught up (a restart may leave more than one batch).
+        while scan(&chain, &preset, &blocks).await > 0 || has_unscanned(&chain, &blocks).await {}
+        if let Some(rpc) = &rpc {
+            refresh_statuses(rpc, &preset.coin, &blocks).await;
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = ticker.tick() => {}
+        }
+    }
+}
+
+/// Whether shares newer than the last scan remain.
+async fn has_unscanned(chain: &ChainHandle, blocks: &FoundBlocks) -> bool {
+    let after = blocks.scanned_seq();
+    chain
+        .call(move |c| c.index().entries().any(|e| after.is_none_or(|s| e.seq > s)))
+        .await
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(hash: &str, status: BlockStatus) -> FoundBlock {
+        FoundBlock {
+            hash: hash.into(),
+            height: Some(7),
+            finder: "x".into(),
+            time: 1,
+            value: 100,
+            payouts: vec![PaidOutput {
+                address: "x".into(),
+                amount: 100,
+            }],
+            status,
+            confirmations: 0,
+            seen: 2,
+        }
+    }
+
+    #[test]
+    fn bip34_heights() {
+        assert_eq!(bip34_height(&[0x51]), Some(1));
+        assert_eq!(bip34_height(&[0x60]), Some(16));
+        assert_eq!(bip34_height(&[0x01, 0x11]), Some(17));
+        assert_eq!(
+            bip34_height(&[0x03, 0x40, 0x42, 0x0f, 0xff]),
+            Some(1_000_000)
+        );
+        assert_eq!(bip34_height(&[0x03, 0x40]), None);
+        assert_eq!(bip34_height(&[]), None);
+        assert_eq!(bip34_height(&[0x4c]), None);
+    }
+
+    #[test]
+    fn statuses_follow_confirmations() {
+        assert_eq!(status_from_header(None, 100).0, BlockStatus::Pending);
+        let h = |c: i64| json!({ "confirmations": c });
+        assert_eq!(
+            status_from_header(Some(&h(-1)), 100),
+            (BlockStatus::Orphaned, 0)
+        );
+        assert_eq!(
+            status_from_header(Some(&h(3)), 100),
+            (BlockStatus::Immature, 3)
+        );
+        assert_eq!(
+            status_from_header(Some(&h(100)), 100),
+            (BlockStatus::Mature, 100)
+        );
+    }
+
+    #[test]
+    fn the_list_survives_a_reopen_and_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let blocks = FoundBlocks::open(dir.path()).unwrap();
+            blocks.record(block("aa", BlockStatus::Pending));
+            blocks.record(block("bb", BlockStatus::Pending));
+            blocks.record(block("aa", BlockStatus::Orphaned));
+        }
+        // A crash mid-append.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(FILE_NAME))
+            .unwrap();
+        write!(f, "{{\"hash\":\"cc\",\"hei").unwrap();
+        drop(f);
+        let blocks = FoundBlocks::open(dir.path()).unwrap();
+        let newest = blocks.newest(10);
+        assert_eq!(newest.len(), 2);
+        assert_eq!(newest[0].hash, "bb");
+        assert_eq!(newest[1].status, BlockStatus::Orphaned);
+    }
+
+    #[test]
+    fn the_list_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = FoundBlocks::open(dir.path()).unwrap();
+        for i in 0..MAX_BLOCKS + 10 {
+            blocks.record(block(&format!("{i:x}"), BlockStatus::Pending));
+        }
+        assert_eq!(blocks.len(), MAX_BLOCKS);
+        assert_eq!(blocks.newest(1)[0].hash, format!("{:x}", MAX_BLOCKS + 9));
+        let lines = fs::read_to_string(dir.path().join(FILE_NAME))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(lines <= 2 * MAX_BLOCKS + 64, "{lines}");
+    }
+}
