@@ -69,7 +69,10 @@ async fn result(node: &Node, method: &str, params: Value) -> Value {
 async fn next_share_block(node: &Node, limit: Duration) -> ShareHash {
     let mut events = node.subscribe();
     let start = Instant::now();
+    // Blocks are submitted on their own tasks: the block and share events of one solution
+    // come in either order.
     let mut blocks = std::collections::HashSet::new();
+    let mut shares = std::collections::HashSet::new();
     loop {
         let left = limit.saturating_sub(start.elapsed());
         match tokio::time::timeout(left, events.recv()).await {
@@ -78,9 +81,17 @@ async fn next_share_block(node: &Node, limit: Duration) -> ShareHash {
                 accepted: true,
                 ..
             })) => {
+                if shares.contains(&hash) {
+                    return hash;
+                }
                 blocks.insert(hash);
             }
-            Ok(Ok(NodeEvent::ShareAccepted { hash, .. })) if blocks.contains(&hash) => return hash,
+            Ok(Ok(NodeEvent::ShareAccepted { hash, .. })) => {
+                if blocks.contains(&hash) {
+                    return hash;
+                }
+                shares.insert(hash);
+            }
             Ok(_) => {}
             Err(_) => panic!("no share block in {limit:?}"),
         }
