@@ -123,6 +123,12 @@ pub fn api() -> &'static Api {
             network: None,
             sync: None,
             counters: Default::default(),
+            daemon_rpc: None,
+            fee: None,
+            blocks: Arc::new(p2pool::blocks::FoundBlocks::in_memory()),
+            hashrates: Arc::new(p2pool::hashrate::Hashrates::new(65_536, 600)),
+            history: Arc::new(p2pool::history::History::in_memory()),
+            alerts: Default::default(),
         });
         let module = methods::module(sources).expect("API methods register");
         Api {
