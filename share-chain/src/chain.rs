@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::coinbase::Payout;
 use crate::hash::ShareHash;
 use crate::orphans::OrphanPool;
-use crate::params::{ConsensusParams, NetworkId, PowAlgorithm, Preset};
+use crate::params::{AuxChainParams, ConsensusParams, NetworkId, PowAlgorithm, Preset};
 use crate::payout::{compute_payouts, payout_seed};
 use crate::pplns::{
     merge_weights, share_credits, window_work_cap, CapBasis, CreditsLookup, ShareCredits, Window,
@@ -65,6 +65,15 @@ pub struct TipChange {
     pub reorg_depth: u64,
 }
 
+/// Which chain's weights a window is read for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WindowSide {
+    /// By parent-chain script.
+    Parent,
+    /// By aux-chain script (docs/PROTOCOL.md §15).
+    Aux,
+}
+
 /// The tree of shares.
 #[derive(Clone, Debug)]
 pub struct ChainIndex {
@@ -75,6 +84,8 @@ pub struct ChainIndex {
     pub(crate) max_money: u64,
     /// The coin's `powLimit` bits if it allows min-difficulty blocks (see [`CapBasis`]).
     pub(crate) min_difficulty_bits: Option<u32>,
+    /// The aux chains shares may merge-mine (docs/PROTOCOL.md §15).
+    pub(crate) aux_chains: Arc<[AuxChainParams]>,
     entries: HashMap<ShareHash, ChainEntry>,
     children: HashMap<ShareHash, Vec<ShareHash>>,
     best: Option<ShareHash>,
@@ -109,6 +120,7 @@ impl ChainIndex {
                 .coin
                 .min_difficulty_blocks
                 .then_some(preset.coin.pow_limit_bits),
+            preset.aux_chains.clone().into(),
         )
     }
 
@@ -121,6 +133,7 @@ impl ChainIndex {
             self.max_share_target,
             self.max_money,
             self.min_difficulty_bits,
+            self.aux_chains.clone(),
         )
     }
 
@@ -131,6 +144,7 @@ impl ChainIndex {
         max_share_target: Target,
         max_money: u64,
         min_difficulty_bits: Option<u32>,
+        aux_chains: Arc<[AuxChainParams]>,
     ) -> ChainIndex {
         ChainIndex {
             consensus,
@@ -139,6 +153,7 @@ impl ChainIndex {
             max_share_target,
             max_money,
             min_difficulty_bits,
+            aux_chains,
             entries: HashMap::new(),
             children: HashMap::new(),
             best: None,
@@ -156,6 +171,16 @@ impl ChainIndex {
 
     pub fn network_id(&self) -> &NetworkId {
         &self.network_id
+    }
+
+    /// The aux chains shares may merge-mine.
+    pub fn aux_chains(&self) -> &[AuxChainParams] {
+        &self.aux_chains
+    }
+
+    /// The proof-of-work function of the parent chain.
+    pub fn pow(&self) -> PowAlgorithm {
+        self.pow
     }
 
     pub fn len(&self) -> usize {
@@ -329,9 +354,7 @@ impl ChainIndex {
 
     /// The payouts of a new share with `own` credits on `parent`, whose header carries
     /// block target `block_bits` (its cap basis follows from it and `parent`'s) and whose
-    /// coinbase is worth `value`: the PPLNS window
-    /// (incremental on the best tip, walked from scratch elsewhere) through
-    /// [`compute_payouts`].
+    /// coinbase is worth `value`: the PPLNS window through [`compute_payouts`].
     pub fn window_payouts(
         &mut self,
         parent: Option<ShareHash>,
@@ -340,15 +363,37 @@ impl ChainIndex {
         value: u64,
         finder_script: &[u8],
     ) -> Vec<Payout> {
+        let seed = payout_seed(&parent.unwrap_or(ShareHash::ZERO));
+        let rules = self.consensus.payout_rules();
+        self.with_window_weights(parent, own, block_bits, WindowSide::Parent, |weights| {
+            compute_payouts(weights, finder_script, value, &rules, &seed)
+        })
+    }
+
+    /// Calls `f` with the window weights (ascending by script) of a new share with `own`
+    /// credits on `parent` whose header carries `block_bits`, on the parent chain or on the
+    /// aux chains: incremental on the best tip, walked from scratch elsewhere.
+    pub(crate) fn with_window_weights<R>(
+        &mut self,
+        parent: Option<ShareHash>,
+        own: &ShareCredits,
+        block_bits: u32,
+        side: WindowSide,
+        f: impl FnOnce(&[(&[u8], u128)]) -> R,
+    ) -> R {
         let basis = self.cap_basis_for_child(parent, block_bits);
         let cap = window_work_cap(basis.bits, &self.consensus);
-        let seed = payout_seed(&parent.unwrap_or(ShareHash::ZERO));
         match parent {
             Some(p) if self.window.tip() == Some(p) => {
                 let lookup = Lookup(&self.entries);
                 let extras = self.window.extras(own, cap, &lookup, &self.consensus);
-                let weights = merge_weights(self.window.sums(), &extras.by_script);
-                compute_payouts(&weights, finder_script, value, &self.consensus, &seed)
+                let weights = match side {
+                    WindowSide::Parent => merge_weights(self.window.sums(), &extras.by_script),
+                    WindowSide::Aux => {
+                        merge_weights(self.window.aux_sums(), &extras.by_aux_script)
+                    }
+                };
+                f(&weights)
             }
             _ => {
                 let ancestors = parent
@@ -356,8 +401,11 @@ impl ChainIndex {
                     .flat_map(|p| self.ancestors(p))
                     .map(|e| e.credits.as_ref());
                 let weights = WindowWeights::from_ancestors(own, ancestors, cap, &self.consensus);
-                let weights: Vec<(&[u8], u128)> = weights.iter().collect();
-                compute_payouts(&weights, finder_script, value, &self.consensus, &seed)
+                let weights: Vec<(&[u8], u128)> = match side {
+                    WindowSide::Parent => weights.iter().collect(),
+                    WindowSide::Aux => weights.iter_aux().collect(),
+                };
+                f(&weights)
             }
         }
     }

@@ -17,6 +17,7 @@ use bitcoin::transaction::Version;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
 use thiserror::Error;
 
+use crate::merged_mining::COMMITMENT_LEN;
 use crate::share::CoinbaseData;
 
 /// `OP_RETURN`.
@@ -86,18 +87,41 @@ fn push_data(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// BIP34 height push (minimal CScriptNum push, as Bitcoin Core's `CScript() << height`),
-/// then a push of `tag` (skip if empty), then the extranonce bytes appended raw (not pushed),
-/// so the extranonce is the last bytes of the scriptSig and Stratum can split around it.
+/// then a push of the 44-byte merged-mining commitment (docs/PROTOCOL.md §15; every share
+/// carries one), then a push of `tag` (skip if empty), then the extranonce bytes appended
+/// raw (not pushed), so the extranonce is the last bytes of the scriptSig and Stratum can
+/// split around it.
 ///
 /// Consensus limits a coinbase scriptSig to 2..=100 bytes; the caller keeps within them
 /// (`CoinbaseData` decoding checks them).
-pub fn coinbase_script_sig(height: u64, tag: &[u8], extranonce: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10 + tag.len() + extranonce.len());
+pub fn coinbase_script_sig(
+    height: u64,
+    merged_mining: &[u8; COMMITMENT_LEN],
+    tag: &[u8],
+    extranonce: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + COMMITMENT_LEN + tag.len() + extranonce.len());
     push_script_num(&mut out, height);
+    push_data(&mut out, merged_mining);
     if !tag.is_empty() {
         push_data(&mut out, tag);
     }
     out.extend_from_slice(extranonce);
+    out
+}
+
+/// An aux block's scriptSig: the BIP34 height push, then a push of `tag`. Aux coinbases need
+/// no extranonce: the parent's proof of work varies, not theirs.
+pub fn aux_coinbase_script_sig(height: u64, tag: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + tag.len());
+    push_script_num(&mut out, height);
+    if !tag.is_empty() {
+        push_data(&mut out, tag);
+    }
+    if out.len() < 2 {
+        // Consensus wants at least two bytes; a height under 17 pushes one.
+        out.push(0x00);
+    }
     out
 }
 
@@ -155,6 +179,31 @@ pub fn build_coinbase(
             witness,
         }],
         output,
+    };
+    Coinbase { tx }
+}
+
+/// An aux block's coinbase (docs/PROTOCOL.md §15): version 1, one input with the null
+/// prevout, `script_sig` and sequence `0xffffffff`, then `payouts` in the order given, lock
+/// time 0, no witness. Nothing else: the aux block's hash, a leaf of the share's
+/// merged-mining tree, commits to it.
+pub fn build_aux_coinbase(script_sig: &[u8], payouts: &[Payout]) -> Coinbase {
+    let tx = Transaction {
+        version: Version::ONE,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::null(),
+            script_sig: ScriptBuf::from_bytes(script_sig.to_vec()),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: payouts
+            .iter()
+            .map(|p| TxOut {
+                value: Amount::from_sat(p.amount),
+                script_pubkey: ScriptBuf::from_bytes(p.script.clone()),
+            })
+            .collect(),
     };
     Coinbase { tx }
 }
@@ -241,27 +290,33 @@ mod tests {
 
     #[test]
     fn script_sig_layout() {
+        let mm = [0xab; COMMITMENT_LEN];
+        let pushed_mm = [&[0x2c][..], &mm].concat();
         // Heights 1..=16 are OP_N, as `CScript() << height` gives.
-        assert_eq!(coinbase_script_sig(1, b"", &[0xee]), vec![0x51, 0xee]);
-        assert_eq!(coinbase_script_sig(16, b"", &[]), vec![0x60]);
-        assert_eq!(coinbase_script_sig(17, b"", &[]), vec![0x01, 0x11]);
+        let with = |height: &[u8], rest: &[u8]| [height, &pushed_mm, rest].concat();
+        assert_eq!(coinbase_script_sig(1, &mm, b"", &[0xee]), with(&[0x51], &[0xee]));
+        assert_eq!(coinbase_script_sig(16, &mm, b"", &[]), with(&[0x60], &[]));
+        assert_eq!(coinbase_script_sig(17, &mm, b"", &[]), with(&[0x01, 0x11], &[]));
         // 128 needs a sign byte.
-        assert_eq!(coinbase_script_sig(128, b"", &[]), vec![0x02, 0x80, 0x00]);
+        assert_eq!(
+            coinbase_script_sig(128, &mm, b"", &[]),
+            with(&[0x02, 0x80, 0x00], &[])
+        );
         // Litecoin mainnet block 2,500,000 = 0x2625a0.
         assert_eq!(
-            coinbase_script_sig(2_500_000, b"/p2pool-rs/", &[1, 2, 3, 4]),
-            [
-                &[0x03, 0xa0, 0x25, 0x26][..],
-                &[11],
-                b"/p2pool-rs/",
-                &[1, 2, 3, 4]
-            ]
-            .concat()
+            coinbase_script_sig(2_500_000, &mm, b"/p2pool-rs/", &[1, 2, 3, 4]),
+            with(
+                &[0x03, 0xa0, 0x25, 0x26],
+                &[&[11][..], b"/p2pool-rs/", &[1, 2, 3, 4]].concat()
+            )
         );
-        let tag = [7u8; 80];
-        let s = coinbase_script_sig(300, &tag, &[]);
-        assert_eq!(&s[..5], &[0x02, 0x2c, 0x01, 0x4c, 80]);
-        assert_eq!(s.len(), 5 + 80);
+        let tag = [7u8; 40];
+        let s = coinbase_script_sig(300, &mm, &tag, &[]);
+        assert_eq!(&s[48..50], &[40, 7]);
+        assert_eq!(s.len(), 3 + 45 + 41);
+        // Aux coinbases: height and tag, at least two bytes.
+        assert_eq!(aux_coinbase_script_sig(1, b""), vec![0x51, 0x00]);
+        assert_eq!(aux_coinbase_script_sig(17, b"x"), vec![0x01, 0x11, 0x01, b'x']);
     }
 
     /// The small case built by `small()`, checked by decoding both serializations with
@@ -277,7 +332,9 @@ mod tests {
 
     fn small() -> Coinbase {
         let data = CoinbaseData {
-            script_sig: coinbase_script_sig(70_000, b"tt", &[1, 2, 3, 4]),
+            // Height 70000, push "tt", extranonce 01020304 (the layout before merged mining:
+            // litecoind decoded exactly these bytes).
+            script_sig: hex::decode("0370110102747401020304").unwrap(),
             value: 1_250_000_000,
             witness_commitment: Some([0x22; 32]),
         };
@@ -334,7 +391,7 @@ mod tests {
     #[test]
     fn without_witness_commitment_has_no_witness() {
         let data = CoinbaseData {
-            script_sig: coinbase_script_sig(200, b"", &[0; 8]),
+            script_sig: coinbase_script_sig(200, &[0; COMMITMENT_LEN], b"", &[0; 8]),
             value: 5_000,
             witness_commitment: None,
         };
@@ -360,7 +417,7 @@ mod tests {
             })
             .collect();
         let data = CoinbaseData {
-            script_sig: coinbase_script_sig(3_000_000, b"/p2pool-rs/", &[0; 8]),
+            script_sig: coinbase_script_sig(3_000_000, &[0; COMMITMENT_LEN], b"/p2pool-rs/", &[0; 8]),
             value: 625_000_000,
             witness_commitment: Some([5; 32]),
         };
@@ -375,24 +432,27 @@ mod tests {
         // version 4, input count 1, prevout 36, scriptSig 1 + 24 (height 4, tag 12,
         // extranonce 8), sequence 4, locktime 4: 31,167 without witness. The witness adds
         // marker and flag 2 and one 32-byte item 1 + 1 + 32.
-        assert_eq!(cb.to_bytes_without_witness().len(), 31_167);
-        assert_eq!(size, 31_167 + 36);
-        assert_eq!(weight, 4 * 31_167 + 36);
+        // 31,167 bytes before merged mining, plus the pushed 44-byte commitment.
+        assert_eq!(cb.to_bytes_without_witness().len(), 31_212);
+        assert_eq!(size, 31_212 + 36);
+        assert_eq!(weight, 4 * 31_212 + 36);
     }
 
     proptest! {
         #[test]
         fn height_push_matches_rust_bitcoin(height in 0u64..=i64::MAX as u64) {
-            let ours = coinbase_script_sig(height, b"", b"");
-            let theirs = Builder::new().push_int(height as i64).into_script().into_bytes();
+            let mm = [0x5a; COMMITMENT_LEN];
+            let ours = coinbase_script_sig(height, &mm, b"", b"");
+            let theirs = Builder::new().push_int(height as i64).push_slice(mm).into_script().into_bytes();
             prop_assert_eq!(ours, theirs);
         }
 
         #[test]
         fn tag_push_matches_rust_bitcoin(tag in proptest::collection::vec(any::<u8>(), 1..300)) {
-            let ours = coinbase_script_sig(17, &tag, b"");
+            let mm = [0x5a; COMMITMENT_LEN];
+            let ours = coinbase_script_sig(17, &mm, &tag, b"");
             let push = bitcoin::script::PushBytesBuf::try_from(tag).unwrap();
-            let theirs = Builder::new().push_int(17).push_slice(push).into_script().into_bytes();
+            let theirs = Builder::new().push_int(17).push_slice(mm).push_slice(push).into_script().into_bytes();
             prop_assert_eq!(ours, theirs);
         }
 
@@ -406,7 +466,7 @@ mod tests {
             commitment in any::<[u8; 32]>(),
         ) {
             let data = CoinbaseData {
-                script_sig: coinbase_script_sig(height, &tag, &extranonce),
+                script_sig: coinbase_script_sig(height, &[0x5a; COMMITMENT_LEN], &tag, &extranonce),
                 value: amounts.iter().sum(),
                 witness_commitment: witness,
             };

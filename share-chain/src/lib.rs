@@ -13,15 +13,21 @@
 //! - [`coinbase`] and [`merkle`]: the generation transaction a share commits to;
 //! - [`retarget`]: the share difficulty; [`validation`]: every rule a received share meets;
 //! - [`chain`]: the tree of shares and fork choice; [`join`]: joining a pruned chain;
-//!   [`locator`]: sync answers from the best chain; [`store`]: persistence in LevelDB.
+//!   [`locator`]: sync answers from the best chain; [`store`]: persistence in LevelDB;
+//! - [`merged_mining`], [`aux_work`], [`auxpow`]: the commitment to aux chains' blocks
+//!   (Dogecoin) in the parent coinbase, the aux coinbases that pay the window, and the proof
+//!   an aux block carries.
 
 pub mod address;
+pub mod aux_work;
+pub mod auxpow;
 pub mod chain;
 pub mod coinbase;
 pub mod encoding;
 pub mod hash;
 pub mod join;
 pub mod locator;
+pub mod merged_mining;
 pub mod merkle;
 pub mod orphans;
 pub mod params;

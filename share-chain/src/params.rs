@@ -104,6 +104,62 @@ pub struct ConsensusParams {
     pub dust_threshold: u64,
 }
 
+/// An auxiliary chain the share chain merge-mines (docs/PROTOCOL.md §15): its identity and
+/// the payout rules of its coinbases. Every field is part of the network id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode)]
+#[serde(deny_unknown_fields)]
+pub struct AuxChainParams {
+    /// The chain's name, e.g. `dogecoin-regtest`.
+    pub chain: String,
+    /// The chain id its AuxPoW blocks carry (Dogecoin: 98), which sets its slot in the
+    /// merged-mining tree.
+    pub chain_id: u32,
+    /// Whether the chain refuses parents carrying its own chain id (`fStrictChainId`).
+    pub strict_chain_id: bool,
+    /// Base58 version byte of its P2PKH addresses.
+    pub p2pkh_version: u8,
+    /// Base58 version byte of its P2SH addresses.
+    pub p2sh_version: u8,
+    /// Largest valid amount in the chain's base unit.
+    pub max_money: u64,
+    /// Most payout outputs in one of its coinbases.
+    pub max_payout_outputs: u32,
+    /// Smallest payout output in the chain's base unit (the step's floor, as on the parent).
+    pub dust_threshold: u64,
+}
+
+/// The rules that turn window weights into coinbase amounts (docs/PROTOCOL.md §9), for the
+/// parent chain or an aux chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayoutRules {
+    pub finder_bonus_basis_points: u32,
+    pub max_payout_outputs: u32,
+    pub dust_threshold: u64,
+}
+
+impl ConsensusParams {
+    /// The parent chain's payout rules.
+    pub fn payout_rules(&self) -> PayoutRules {
+        PayoutRules {
+            finder_bonus_basis_points: self.finder_bonus_basis_points,
+            max_payout_outputs: self.max_payout_outputs,
+            dust_threshold: self.dust_threshold,
+        }
+    }
+}
+
+impl AuxChainParams {
+    /// An aux chain's payout rules: its own output cap and dust floor, the share chain's
+    /// finder bonus.
+    pub fn payout_rules(&self, consensus: &ConsensusParams) -> PayoutRules {
+        PayoutRules {
+            finder_bonus_basis_points: consensus.finder_bonus_basis_points,
+            max_payout_outputs: self.max_payout_outputs,
+            dust_threshold: self.dust_threshold,
+        }
+    }
+}
+
 /// Default ports: the node's listening ports and its coin daemon's JSON-RPC port. Not
 /// consensus: each node may set its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +179,9 @@ pub struct Preset {
     pub coin: CoinParams,
     pub consensus: ConsensusParams,
     pub ports: DefaultPorts,
+    /// The aux chains shares may merge-mine, ascending by chain id (`[[aux_chains]]`).
+    #[serde(default)]
+    pub aux_chains: Vec<AuxChainParams>,
     /// Share-chain peers to bootstrap from (libp2p multiaddrs).
     #[serde(default)]
     pub bootstrap_peers: Vec<String>,
@@ -218,18 +277,41 @@ impl Preset {
         if c.dust_threshold == 0 {
             return bad("dust_threshold must be positive");
         }
+        if self.aux_chains.len() > crate::share::MAX_AUX_BLOCKS {
+            return bad("too many aux chains");
+        }
+        if self.aux_chains.windows(2).any(|w| w[0].chain_id >= w[1].chain_id) {
+            return bad("aux_chains must be listed by strictly ascending chain_id");
+        }
+        let leaves: Vec<(u32, [u8; 32])> =
+            self.aux_chains.iter().map(|a| (a.chain_id, [0; 32])).collect();
+        if crate::merged_mining::AuxTree::smallest(&leaves).is_err() {
+            return bad("aux chain ids must differ modulo 256 (their merged-mining slots collide)");
+        }
+        for aux in &self.aux_chains {
+            if aux.max_payout_outputs < 2 || aux.dust_threshold == 0 {
+                return bad("an aux chain needs max_payout_outputs >= 2 and a positive dust_threshold");
+            }
+        }
         if self.coin.p2sh_versions.is_empty() {
             return bad("p2sh_versions must not be empty");
         }
         Ok(())
     }
 
-    /// The network id: `sha256d("p2pool-rs network id v2" || canonical(coin) || canonical(consensus))`.
+    /// The network id: `sha256d("p2pool-rs network id v3" || canonical(coin) ||
+    /// canonical(consensus) || canonical(aux_chains))`.
     pub fn network_id(&self) -> NetworkId {
-        let mut data = b"p2pool-rs network id v2".to_vec();
+        let mut data = b"p2pool-rs network id v3".to_vec();
         data.extend(encode_canonical(&self.coin));
         data.extend(encode_canonical(&self.consensus));
+        data.extend(encode_canonical(&self.aux_chains));
         NetworkId(sha256d(&data))
+    }
+
+    /// The aux chain with `chain_id`, if shares may merge-mine it.
+    pub fn aux_chain(&self, chain_id: u32) -> Option<&AuxChainParams> {
+        self.aux_chains.iter().find(|a| a.chain_id == chain_id)
     }
 
     /// The easiest share target allowed.

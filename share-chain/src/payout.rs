@@ -27,7 +27,7 @@ use ruint::aliases::U256;
 
 use crate::coinbase::Payout;
 use crate::hash::{sha256d, ShareHash};
-use crate::params::ConsensusParams;
+use crate::params::PayoutRules;
 
 /// The randomness of the rounding draw: `sha256d("p2pool-rs payout seed v1" || prev_share)`.
 pub fn payout_seed(prev_share: &ShareHash) -> [u8; 32] {
@@ -37,7 +37,7 @@ pub fn payout_seed(prev_share: &ShareHash) -> [u8; 32] {
 }
 
 /// The step every payout is a multiple of, for a reward `reward` left after the bonus.
-pub fn payout_step(reward: u64, params: &ConsensusParams) -> u64 {
+pub fn payout_step(reward: u64, params: &PayoutRules) -> u64 {
     let slots = u64::from(params.max_payout_outputs.saturating_sub(1).max(1));
     params.dust_threshold.max(reward.div_ceil(slots)).max(1)
 }
@@ -126,14 +126,57 @@ pub fn compute_payouts(
     weights: &[(&[u8], u128)],
     finder_script: &[u8],
     value: u64,
-    params: &ConsensusParams,
+    params: &PayoutRules,
+    seed: &[u8; 32],
+) -> Vec<Payout> {
+    split_value(weights, Some(finder_script), value, params, seed)
+}
+
+/// [`compute_payouts`] for a finder with no script on this chain (an aux chain whose finder
+/// gave no aux address, docs/PROTOCOL.md §15): there is no finder bonus, and what is left
+/// after the whole steps (less than one step) goes to the first output in coinbase order;
+/// a value below one step goes whole to the largest weight (the lowest script among
+/// equals). Empty when `weights` is (no one to pay).
+pub fn compute_payouts_without_finder(
+    weights: &[(&[u8], u128)],
+    value: u64,
+    params: &PayoutRules,
+    seed: &[u8; 32],
+) -> Vec<Payout> {
+    let mut paid = split_value(weights, None, value, params, seed);
+    let sum: u64 = paid.iter().map(|p| p.amount).sum();
+    match paid.first_mut() {
+        Some(first) => first.amount += value - sum,
+        None if value > 0 => {
+            // `max_by` keeps the last of equals: walk from the highest script down.
+            if let Some((script, _)) = weights.iter().rev().max_by(|a, b| a.1.cmp(&b.1)) {
+                paid.push(Payout {
+                    script: script.to_vec(),
+                    amount: value,
+                });
+            }
+        }
+        None => {}
+    }
+    paid
+}
+
+fn split_value(
+    weights: &[(&[u8], u128)],
+    finder_script: Option<&[u8]>,
+    value: u64,
+    params: &PayoutRules,
     seed: &[u8; 32],
 ) -> Vec<Payout> {
     debug_assert!(
         weights.windows(2).all(|p| p[0].0 < p[1].0),
         "scripts must ascend"
     );
-    let bonus = (u128::from(value) * u128::from(params.finder_bonus_basis_points) / 10_000) as u64;
+    let bonus_bp = match finder_script {
+        Some(_) => params.finder_bonus_basis_points,
+        None => 0,
+    };
+    let bonus = (u128::from(value) * u128::from(bonus_bp) / 10_000) as u64;
     let reward = value - bonus;
     let total: U256 = weights.iter().map(|(_, w)| U256::from(*w)).sum();
 
@@ -156,7 +199,7 @@ pub fn compute_payouts(
         });
     }
 
-    if finder_extra > 0 {
+    if let (true, Some(finder_script)) = (finder_extra > 0, finder_script) {
         match paid.iter_mut().find(|p| p.script == finder_script) {
             Some(p) => p.amount += finder_extra,
             None => paid.push(Payout {
@@ -179,11 +222,34 @@ mod tests {
     use crate::params::Preset;
     use proptest::prelude::*;
 
-    fn params(max_outputs: u32, dust: u64) -> ConsensusParams {
-        let mut p = Preset::builtin("litecoin").unwrap().consensus;
+    fn params(max_outputs: u32, dust: u64) -> PayoutRules {
+        let mut p = Preset::builtin("litecoin").unwrap().consensus.payout_rules();
         p.max_payout_outputs = max_outputs;
         p.dust_threshold = dust;
         p
+    }
+
+    proptest! {
+        /// Without a finder the amounts still sum to the value exactly, every output but the
+        /// first is a whole number of steps, and each miner's steps are within one of its
+        /// exact share.
+        #[test]
+        fn without_a_finder_the_window_takes_everything(
+            ws in proptest::collection::vec(1u128..1_000_000, 1..50),
+            value in 1u64..10_000_000_000_000,
+            seed in any::<[u8; 32]>(),
+        ) {
+            let p = params(200, 100_000_000);
+            let scripts: Vec<Vec<u8>> = (0..ws.len() as u32).map(script).collect();
+            let weights: Vec<(&[u8], u128)> = scripts.iter().map(|s| s.as_slice()).zip(ws.iter().copied()).collect();
+            let out = compute_payouts_without_finder(&weights, value, &p, &seed);
+            prop_assert_eq!(out.iter().map(|o| o.amount).sum::<u64>(), value);
+            let step = payout_step(value, &p);
+            for o in out.iter().skip(1) {
+                prop_assert_eq!(o.amount % step, 0);
+            }
+            prop_assert!(compute_payouts_without_finder(&[], value, &p, &seed).is_empty());
+        }
     }
 
     fn script(i: u32) -> Vec<u8> {

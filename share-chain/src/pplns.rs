@@ -12,6 +12,10 @@
 //! ancestor that crosses the cap counts only for the part below it: each of its credits is
 //! scaled by `remaining / weight`, rounded down. The new share counts in full.
 //!
+//! Credits are kept twice: by parent-chain script, and by aux-chain script (docs/PROTOCOL.md
+//! §15). A credit whose holder has no aux script has no aux credit: on aux chains the window
+//! is the same shares, the same cap and the same scaling, without it.
+//!
 //! [`WindowWeights`] computes this from scratch, walking the ancestors; [`Window`] keeps it
 //! up to date as the best chain grows, adding the new tip and dropping the oldest share,
 //! so connecting a share does not walk the whole window.
@@ -27,12 +31,14 @@ use crate::share::ShareInfo;
 use crate::target::Target;
 
 /// What one share adds to the window: `(script, weight)` credits and their sum.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShareCredits {
     /// Own work plus uncles' work.
     pub weight: u128,
     /// Credits by script; a script may appear more than once.
     pub credits: Vec<(Vec<u8>, u128)>,
+    /// The same credits by aux-chain script, leaving out those with none.
+    pub aux_credits: Vec<(Vec<u8>, u128)>,
 }
 
 /// The work of a share's own share target (1 if the bits are invalid, which validation
@@ -43,17 +49,30 @@ pub fn share_work(info: &ShareInfo) -> u128 {
         .unwrap_or(1)
 }
 
-fn split_fee(info: &ShareInfo, amount: u128, out: &mut Vec<(Vec<u8>, u128)>) {
+/// Credits `amount` to `info`'s miner and fee, on the parent chain (`out`) and on aux
+/// chains (`aux_out`).
+fn split_fee(
+    info: &ShareInfo,
+    amount: u128,
+    out: &mut Vec<(Vec<u8>, u128)>,
+    aux_out: &mut Vec<(Vec<u8>, u128)>,
+) {
     let (fee, rest) = match &info.fee {
         Some(fee) => {
             let f = amount * u128::from(fee.basis_points.min(10_000)) / 10_000;
-            (Some((fee.script.clone(), f)), amount - f)
+            (Some((fee, f)), amount - f)
         }
         None => (None, amount),
     };
     out.push((info.payout_script.clone(), rest));
-    if let Some((script, f)) = fee {
-        out.push((script, f));
+    if let Some(aux) = info.aux_payout_script() {
+        aux_out.push((aux, rest));
+    }
+    if let Some((fee, f)) = fee {
+        out.push((fee.script.clone(), f));
+        if let Some(aux) = fee.aux_payout_script() {
+            aux_out.push((aux, f));
+        }
     }
 }
 
@@ -69,19 +88,32 @@ pub fn share_credits(
     let mut weight = own;
     let mut nephew = own;
     let mut credits = Vec::with_capacity(2 + 2 * uncles.len());
+    let mut aux_credits = Vec::with_capacity(2 + 2 * uncles.len());
     let mut uncle_credits = Vec::with_capacity(2 * uncles.len());
+    let mut uncle_aux_credits = Vec::with_capacity(2 * uncles.len());
     for uncle in uncles {
         let work = share_work(uncle);
         let penalty = work / 100 * u128::from(params.uncle_penalty_percent)
             + work % 100 * u128::from(params.uncle_penalty_percent) / 100;
         weight = weight.saturating_add(work);
         nephew = nephew.saturating_add(penalty);
-        split_fee(uncle, work - penalty, &mut uncle_credits);
+        split_fee(
+            uncle,
+            work - penalty,
+            &mut uncle_credits,
+            &mut uncle_aux_credits,
+        );
     }
-    split_fee(share, nephew, &mut credits);
+    split_fee(share, nephew, &mut credits, &mut aux_credits);
     credits.extend(uncle_credits);
     credits.retain(|(_, w)| *w > 0);
-    ShareCredits { weight, credits }
+    aux_credits.extend(uncle_aux_credits);
+    aux_credits.retain(|(_, w)| *w > 0);
+    ShareCredits {
+        weight,
+        credits,
+        aux_credits,
+    }
 }
 
 /// The block difficulty a share's window cap is computed from (docs/PROTOCOL.md §8): the
@@ -139,28 +171,65 @@ fn scale(value: u128, numerator: u128, denominator: u128) -> u128 {
     (U256::from(value) * U256::from(numerator) / U256::from(denominator)).to::<u128>()
 }
 
-/// Per-script weights of one window, ascending by script.
+/// Adds each credit to its script's sum.
+fn add_credits(sums: &mut BTreeMap<Vec<u8>, u128>, credits: &[(Vec<u8>, u128)]) {
+    for (script, w) in credits {
+        let slot = sums.entry(script.clone()).or_insert(0);
+        *slot = slot.saturating_add(*w);
+    }
+}
+
+/// Takes each credit off its script's sum, dropping sums that reach zero.
+fn remove_credits(sums: &mut BTreeMap<Vec<u8>, u128>, credits: &[(Vec<u8>, u128)]) {
+    for (script, w) in credits {
+        if let Some(slot) = sums.get_mut(script) {
+            *slot = slot.saturating_sub(*w);
+            if *slot == 0 {
+                sums.remove(script);
+            }
+        }
+    }
+}
+
+/// Adds the part `remaining / weight` of each credit (rounded down) to its script's sum.
+fn add_scaled_credits(
+    sums: &mut BTreeMap<Vec<u8>, u128>,
+    credits: &[(Vec<u8>, u128)],
+    remaining: u128,
+    weight: u128,
+) {
+    for (script, w) in credits {
+        let part = scale(*w, remaining, weight);
+        if part > 0 {
+            let slot = sums.entry(script.clone()).or_insert(0);
+            *slot = slot.saturating_add(part);
+        }
+    }
+}
+
+/// Per-script weights of one window, ascending by script, on the parent chain and on aux
+/// chains.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WindowWeights {
     pub by_script: BTreeMap<Vec<u8>, u128>,
+    pub by_aux_script: BTreeMap<Vec<u8>, u128>,
 }
 
 impl WindowWeights {
-    fn add(&mut self, credits: &[(Vec<u8>, u128)]) {
-        for (script, w) in credits {
-            let slot = self.by_script.entry(script.clone()).or_insert(0);
-            *slot = slot.saturating_add(*w);
-        }
+    fn add(&mut self, credits: &ShareCredits) {
+        add_credits(&mut self.by_script, &credits.credits);
+        add_credits(&mut self.by_aux_script, &credits.aux_credits);
     }
 
     fn add_scaled(&mut self, credits: &ShareCredits, remaining: u128) {
-        for (script, w) in &credits.credits {
-            let part = scale(*w, remaining, credits.weight);
-            if part > 0 {
-                let slot = self.by_script.entry(script.clone()).or_insert(0);
-                *slot = slot.saturating_add(part);
-            }
-        }
+        let weight = credits.weight;
+        add_scaled_credits(&mut self.by_script, &credits.credits, remaining, weight);
+        add_scaled_credits(
+            &mut self.by_aux_script,
+            &credits.aux_credits,
+            remaining,
+            weight,
+        );
     }
 
     /// The window from scratch: `own` plus `ancestors` (newest first).
@@ -171,13 +240,13 @@ impl WindowWeights {
         params: &ConsensusParams,
     ) -> WindowWeights {
         let mut weights = WindowWeights::default();
-        weights.add(&own.credits);
+        weights.add(own);
         let mut sum = 0u128;
         let limit = (params.window_shares as usize).saturating_sub(1);
         for credits in ancestors.into_iter().take(limit) {
             if sum.saturating_add(credits.weight) <= cap {
                 sum += credits.weight;
-                weights.add(&credits.credits);
+                weights.add(credits);
             } else {
                 weights.add_scaled(credits, cap - sum);
                 break;
@@ -188,6 +257,11 @@ impl WindowWeights {
 
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], u128)> {
         self.by_script.iter().map(|(s, w)| (s.as_slice(), *w))
+    }
+
+    /// The aux-chain weights, ascending by aux script.
+    pub fn iter_aux(&self) -> impl Iterator<Item = (&[u8], u128)> {
+        self.by_aux_script.iter().map(|(s, w)| (s.as_slice(), *w))
     }
 }
 
@@ -207,6 +281,7 @@ pub struct Window {
     /// Newest first: (hash, parent, credits).
     full: VecDeque<(ShareHash, ShareHash, Arc<ShareCredits>)>,
     sums: BTreeMap<Vec<u8>, u128>,
+    aux_sums: BTreeMap<Vec<u8>, u128>,
     full_weight: u128,
     cap: u128,
 }
@@ -227,22 +302,14 @@ impl Window {
 
     fn add(&mut self, credits: &ShareCredits) {
         self.full_weight = self.full_weight.saturating_add(credits.weight);
-        for (script, w) in &credits.credits {
-            let slot = self.sums.entry(script.clone()).or_insert(0);
-            *slot = slot.saturating_add(*w);
-        }
+        add_credits(&mut self.sums, &credits.credits);
+        add_credits(&mut self.aux_sums, &credits.aux_credits);
     }
 
     fn remove(&mut self, credits: &ShareCredits) {
         self.full_weight = self.full_weight.saturating_sub(credits.weight);
-        for (script, w) in &credits.credits {
-            if let Some(slot) = self.sums.get_mut(script) {
-                *slot = slot.saturating_sub(*w);
-                if *slot == 0 {
-                    self.sums.remove(script);
-                }
-            }
-        }
+        remove_credits(&mut self.sums, &credits.credits);
+        remove_credits(&mut self.aux_sums, &credits.aux_credits);
     }
 
     /// Rebuilds the window for `tip` from scratch.
@@ -324,6 +391,11 @@ impl Window {
         &self.sums
     }
 
+    /// The same by aux-chain script.
+    pub fn aux_sums(&self) -> &BTreeMap<Vec<u8>, u128> {
+        &self.aux_sums
+    }
+
     /// Balances the window to `cap` and returns what a child of the tip adds to
     /// [`Window::sums`]: its own credits and the partially counted boundary share.
     pub fn extras(
@@ -337,7 +409,7 @@ impl Window {
             self.rebalance(cap, chain, params);
         }
         let mut extras = WindowWeights::default();
-        extras.add(&own.credits);
+        extras.add(own);
         let limit = (params.window_shares as usize).saturating_sub(1);
         if self.full.len() < limit {
             if let Some((_, _, credits)) = self.boundary(chain) {
@@ -407,6 +479,7 @@ mod tests {
         s.info.fee = fee.map(|bp| OperatorFee {
             basis_points: bp,
             script: vec![0xfe; 22],
+            aux_script: None,
         });
         s
     }
@@ -468,12 +541,15 @@ mod tests {
             let p = params(window);
             let mut chain = Chain(HashMap::new());
             let mut win = Window::default();
-            let own = ShareCredits { weight: 5, credits: vec![(vec![9], 5)] };
+            let own = ShareCredits { weight: 5, credits: vec![(vec![9], 5)], aux_credits: vec![(vec![8], 5)] };
             let mut parent = ShareHash::ZERO;
             for (i, (w1, s1, w2, s2)) in shares.iter().enumerate() {
+                // The second credit's holder has no aux script when s2 is 0.
+                let aux_credits = if *s2 == 0 { vec![(vec![*s1], *w1)] } else { vec![(vec![*s1], *w1), (vec![*s2 % 3], *w2)] };
                 let credits = Arc::new(ShareCredits {
                     weight: w1 + w2,
                     credits: vec![(vec![*s1], *w1), (vec![*s2], *w2)],
+                    aux_credits,
                 });
                 let h = hash_of(i);
                 chain.0.insert(h, (parent, credits));
@@ -486,8 +562,12 @@ mod tests {
                         .into_iter().map(|(s, w)| (s.to_vec(), w)).collect();
                     let anc = ancestors(&chain, h);
                     let slow = WindowWeights::from_ancestors(&own, anc.iter().map(|c| c.as_ref()), probe, &p);
+                    let fast_aux: Vec<(Vec<u8>, u128)> = merge_weights(win.aux_sums(), &extras.by_aux_script)
+                        .into_iter().map(|(s, w)| (s.to_vec(), w)).collect();
+                    let slow_aux: Vec<(Vec<u8>, u128)> = slow.iter_aux().map(|(s, w)| (s.to_vec(), w)).collect();
                     let slow: Vec<(Vec<u8>, u128)> = slow.iter().map(|(s, w)| (s.to_vec(), w)).collect();
                     prop_assert_eq!(fast, slow);
+                    prop_assert_eq!(fast_aux, slow_aux);
                 }
             }
         }
@@ -581,14 +661,17 @@ mod tests {
         let a = ShareCredits {
             weight: 10,
             credits: vec![(vec![1], 6), (vec![2], 4)],
+            aux_credits: vec![(vec![1], 6)],
         };
         let b = ShareCredits {
             weight: 10,
             credits: vec![(vec![3], 10)],
+            aux_credits: vec![(vec![3], 10)],
         };
         let own = ShareCredits {
             weight: 1,
             credits: vec![(vec![9], 1)],
+            aux_credits: vec![],
         };
         // Cap 15: a in full (10), b only 5/10 of it.
         let w = WindowWeights::from_ancestors(&own, [&a, &b], 15, &p);
@@ -597,6 +680,9 @@ mod tests {
             got,
             vec![(vec![1], 6), (vec![2], 4), (vec![3], 5), (vec![9], 1)]
         );
+        // On aux chains: the same shares and scaling, without the holder of no aux script.
+        let aux: Vec<_> = w.iter_aux().map(|(s, w)| (s.to_vec(), w)).collect();
+        assert_eq!(aux, vec![(vec![1], 6), (vec![3], 5)]);
         // The count limit counts the new share: a window of 2 shares holds own + a.
         let w = WindowWeights::from_ancestors(&own, [&a, &b], 1000, &params(2));
         assert_eq!(w.by_script.len(), 3);

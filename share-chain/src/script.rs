@@ -89,6 +89,36 @@ impl ScriptKind {
     }
 }
 
+/// Whether an aux chain output may pay `script` (docs/PROTOCOL.md §15): P2PKH or P2SH, the
+/// only standard templates of a chain without segwit (Dogecoin).
+pub fn is_aux_standard(script: &[u8]) -> bool {
+    matches!(
+        ScriptKind::of(script),
+        Some(ScriptKind::P2pkh | ScriptKind::P2sh)
+    )
+}
+
+/// The aux chain script that pays the holder of parent-chain `script` with the same key, if
+/// there is one without asking the miner: a P2PKH pays the same P2PKH, and a P2WPKH the
+/// P2PKH of the same key hash (both are spent with the same compressed key).
+///
+/// A P2SH is **not** mapped: most parent-chain P2SH addresses wrap a segwit program
+/// (P2SH-P2WPKH), and on a chain without segwit the same redeem script is spendable by
+/// anyone once it has been revealed. P2WSH and P2TR commit to 32 bytes, which no aux
+/// template holds. Such miners give their aux address explicitly.
+pub fn derived_aux_script(script: &[u8]) -> Option<Vec<u8>> {
+    match ScriptKind::of(script)? {
+        ScriptKind::P2pkh => Some(script.to_vec()),
+        ScriptKind::P2wpkh => {
+            let mut out = vec![0x76, 0xa9, 0x14];
+            out.extend_from_slice(&script[2..22]);
+            out.extend_from_slice(&[0x88, 0xac]);
+            Some(out)
+        }
+        ScriptKind::P2sh | ScriptKind::P2wsh | ScriptKind::P2tr => None,
+    }
+}
+
 impl std::fmt::Display for ScriptKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -104,6 +134,20 @@ impl std::fmt::Display for ScriptKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aux_scripts_follow_the_same_key_and_never_a_wrapped_program() {
+        let h = [7u8; 20];
+        let p2pkh = [&[0x76, 0xa9, 0x14][..], &h, &[0x88, 0xac]].concat();
+        let p2wpkh = [&[0x00, 0x14][..], &h].concat();
+        let p2sh = [&[0xa9, 0x14][..], &h, &[0x87]].concat();
+        assert_eq!(derived_aux_script(&p2pkh), Some(p2pkh.clone()));
+        assert_eq!(derived_aux_script(&p2wpkh), Some(p2pkh.clone()));
+        assert_eq!(derived_aux_script(&p2sh), None);
+        assert_eq!(derived_aux_script(&UNSPENDABLE_SCRIPT), None);
+        assert!(is_aux_standard(&p2pkh) && is_aux_standard(&p2sh));
+        assert!(!is_aux_standard(&p2wpkh) && !is_aux_standard(&UNSPENDABLE_SCRIPT));
+    }
     use bitcoin::hashes::{sha256, Hash};
     use bitcoin::script::witness_program::WitnessProgram;
     use bitcoin::{PubkeyHash, Script, ScriptBuf, ScriptHash, WScriptHash, WitnessVersion};

@@ -6,6 +6,10 @@
 //! [`ShareInfo`], so the proof of work covers everything a share says. Every variable-length
 //! field has a hard bound, and every script a standard pattern ([`crate::script`]), checked
 //! on decode.
+//!
+//! Since version 3 a share also carries the aux blocks its proof of work mines
+//! ([`MergedMining`]): enough of each that every peer rebuilds the aux block's coinbase, which
+//! must pay the window, and finds its hash in the parent coinbase's merged-mining commitment.
 
 use bincode::{Decode, Encode};
 use thiserror::Error;
@@ -13,10 +17,11 @@ use thiserror::Error;
 use crate::encoding::{decode_canonical, encode_canonical, DecodeError};
 use crate::hash::{sha256d, ShareHash};
 use crate::params::NetworkId;
-use crate::script::{ScriptKind, MAX_STANDARD_SCRIPT_LEN};
+use crate::merged_mining::MAX_AUX_TREE_HEIGHT;
+use crate::script::{derived_aux_script, is_aux_standard, ScriptKind, MAX_STANDARD_SCRIPT_LEN};
 
-/// The share format this code produces and accepts (docs/PROTOCOL.md, "Changes in version 2").
-pub const SHARE_VERSION: u32 = 2;
+/// The share format this code produces and accepts (docs/PROTOCOL.md, "Changes in version 3").
+pub const SHARE_VERSION: u32 = 3;
 /// Longest payout or fee script: the longest standard script (P2WSH, P2TR).
 pub const MAX_SCRIPT_LEN: usize = MAX_STANDARD_SCRIPT_LEN;
 /// Coinbase scriptSig length bounds (Bitcoin's consensus rule).
@@ -26,6 +31,9 @@ pub const MAX_SCRIPT_SIG_LEN: usize = 100;
 pub const MAX_MERKLE_BRANCH: usize = 24;
 /// Most uncle references any preset may allow; presets set their own lower limit.
 pub const MAX_UNCLES: usize = 8;
+/// Most aux blocks one share mines (and aux chains a preset lists). Four keep the largest
+/// share inside the canonical encoding's 8 KiB.
+pub const MAX_AUX_BLOCKS: usize = 4;
 
 /// An 80-byte block header, field by field.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -82,6 +90,20 @@ pub struct OperatorFee {
     pub basis_points: u16,
     /// A standard script ([`ScriptKind`]).
     pub script: Vec<u8>,
+    /// Where the fee is paid on aux chains, if not [`derived_aux_script`] of `script`: a
+    /// P2PKH or P2SH script.
+    pub aux_script: Option<Vec<u8>>,
+}
+
+impl OperatorFee {
+    /// Where the fee is paid on aux chains (explicit, else derived), if anywhere.
+    pub fn aux_payout_script(&self) -> Option<Vec<u8>> {
+        aux_script_of(&self.script, self.aux_script.as_ref())
+    }
+}
+
+fn aux_script_of(script: &[u8], explicit: Option<&Vec<u8>>) -> Option<Vec<u8>> {
+    explicit.cloned().or_else(|| derived_aux_script(script))
 }
 
 /// What the share says about the share chain; committed to by the coinbase's last output.
@@ -100,16 +122,25 @@ pub struct ShareInfo {
     pub share_target_bits: u32,
     /// Where the miner of this share is paid: a standard script ([`ScriptKind`]).
     pub payout_script: Vec<u8>,
+    /// Where the miner is paid on aux chains, if not [`derived_aux_script`] of
+    /// `payout_script`: a P2PKH or P2SH script.
+    pub aux_payout_script: Option<Vec<u8>>,
     pub fee: Option<OperatorFee>,
     /// Orphaned recent shares this share includes, strictly ascending by hash.
     pub uncles: Vec<ShareHash>,
 }
 
 impl ShareInfo {
+    /// Where this share's miner is paid on aux chains: its explicit aux script, or the one
+    /// derived from its payout script; `None` if neither (docs/PROTOCOL.md §15).
+    pub fn aux_payout_script(&self) -> Option<Vec<u8>> {
+        aux_script_of(&self.payout_script, self.aux_payout_script.as_ref())
+    }
+
     /// The 32 bytes the coinbase's last output carries:
-    /// `sha256d("p2pool-rs share v2" || network_id || canonical(info))`.
+    /// `sha256d("p2pool-rs share v3" || network_id || canonical(info))`.
     pub fn commitment(&self, network: &NetworkId) -> [u8; 32] {
-        let mut data = b"p2pool-rs share v2".to_vec();
+        let mut data = b"p2pool-rs share v3".to_vec();
         data.extend_from_slice(&network.0);
         data.extend(encode_canonical(self));
         sha256d(&data)
@@ -127,6 +158,36 @@ pub struct CoinbaseData {
     pub witness_commitment: Option<[u8; 32]>,
 }
 
+/// One aux block a share's proof of work also mines: the aux template's claims, and the
+/// parts of its coinbase peers cannot derive. The coinbase's outputs are the window's
+/// payouts on that chain; the block's hash is a leaf of the share's merged-mining tree.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct AuxBlock {
+    /// The aux chain (a chain id of the preset's `aux_chains`).
+    pub chain_id: u32,
+    /// The aux header's fields; its merkle root follows from the coinbase, its nonce is 0.
+    pub version: i32,
+    pub prev_block: [u8; 32],
+    pub time: u32,
+    pub bits: u32,
+    /// The aux coinbase's scriptSig, 2 to 100 bytes.
+    pub coinbase_script_sig: Vec<u8>,
+    /// The aux coinbase's value: the aux template's subsidy plus fees.
+    pub coinbase_value: u64,
+    /// Sibling hashes from the aux coinbase txid up to the aux header's merkle root.
+    pub merkle_branch: Vec<[u8; 32]>,
+}
+
+/// The merged-mining tree a share commits to in its coinbase scriptSig
+/// ([`crate::merged_mining`]): its height and nonce, and the aux blocks at its leaves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct MergedMining {
+    pub tree_height: u32,
+    pub tree_nonce: u32,
+    /// Strictly ascending by chain id; empty when the share mines no aux chain.
+    pub blocks: Vec<AuxBlock>,
+}
+
 /// A share as it travels between peers and sits in the store.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Share {
@@ -135,6 +196,8 @@ pub struct Share {
     pub coinbase: CoinbaseData,
     /// Sibling hashes from the coinbase txid up to the header's merkle root.
     pub merkle_branch: Vec<[u8; 32]>,
+    /// The aux blocks this share also mines (docs/PROTOCOL.md §15).
+    pub merged_mining: MergedMining,
 }
 
 /// A field outside its bounds.
@@ -160,6 +223,18 @@ pub enum FormatError {
     TooManyUncles(usize),
     #[error("uncles are not strictly ascending by hash")]
     UnclesNotSorted,
+    #[error("aux payout or fee script ({0} bytes) is not a P2PKH or P2SH script")]
+    NonStandardAuxScript(usize),
+    #[error("merged-mining tree height {0} exceeds {MAX_AUX_TREE_HEIGHT}")]
+    AuxTreeTooHigh(u32),
+    #[error("{0} aux blocks exceed {MAX_AUX_BLOCKS}")]
+    TooManyAuxBlocks(usize),
+    #[error("aux blocks are not strictly ascending by chain id")]
+    AuxBlocksNotSorted,
+    #[error("aux coinbase scriptSig of {0} bytes is outside {MIN_SCRIPT_SIG_LEN}..={MAX_SCRIPT_SIG_LEN}")]
+    AuxScriptSigLength(usize),
+    #[error("aux merkle branch of {0} hashes exceeds {MAX_MERKLE_BRANCH}")]
+    AuxMerkleBranchTooLong(usize),
 }
 
 /// Why bytes are not a share.
@@ -220,6 +295,36 @@ impl Share {
         if info.uncles.windows(2).any(|w| w[0] >= w[1]) {
             return Err(FormatError::UnclesNotSorted);
         }
+        let aux_scripts = info
+            .aux_payout_script
+            .iter()
+            .chain(info.fee.iter().flat_map(|f| f.aux_script.iter()));
+        for script in aux_scripts {
+            if !is_aux_standard(script) {
+                return Err(FormatError::NonStandardAuxScript(script.len()));
+            }
+        }
+        let mm = &self.merged_mining;
+        if mm.tree_height > MAX_AUX_TREE_HEIGHT {
+            return Err(FormatError::AuxTreeTooHigh(mm.tree_height));
+        }
+        if mm.blocks.len() > MAX_AUX_BLOCKS {
+            return Err(FormatError::TooManyAuxBlocks(mm.blocks.len()));
+        }
+        if mm.blocks.windows(2).any(|w| w[0].chain_id >= w[1].chain_id) {
+            return Err(FormatError::AuxBlocksNotSorted);
+        }
+        for block in &mm.blocks {
+            let sig = block.coinbase_script_sig.len();
+            if !(MIN_SCRIPT_SIG_LEN..=MAX_SCRIPT_SIG_LEN).contains(&sig) {
+                return Err(FormatError::AuxScriptSigLength(sig));
+            }
+            if block.merkle_branch.len() > MAX_MERKLE_BRANCH {
+                return Err(FormatError::AuxMerkleBranchTooLong(
+                    block.merkle_branch.len(),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -247,6 +352,7 @@ pub(crate) mod tests {
                 payout_script: vec![
                     0x00, 0x14, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
                 ],
+                aux_payout_script: None,
                 fee: None,
                 uncles: vec![ShareHash([4; 32]), ShareHash([5; 32])],
             },
@@ -256,7 +362,92 @@ pub(crate) mod tests {
                 witness_commitment: Some([6; 32]),
             },
             merkle_branch: vec![[8; 32]],
+            merged_mining: MergedMining {
+                tree_height: 0,
+                tree_nonce: 0,
+                blocks: vec![sample_aux_block(98)],
+            },
         }
+    }
+
+    pub fn sample_aux_block(chain_id: u32) -> AuxBlock {
+        AuxBlock {
+            chain_id,
+            version: 0x0062_0104,
+            prev_block: [9; 32],
+            time: 1_700_000_000,
+            bits: 0x207f_ffff,
+            coinbase_script_sig: vec![0x01, 0x14, 0, 0],
+            coinbase_value: 1_000_000_000_000,
+            merkle_branch: vec![],
+        }
+    }
+
+    /// The largest share the bounds allow still fits the canonical encoding's limit, so
+    /// every share that passes the format rules can travel and be stored.
+    #[test]
+    fn the_largest_share_fits_the_encoding_limit() {
+        let mut s = sample_share();
+        let long = vec![0x00, 0x20].into_iter().chain([1u8; 32]).collect::<Vec<_>>();
+        let p2pkh = [&[0x76, 0xa9, 0x14][..], &[1; 20], &[0x88, 0xac]].concat();
+        s.info.payout_script = long.clone();
+        s.info.aux_payout_script = Some(p2pkh.clone());
+        s.info.fee = Some(OperatorFee {
+            basis_points: 100,
+            script: long,
+            aux_script: Some(p2pkh),
+        });
+        s.info.uncles = (0..MAX_UNCLES as u8).map(|i| ShareHash([i; 32])).collect();
+        s.coinbase.script_sig = vec![0; MAX_SCRIPT_SIG_LEN];
+        s.merkle_branch = vec![[0; 32]; MAX_MERKLE_BRANCH];
+        s.merged_mining.tree_height = MAX_AUX_TREE_HEIGHT;
+        s.merged_mining.blocks = (0..MAX_AUX_BLOCKS as u32)
+            .map(|id| AuxBlock {
+                coinbase_script_sig: vec![0; MAX_SCRIPT_SIG_LEN],
+                merkle_branch: vec![[0; 32]; MAX_MERKLE_BRANCH],
+                ..sample_aux_block(id)
+            })
+            .collect();
+        let bytes = s.encode();
+        assert!(bytes.len() <= crate::encoding::MAX_ENCODED_SIZE, "{}", bytes.len());
+        assert_eq!(Share::decode(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn aux_bounds_are_checked_on_decode() {
+        let refused = |f: &dyn Fn(&mut Share)| {
+            let mut s = sample_share();
+            f(&mut s);
+            match Share::decode(&s.encode()) {
+                Err(ShareDecodeError::Format(e)) => e,
+                other => panic!("{other:?}"),
+            }
+        };
+        let p2wpkh = [&[0x00, 0x14][..], &[1; 20]].concat();
+        assert_eq!(
+            refused(&|s| s.info.aux_payout_script = Some(p2wpkh.clone())),
+            FormatError::NonStandardAuxScript(22)
+        );
+        assert_eq!(
+            refused(&|s| s.merged_mining.tree_height = 9),
+            FormatError::AuxTreeTooHigh(9)
+        );
+        assert_eq!(
+            refused(&|s| s.merged_mining.blocks = vec![sample_aux_block(98), sample_aux_block(98)]),
+            FormatError::AuxBlocksNotSorted
+        );
+        assert_eq!(
+            refused(&|s| s.merged_mining.blocks = (0..5).map(sample_aux_block).collect()),
+            FormatError::TooManyAuxBlocks(5)
+        );
+        assert_eq!(
+            refused(&|s| s.merged_mining.blocks[0].coinbase_script_sig = vec![0]),
+            FormatError::AuxScriptSigLength(1)
+        );
+        assert_eq!(
+            refused(&|s| s.merged_mining.blocks[0].merkle_branch = vec![[0; 32]; 25]),
+            FormatError::AuxMerkleBranchTooLong(25)
+        );
     }
 
     #[test]
@@ -302,10 +493,10 @@ pub(crate) mod tests {
             ))
         ));
         let mut s = sample_share();
-        s.info.version = 1;
+        s.info.version = 2;
         assert!(matches!(
             Share::decode(&s.encode()),
-            Err(ShareDecodeError::Format(FormatError::Version(1)))
+            Err(ShareDecodeError::Format(FormatError::Version(2)))
         ));
     }
 
@@ -333,6 +524,7 @@ pub(crate) mod tests {
         s.info.fee = Some(OperatorFee {
             basis_points: 100,
             script: bomb,
+            aux_script: None,
         });
         assert!(matches!(
             Share::decode(&s.encode()),
@@ -352,6 +544,7 @@ pub(crate) mod tests {
             s.info.fee = Some(OperatorFee {
                 basis_points: 100,
                 script,
+                aux_script: None,
             });
             assert_eq!(Share::decode(&s.encode()).unwrap(), s);
         }

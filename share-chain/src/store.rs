@@ -791,13 +791,23 @@ mod tests {
         let longest = |tag: u8| [&[tag, 0x20][..], &[tag; 32]].concat();
         assert_eq!(longest(0x51).len(), MAX_SCRIPT_LEN);
         share.info.payout_script = longest(0x51);
+        let p2pkh = [&[0x76, 0xa9, 0x14][..], &[1; 20], &[0x88, 0xac]].concat();
+        share.info.aux_payout_script = Some(p2pkh.clone());
         share.info.fee = Some(OperatorFee {
             basis_points: 10_000,
             script: longest(0x00),
+            aux_script: Some(p2pkh),
         });
         share.info.uncles = (0..MAX_UNCLES as u8).map(|i| ShareHash([i; 32])).collect();
         share.coinbase.script_sig = vec![0; 100];
         share.merkle_branch = vec![[7; 32]; MAX_MERKLE_BRANCH];
+        share.merged_mining.blocks = (0..crate::share::MAX_AUX_BLOCKS as u32)
+            .map(|id| crate::share::AuxBlock {
+                coinbase_script_sig: vec![0; 100],
+                merkle_branch: vec![[7; 32]; MAX_MERKLE_BRANCH],
+                ..crate::share::tests::sample_aux_block(id)
+            })
+            .collect();
         share.check_format().unwrap();
         let record = StoredShare {
             seq: u64::MAX,
@@ -806,7 +816,10 @@ mod tests {
             share,
         };
         let size = encode_canonical(&record).len();
-        assert!(size < 2048, "largest record is {size} bytes");
+        assert!(
+            size < crate::encoding::MAX_ENCODED_SIZE,
+            "largest record is {size} bytes"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(&dir);

@@ -6,11 +6,16 @@
 //! and difficulty change the coinbase: the payouts are the PPLNS window *with* this share
 //! in it, and the finder bonus goes to this miner.
 
+use crate::aux_work::{aux_block_parts, AuxWorkError};
 use crate::chain::ChainIndex;
 use crate::coinbase::{build_coinbase, Coinbase, Payout};
 use crate::hash::ShareHash;
+use crate::merged_mining::{AuxTree, AuxTreeError, COMMITMENT_LEN};
 use crate::merkle::merkle_root_from_branch;
-use crate::share::{BlockHeader, CoinbaseData, OperatorFee, Share, ShareInfo, SHARE_VERSION};
+use crate::share::{
+    AuxBlock, BlockHeader, CoinbaseData, MergedMining, OperatorFee, Share, ShareInfo,
+    SHARE_VERSION,
+};
 use crate::target::Target;
 
 /// What the coin daemon's block template says about the block being mined.
@@ -26,12 +31,17 @@ pub struct BlockContext {
     pub witness_commitment: Option<[u8; 32]>,
     /// The stratum merkle branch of the template's other transactions.
     pub merkle_branch: Vec<[u8; 32]>,
+    /// The aux blocks to merge-mine, from the aux daemons' templates, ascending by chain id;
+    /// their coinbases' outputs are left to the share chain.
+    pub aux: Vec<AuxBlock>,
 }
 
 /// Who a share pays.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MinerPayout {
     pub script: Vec<u8>,
+    /// The miner's aux-chain script, if it gave one (else derived from `script`, if possible).
+    pub aux_script: Option<Vec<u8>>,
     pub fee: Option<OperatorFee>,
     /// A harder share target than required, if the miner asked for one.
     pub share_target_bits: Option<u32>,
@@ -50,9 +60,27 @@ pub struct ShareTemplate {
     pub block_target: Target,
     /// The earliest header time the share chain accepts (median time past + 1).
     pub min_time: u32,
+    /// The aux blocks this share mines and their tree (only chains someone in the window
+    /// can be paid on: an aux block with no payee is left out).
+    pub merged_mining: MergedMining,
+    /// Each aux block's payouts, in `merged_mining.blocks` order.
+    pub aux_payouts: Vec<Vec<Payout>>,
+    pub aux_tree: AuxTree,
 }
 
 impl ShareTemplate {
+    /// The 44 bytes the coinbase scriptSig must carry (`coinbase_script_sig` pushes them).
+    pub fn merged_mining_commitment(&self) -> [u8; COMMITMENT_LEN] {
+        self.aux_tree.commitment().to_bytes()
+    }
+
+    /// The coinbase and header of the aux block at `index` of `merged_mining.blocks`.
+    pub fn aux_block(&self, index: usize) -> Option<(Coinbase, BlockHeader)> {
+        let block = self.merged_mining.blocks.get(index)?;
+        let payouts = self.aux_payouts.get(index)?;
+        Some(aux_block_parts(block, payouts))
+    }
+
     pub fn coinbase_data(&self, script_sig: Vec<u8>) -> CoinbaseData {
         CoinbaseData {
             script_sig,
@@ -86,6 +114,7 @@ impl ShareTemplate {
             info: self.info.clone(),
             coinbase,
             merkle_branch: self.block.merkle_branch.clone(),
+            merged_mining: self.merged_mining.clone(),
         }
     }
 }
@@ -97,6 +126,10 @@ pub enum TemplateError {
     InvalidBlockBits(u32),
     #[error("requested share target {0:#010x} is invalid or easier than required")]
     InvalidShareTarget(u32),
+    #[error("aux block: {0}")]
+    Aux(#[from] AuxWorkError),
+    #[error("aux blocks: {0}")]
+    AuxTree(#[from] AuxTreeError),
 }
 
 impl ChainIndex {
@@ -134,6 +167,7 @@ impl ChainIndex {
             required_bits,
             share_target_bits,
             payout_script: miner.script.clone(),
+            aux_payout_script: miner.aux_script.clone(),
             fee: miner.fee.clone(),
             uncles,
         };
@@ -146,6 +180,33 @@ impl ChainIndex {
             block.coinbase_value,
             &info.payout_script,
         );
+        let mut aux_blocks = Vec::with_capacity(block.aux.len());
+        let mut aux_payouts = Vec::with_capacity(block.aux.len());
+        let mut leaves = Vec::with_capacity(block.aux.len());
+        for aux in &block.aux {
+            let payouts = match self.aux_window_payouts(
+                &info,
+                &credits,
+                block.bits,
+                aux.chain_id,
+                aux.coinbase_value,
+            ) {
+                Ok(payouts) => payouts,
+                // No one in the window can be paid there: mine without it.
+                Err(AuxWorkError::NoPayees(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let (_, header) = aux_block_parts(aux, &payouts);
+            leaves.push((aux.chain_id, header.hash().0));
+            aux_blocks.push(aux.clone());
+            aux_payouts.push(payouts);
+        }
+        let aux_tree = AuxTree::smallest(&leaves)?;
+        let merged_mining = MergedMining {
+            tree_height: aux_tree.height(),
+            tree_nonce: aux_tree.nonce(),
+            blocks: aux_blocks,
+        };
         let commitment = info.commitment(self.network_id());
         let min_time = parent
             .and_then(|p| self.median_time_past(p))
@@ -158,6 +219,9 @@ impl ChainIndex {
             share_target,
             block_target,
             min_time,
+            merged_mining,
+            aux_payouts,
+            aux_tree,
         })
     }
 }

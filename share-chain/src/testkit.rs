@@ -5,12 +5,15 @@
 //! proof of work meets the share target (about two hashes on the regtest preset).
 
 use crate::chain::ChainIndex;
-use crate::coinbase::coinbase_script_sig;
+use crate::auxpow::aux_block_version;
+use crate::coinbase::{aux_coinbase_script_sig, coinbase_script_sig};
 use crate::hash::ShareHash;
 use crate::join::PeerChain;
 use crate::params::Preset;
 use crate::pow::pow_hash;
-use crate::share::{BlockHeader, CoinbaseData, Share, ShareInfo, SHARE_VERSION};
+use crate::share::{
+    AuxBlock, BlockHeader, CoinbaseData, MergedMining, Share, ShareInfo, SHARE_VERSION,
+};
 use crate::template::{BlockContext, MinerPayout};
 
 /// The regtest preset with overrides (TOML), for tests. Unless the overrides say
@@ -24,7 +27,8 @@ pub fn regtest_preset(overrides: &str) -> Preset {
     preset
 }
 
-/// A block context on the regtest block target paying `value`.
+/// A block context on the regtest block target paying `value`, merge-mining a Dogecoin
+/// regtest block worth 10,000 DOGE.
 pub fn block_context(value: u64) -> BlockContext {
     BlockContext {
         version: 0x2000_0000,
@@ -33,6 +37,21 @@ pub fn block_context(value: u64) -> BlockContext {
         coinbase_value: value,
         witness_commitment: Some([0x22; 32]),
         merkle_branch: vec![[0x33; 32], [0x44; 32]],
+        aux: vec![dogecoin_block(1_000_000_000_000)],
+    }
+}
+
+/// A Dogecoin (chain 98) regtest aux block paying `value` koinu.
+pub fn dogecoin_block(value: u64) -> AuxBlock {
+    AuxBlock {
+        chain_id: 98,
+        version: aux_block_version(4, 98),
+        prev_block: [0x55; 32],
+        time: 1_700_000_000,
+        bits: 0x207f_ffff,
+        coinbase_script_sig: aux_coinbase_script_sig(21, b"/testkit/"),
+        coinbase_value: value,
+        merkle_branch: vec![[0x66; 32]],
     }
 }
 
@@ -47,6 +66,7 @@ pub fn miner_script(n: u32) -> Vec<u8> {
 pub fn miner(n: u32) -> MinerPayout {
     MinerPayout {
         script: miner_script(n),
+        aux_script: None,
         fee: None,
         share_target_bits: None,
     }
@@ -76,7 +96,12 @@ pub fn mine_share_on_block(
     let height = parent
         .and_then(|p| index.get(&p))
         .map_or(0, |e| e.height + 1);
-    let script_sig = coinbase_script_sig(height + 1, b"/testkit/", &time.to_le_bytes());
+    let script_sig = coinbase_script_sig(
+        height + 1,
+        &template.merged_mining_commitment(),
+        b"/testkit/",
+        &time.to_le_bytes(),
+    );
     let mut share = template.share(script_sig, 0x2000_0000, time, 0);
     let pow = index.pow;
     while !template
@@ -125,7 +150,7 @@ pub fn served(peer: &ChainIndex) -> PeerChain {
 
 /// A well-formed share that is a pure function of `id` (not valid on any chain): a
 /// realistic size for store tests and benchmarks — a 22-byte P2WPKH payout script, an
-/// 8-hash merkle branch, 2 uncles. Its hash differs for every id.
+/// 8-hash merkle branch, 2 uncles, one aux block. Its hash differs for every id.
 pub fn synthetic_share(id: u64) -> Share {
     let b = |salt: u64| -> [u8; 32] {
         let mut out = [0u8; 32];
@@ -154,6 +179,7 @@ pub fn synthetic_share(id: u64) -> Share {
             required_bits: 0x1e0f_fff0,
             share_target_bits: 0x1e0f_fff0,
             payout_script,
+            aux_payout_script: None,
             fee: None,
             uncles,
         },
@@ -163,5 +189,13 @@ pub fn synthetic_share(id: u64) -> Share {
             witness_commitment: Some(b(7)),
         },
         merkle_branch: (10..18).map(b).collect(),
+        merged_mining: MergedMining {
+            tree_height: 0,
+            tree_nonce: 0,
+            blocks: vec![AuxBlock {
+                prev_block: b(8),
+                ..dogecoin_block(1_000_000_000_000 + id % 1000)
+            }],
+        },
     }
 }

@@ -17,6 +17,7 @@ use crate::coinbase::build_coinbase;
 use crate::hash::ShareHash;
 use crate::merkle::merkle_root_from_branch;
 use crate::pow::pow_hash;
+use crate::aux_work::AuxWorkError;
 use crate::share::{FormatError, Share};
 use crate::target::{CompactError, Target, Work};
 
@@ -73,6 +74,8 @@ pub enum ShareError {
     InsufficientWork,
     #[error("rebuilt coinbase does not match the header's merkle root")]
     MerkleRootMismatch,
+    #[error("merged mining: {0}")]
+    MergedMining(#[from] AuxWorkError),
 }
 
 impl ShareError {
@@ -274,6 +277,8 @@ impl ChainIndex {
         if root != share.header.merkle_root {
             return Err(ShareError::MerkleRootMismatch);
         }
+        // Its aux blocks pay the window, and they are what the scriptSig commits to (§15).
+        self.check_merged_mining(share, &credits)?;
         Ok(credits)
     }
 
@@ -530,6 +535,7 @@ mod tests {
         greedy.fee = Some(OperatorFee {
             basis_points: 1001,
             script: crate::testkit::miner_script(77),
+            aux_script: None,
         });
         let s = mine_share(&mut idx, parent, &greedy, T0 + 10_000);
         assert_eq!(
@@ -557,6 +563,7 @@ mod tests {
         m.fee = Some(OperatorFee {
             basis_points: 1000,
             script: crate::testkit::miner_script(77),
+            aux_script: None,
         });
         let s = mine_share(&mut idx, parent, &m, T0 + 10_000);
         idx.connect(s.clone(), NOW).unwrap();
