@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use share_chain::aux_work::aux_block_parts;
 use share_chain::chain::ChainIndex;
+use share_chain::merged_mining::aux_slot;
 use share_chain::coinbase::build_coinbase;
 use share_chain::params::{PowAlgorithm, Preset, BUILTIN_NAMES};
 use share_chain::payout::compute_payouts;
@@ -118,7 +120,7 @@ fn payout_worked_example() {
     let v = vectors();
     let name = "payout/worked-example";
     let t = vector(&v, name);
-    let p = Preset::builtin("litecoin").unwrap().consensus;
+    let p = Preset::builtin("litecoin").unwrap().consensus.payout_rules();
     let scripts: Vec<Vec<u8>> = strings(&v, name, "scripts")
         .iter()
         .map(|s| hex::decode(s).unwrap())
@@ -174,4 +176,62 @@ fn regtest_chain() {
         coinbase_hex.as_str(),
         text(&v, name, "coinbase"),
     );
+
+    // The Dogecoin block the third share also mines (docs/PROTOCOL.md §15).
+    let name = "merged-mining/regtest-three-shares";
+    let block = &last.merged_mining.blocks[0];
+    let aux_payouts = index
+        .aux_window_payouts(
+            &last.info,
+            &entry.credits,
+            last.header.bits,
+            block.chain_id,
+            block.coinbase_value,
+        )
+        .unwrap();
+    let (aux_coinbase, aux_header) = aux_block_parts(block, &aux_payouts);
+    let tree = index.expected_aux_tree(last, &entry.credits).unwrap();
+    check(
+        "aux coinbase",
+        hex::encode(aux_coinbase.to_bytes()).as_str(),
+        text(&v, name, "aux_coinbase"),
+    );
+    check(
+        "aux header",
+        hex::encode(aux_header.to_bytes()).as_str(),
+        text(&v, name, "aux_header"),
+    );
+    check(
+        "aux block hash",
+        aux_header.hash().to_string().as_str(),
+        text(&v, name, "aux_block_hash"),
+    );
+    check(
+        "commitment",
+        hex::encode(tree.commitment().to_bytes()).as_str(),
+        text(&v, name, "commitment"),
+    );
+}
+
+/// The slots of the daemons' `getExpectedIndex`.
+#[test]
+fn aux_slots() {
+    let v = vectors();
+    let name = "merged-mining/slots";
+    let t = vector(&v, name);
+    let cases = t["cases"].as_array().unwrap();
+    let got: Vec<String> = cases
+        .iter()
+        .map(|c| {
+            let c: Vec<u32> = c
+                .as_str()
+                .unwrap()
+                .split(':')
+                .take(3)
+                .map(|x| x.parse().unwrap())
+                .collect();
+            format!("{}:{}:{}:{}", c[0], c[1], c[2], aux_slot(c[0], c[1], c[2]))
+        })
+        .collect();
+    check(name, got, strings(&v, name, "cases"));
 }
