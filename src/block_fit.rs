@@ -130,7 +130,7 @@ impl CoinbaseReserve {
     /// What the coinbase of `share` costs exactly, with the extranonce counted at its worst
     /// (every byte an `OP_CHECKMULTISIG`: miners choose it after the block is fitted).
     pub fn exact(share: &ShareTemplate, height: u32) -> CoinbaseReserve {
-        let prefix = script_sig_prefix(height);
+        let prefix = script_sig_prefix(share, height);
         let mut script_sig = prefix.clone();
         script_sig.extend_from_slice(&[0; EXTRANONCE_SIZE]);
         let coinbase = share.coinbase(script_sig);
@@ -640,6 +640,7 @@ mod tests {
         grow_chain(&mut index, 120, 60, 1_700_000_000);
         let max_outputs = index.params().max_payout_outputs;
         let payout = |script: Vec<u8>| MinerPayout {
+            aux_script: None,
             script,
             fee: None,
             share_target_bits: None,

@@ -298,6 +298,7 @@ async fn run(args: RunArgs) -> Result<()> {
             Some(OperatorFee {
                 basis_points,
                 script,
+                aux_script: None,
             })
         }
         _ => None,

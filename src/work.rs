@@ -2,8 +2,8 @@
 //! to the pieces a Stratum job carries, and from a miner's solution back to a share and a
 //! block.
 //!
-//! The coinbase scriptSig is `BIP34 height || push("/p2pool-rs/") || extranonce`, with the
-//! 8-byte extranonce (4 bytes per connection, 4 chosen by the miner) last, so the coinbase
+//! The coinbase scriptSig is `BIP34 height || push(merged-mining commitment) ||
+//! push("/p2pool-rs/") || extranonce`, with the 8-byte extranonce (4 bytes per connection, 4 chosen by the miner) last, so the coinbase
 //! splits into Stratum's `coinb1` and `coinb2` around it. Everything else in the coinbase is
 //! fixed by the share template: the PPLNS payouts, the witness commitment, the share
 //! commitment.
@@ -46,12 +46,18 @@ pub fn coinbase_context(template: &BlockTemplate) -> BlockContext {
             .as_ref()
             .map(|w| w.commitment),
         merkle_branch: Vec::new(),
+        aux: Vec::new(),
     }
 }
 
-/// The scriptSig before the extranonce.
-pub fn script_sig_prefix(height: u32) -> Vec<u8> {
-    coinbase_script_sig(u64::from(height), COINBASE_TAG, &[])
+/// The scriptSig of `share`'s coinbase at block `height`, before the extranonce.
+pub fn script_sig_prefix(share: &ShareTemplate, height: u32) -> Vec<u8> {
+    coinbase_script_sig(
+        u64::from(height),
+        &share.merged_mining_commitment(),
+        COINBASE_TAG,
+        &[],
+    )
 }
 
 /// What a job needs beyond the coinbase halves: everything to rebuild the share and block.
@@ -81,7 +87,7 @@ pub fn build_work(
     share: ShareTemplate,
     block: Arc<BlockTemplate>,
 ) -> Result<MinerWork, CoinbaseError> {
-    let prefix = script_sig_prefix(block.height);
+    let prefix = script_sig_prefix(&share, block.height);
     let mut script_sig = prefix.clone();
     script_sig.extend_from_slice(&[0; EXTRANONCE_SIZE]);
     let (coinb1, coinb2) = share

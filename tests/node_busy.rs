@@ -127,6 +127,7 @@ async fn block_template(rpc: &RpcClient) -> BlockTemplate {
 async fn connect_share(node: &Node, block: &BlockTemplate, script: Vec<u8>, time: u32) {
     let context = block_context(block);
     let miner = MinerPayout {
+        aux_script: None,
         script,
         fee: None,
         share_target_bits: None,
@@ -137,7 +138,7 @@ async fn connect_share(node: &Node, block: &BlockTemplate, script: Vec<u8>, time
         .await
         .expect("chain")
         .expect("share template");
-    let mut script_sig = script_sig_prefix(block.height);
+    let mut script_sig = script_sig_prefix(&template, block.height);
     script_sig.extend_from_slice(&[0; 8]);
     let time = time.max(template.min_time);
     let share = template.share(script_sig, block.version as i32, time, 0);
@@ -298,7 +299,7 @@ async fn check_block(
                 &weights,
                 &entry.share.info.payout_script,
                 entry.share.coinbase.value,
-                index.params(),
+                &index.params().payout_rules(),
                 &seed,
             );
             (payouts, w.by_script.len())

@@ -129,7 +129,7 @@ async fn check_coinbase_pays_window(pool: &Pool, addresses: &[String], block: Sh
     }
     let bonus = value * u64::from(preset.consensus.finder_bonus_basis_points) / 10_000;
     let reward = value - bonus;
-    let step = payout_step(reward, &preset.consensus);
+    let step = payout_step(reward, &preset.consensus.payout_rules());
     for (script, weight) in &weights {
         let exact = reward as f64 * *weight as f64 / total as f64;
         let got = paid

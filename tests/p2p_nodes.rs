@@ -296,6 +296,7 @@ async fn a_late_node_syncs_the_chain() {
             chain
                 .call(move |c| {
                     let miner = MinerPayout {
+                        aux_script: None,
                         script,
                         fee: None,
                         share_target_bits: None,

@@ -25,7 +25,7 @@ fn payouts(n: u32) -> Vec<Payout> {
 
 fn bench_build_and_txid(c: &mut Criterion) {
     let data = CoinbaseData {
-        script_sig: coinbase_script_sig(2_800_000, b"/p2pool-rs/", &[0; 8]),
+        script_sig: coinbase_script_sig(2_800_000, &[0; 44], b"/p2pool-rs/", &[0; 8]),
         value: 625_000_000,
         witness_commitment: Some([7; 32]),
     };

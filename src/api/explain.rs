@@ -136,7 +136,7 @@ pub async fn explainpayout(
     let reward =
         value.map(|v| v - proportional(v, u128::from(c.finder_bonus_basis_points), 10_000));
     let expected = reward.map(|r| proportional(r, st.weight, st.total_weight));
-    let step = reward.map(|r| payout_step(r, c));
+    let step = reward.map(|r| payout_step(r, &c.payout_rules()));
     let workers = s.hashrates.workers(now, Some(address.as_str()));
     let rates = s.hashrates.address(now, &address);
     let rejected: u64 = workers.iter().map(|w| w.rejected).sum();

@@ -283,6 +283,7 @@ async fn payouts_now(
 ) -> Result<Vec<(Vec<u8>, u64)>, ErrorObjectOwned> {
     let miner = MinerPayout {
         script: finder,
+        aux_script: None,
         fee: s.fee.clone(),
         share_target_bits: None,
     };
@@ -293,6 +294,7 @@ async fn payouts_now(
         coinbase_value: value,
         witness_commitment: None,
         merkle_branch: Vec::new(),
+        aux: Vec::new(),
     };
     s.chain
         .call(move |c| {
@@ -323,7 +325,7 @@ fn rules(s: &ApiSources, bits: Option<u32>, value: Option<u64>) -> Value {
         "uncle_penalty_percent": c.uncle_penalty_percent,
         "max_payout_outputs": c.max_payout_outputs,
         "dust_threshold": c.dust_threshold,
-        "payout_step": reward.map(|r| payout_step(r, c)),
+        "payout_step": reward.map(|r| payout_step(r, &c.payout_rules())),
     })
 }
 

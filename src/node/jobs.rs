@@ -311,6 +311,7 @@ impl NodeWork {
     fn payout(&self, script: Vec<u8>) -> MinerPayout {
         MinerPayout {
             script,
+            aux_script: None,
             fee: self.fee.clone(),
             share_target_bits: None,
         }
