@@ -26,6 +26,12 @@ pub struct NodeCounters {
     /// Found blocks whose coinbase `verifyblockpayout` found different from the share
     /// chain's prescription.
     pub payout_mismatches: AtomicU64,
+    /// Aux blocks (merged mining) handed to their daemons.
+    pub aux_blocks_submitted: AtomicU64,
+    /// Aux blocks their daemons accepted.
+    pub aux_blocks_accepted: AtomicU64,
+    /// Aux blocks refused, undeliverable, or not built: money lost.
+    pub aux_blocks_refused: AtomicU64,
 }
 
 impl NodeCounters {

@@ -167,6 +167,9 @@ pub async fn run(
                         break;
                     }
                 }
+                Ok(NodeEvent::AuxBlockSubmitted { chain, height, result, payouts, .. }) => {
+                    println!("node {n}: AUX BLOCK {chain} {height}: {result}; coinbase pays {} outputs", payouts.len());
+                }
                 Ok(NodeEvent::DaemonState(state)) => println!("node {n}: litecoind: {state:?}"),
                 Ok(NodeEvent::Readiness(readiness)) => match readiness.blocker() {
                     None => println!("node {n}: ready, serving miners"),

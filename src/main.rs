@@ -104,6 +104,14 @@ struct RunArgs {
     /// Do not connect to litecoind's P2P port (blocks go by submitblock only).
     #[arg(long, conflicts_with = "daemon_p2p")]
     no_daemon_p2p: bool,
+    /// An aux chain daemon to merge-mine (dogecoind), whose blocks pay the share chain's
+    /// window: `http://USER:PASSWORD@HOST:PORT`, or `http://HOST:PORT` with
+    /// --aux-daemon-cookie. Repeatable, one per aux chain; the chain is learnt from it.
+    #[arg(long)]
+    aux_daemon_rpc: Vec<String>,
+    /// The .cookie file of each --aux-daemon-rpc given without a user and password, in order.
+    #[arg(long)]
+    aux_daemon_cookie: Vec<PathBuf>,
     /// Stratum listen address (default: 0.0.0.0 on the preset's port).
     #[arg(long)]
     stratum: Option<SocketAddr>,
@@ -353,6 +361,7 @@ async fn run(args: RunArgs) -> Result<()> {
             },
             offline_after: Duration::from_secs(args.offline_after),
             webhook: args.webhook.clone(),
+            aux_daemons: aux_daemons(&args.aux_daemon_rpc, &args.aux_daemon_cookie)?,
         },
     )
     .await?;
@@ -373,4 +382,34 @@ async fn run(args: RunArgs) -> Result<()> {
     }
     info!("stopping");
     Ok(())
+}
+
+/// The aux daemons of `--aux-daemon-rpc`: credentials from the URL, else the next
+/// `--aux-daemon-cookie`.
+fn aux_daemons(urls: &[String], cookies: &[PathBuf]) -> anyhow::Result<Vec<RpcConfig>> {
+    let mut cookies = cookies.iter();
+    let mut out = Vec::with_capacity(urls.len());
+    for given in urls {
+        let mut url = reqwest::Url::parse(given)
+            .with_context(|| format!("--aux-daemon-rpc {given:?} is not a URL"))?;
+        let auth = if url.username().is_empty() {
+            let cookie = cookies.next().with_context(|| {
+                format!("--aux-daemon-rpc {given:?} has no USER:PASSWORD; give --aux-daemon-cookie")
+            })?;
+            Auth::CookieFile(cookie.clone())
+        } else {
+            let auth = Auth::UserPass {
+                user: url.username().to_string(),
+                password: url.password().unwrap_or_default().to_string(),
+            };
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            auth
+        };
+        out.push(RpcConfig::new(url.as_str().trim_end_matches('/'), auth));
+    }
+    if cookies.next().is_some() {
+        bail!("more --aux-daemon-cookie files than --aux-daemon-rpc URLs without credentials");
+    }
+    Ok(out)
 }

@@ -76,7 +76,8 @@ pub struct Daemon {
     pub p2p_port: u16,
     pub rpc_port: u16,
     auth: DaemonAuth,
-    /// The command line, kept so [`Daemon::restart`] starts it the same way.
+    /// The program and command line, kept so [`Daemon::restart`] starts it the same way.
+    program: String,
     args: Vec<String>,
 }
 
@@ -88,6 +89,17 @@ impl Daemon {
 
     /// Starts a daemon with `auth` and waits until its RPC answers.
     pub async fn start_with(
+        name: &str,
+        auth: DaemonAuth,
+        extra_args: &[String],
+    ) -> Result<Daemon, RegtestError> {
+        Self::start_program(&litecoind_binary(), name, auth, extra_args).await
+    }
+
+    /// [`Daemon::start_with`] for another Bitcoin-Core-like daemon `program` (the merged-
+    /// mining tests run dogecoind this way).
+    pub async fn start_program(
+        program: &str,
         name: &str,
         auth: DaemonAuth,
         extra_args: &[String],
@@ -119,7 +131,7 @@ impl Daemon {
             args.push(format!("-rpcpassword={password}"));
         }
         args.extend(extra_args.iter().cloned());
-        let child = spawn(&args, datadir.path())?;
+        let child = spawn(program, &args, datadir.path())?;
         let mut daemon = Daemon {
             name: name.to_owned(),
             child,
@@ -127,6 +139,7 @@ impl Daemon {
             p2p_port,
             rpc_port,
             auth,
+            program: program.to_owned(),
             args,
         };
         daemon.wait_rpc(Duration::from_secs(60)).await?;
@@ -157,7 +170,7 @@ impl Daemon {
                 detail: "restart of a daemon that is still running".into(),
             });
         }
-        self.child = spawn(&self.args, self.datadir.path())?;
+        self.child = spawn(&self.program, &self.args, self.datadir.path())?;
         self.wait_rpc(Duration::from_secs(60)).await
     }
 
@@ -241,13 +254,13 @@ impl Daemon {
     }
 }
 
-/// Spawns litecoind with `args`, its stderr appended to `datadir/stderr.log`.
-fn spawn(args: &[String], datadir: &Path) -> Result<Child, RegtestError> {
+/// Spawns `program` with `args`, its stderr appended to `datadir/stderr.log`.
+fn spawn(program: &str, args: &[String], datadir: &Path) -> Result<Child, RegtestError> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(datadir.join("stderr.log"))?;
-    Command::new(litecoind_binary())
+    Command::new(program)
         .args(args)
         // litecoind creates `$HOME/.litecoin` even with `-datadir`; two starting at once on a
         // fresh machine race on that mkdir and one exits ("File exists"). Keep it inside the

@@ -10,11 +10,14 @@
 
 use std::sync::Arc;
 
-use share_chain::coinbase::{coinbase_script_sig, CoinbaseError};
+use share_chain::auxpow::AuxPow;
+use share_chain::coinbase::{coinbase_script_sig, CoinbaseError, Payout};
+use share_chain::{PowAlgorithm, Target};
 use share_chain::merkle::coinbase_merkle_branch;
 use share_chain::template::{BlockContext, ShareTemplate};
 use share_chain::Share;
 
+use crate::daemon::aux::AuxTemplate;
 use crate::daemon::block::assemble_block;
 use crate::daemon::template::BlockTemplate;
 
@@ -66,9 +69,25 @@ pub struct WorkPayload {
     pub share: ShareTemplate,
     pub block: Arc<BlockTemplate>,
     pub script_sig_prefix: Vec<u8>,
+    /// The aux daemons' templates of the round (merged mining), by chain id.
+    pub aux: Vec<Arc<AuxTemplate>>,
     /// Which round of work this belongs to (the node counts them; 0 until it sets one):
     /// jobs of one round share their block template and share-chain tip.
     pub generation: u64,
+}
+
+/// An aux block a solution found, ready for its daemon.
+#[derive(Debug)]
+pub struct FoundAuxBlock {
+    /// The aux chain's name.
+    pub chain: String,
+    /// The aux block's hash, internal byte order.
+    pub hash: [u8; 32],
+    /// The block it builds on, internal byte order.
+    pub prev_block: [u8; 32],
+    pub height: u32,
+    pub bytes: Vec<u8>,
+    pub payouts: Vec<Payout>,
 }
 
 /// One miner's work.
@@ -86,6 +105,7 @@ pub struct MinerWork {
 pub fn build_work(
     share: ShareTemplate,
     block: Arc<BlockTemplate>,
+    aux: Vec<Arc<AuxTemplate>>,
 ) -> Result<MinerWork, CoinbaseError> {
     let prefix = script_sig_prefix(&share, block.height);
     let mut script_sig = prefix.clone();
@@ -102,6 +122,7 @@ pub fn build_work(
             share,
             block,
             script_sig_prefix: prefix,
+            aux,
             generation: 0,
         },
     })
@@ -113,6 +134,91 @@ impl WorkPayload {
         let mut script_sig = self.script_sig_prefix.clone();
         script_sig.extend_from_slice(extranonce);
         self.share.share(script_sig, version as i32, time, nonce)
+    }
+
+    /// The easiest target among the aux blocks this work mines, if any: a solution under it
+    /// may be an aux block.
+    pub fn aux_target(&self) -> Option<Target> {
+        self.share
+            .merged_mining
+            .blocks
+            .iter()
+            .filter_map(|b| self.aux_template(b.chain_id))
+            .map(|t| t.target)
+            .max()
+    }
+
+    fn aux_template(&self, chain_id: u32) -> Option<&Arc<AuxTemplate>> {
+        self.aux.iter().find(|t| t.chain.chain_id == chain_id)
+    }
+
+    /// The aux blocks `share` (a miner's solution of this work, with proof-of-work hash
+    /// `pow_hash`) is, each with its AuxPoW, ready for the aux daemon's `submitblock`.
+    /// Each is checked with the aux daemon's own rules first.
+    pub fn aux_blocks(
+        &self,
+        share: &Share,
+        pow_hash: &[u8; 32],
+        pow: PowAlgorithm,
+    ) -> Vec<Result<FoundAuxBlock, String>> {
+        let mut found = Vec::new();
+        for (index, block) in self.share.merged_mining.blocks.iter().enumerate() {
+            let Some(template) = self.aux_template(block.chain_id) else {
+                continue;
+            };
+            if !template.target.is_met_by(pow_hash) {
+                continue;
+            }
+            found.push(self.aux_block(share, index, template, pow));
+        }
+        found
+    }
+
+    fn aux_block(
+        &self,
+        share: &Share,
+        index: usize,
+        template: &AuxTemplate,
+        pow: PowAlgorithm,
+    ) -> Result<FoundAuxBlock, String> {
+        let chain_id = template.chain.chain_id;
+        let (coinbase, header) = self
+            .share
+            .aux_block(index)
+            .ok_or("the share template lacks the aux block")?;
+        let slot = self
+            .share
+            .aux_tree
+            .slot_of(chain_id)
+            .ok_or("the aux tree lacks the chain")?;
+        let parent_coinbase = self.share.coinbase(share.coinbase.script_sig.clone());
+        let auxpow = AuxPow {
+            coinbase: parent_coinbase.transaction().clone(),
+            parent_hash: share.hash().0,
+            coinbase_branch: share.merkle_branch.clone(),
+            coinbase_index: 0,
+            chain_branch: self.share.aux_tree.branch(slot),
+            chain_index: slot as i32,
+            parent_header: share.header.clone(),
+        };
+        let hash = header.hash().0;
+        auxpow
+            .check(
+                &hash,
+                chain_id,
+                template.chain.strict_chain_id,
+                &template.target,
+                pow,
+            )
+            .map_err(|e| format!("its AuxPoW would be refused: {e}"))?;
+        Ok(FoundAuxBlock {
+            chain: template.chain.chain.clone(),
+            hash,
+            prev_block: header.prev_block,
+            height: template.height,
+            bytes: template.assemble(&header, &auxpow, &coinbase),
+            payouts: self.share.aux_payouts.get(index).cloned().unwrap_or_default(),
+        })
     }
 
     /// The full block of a share that meets the block target, ready for `submitblock`.

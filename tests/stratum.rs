@@ -136,6 +136,7 @@ fn template(tag: u64, prev: u8, clean: bool, share: Target, block: Target) -> Jo
         time: now_secs(),
         share_target: share,
         block_target: block,
+        aux_target: None,
         clean,
         payload: tag,
     }

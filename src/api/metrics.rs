@@ -182,6 +182,21 @@ pub async fn render(s: &ApiSources) -> Result<String, String> {
             "Found blocks whose coinbase differs from the share chain's payouts.",
             &c.payout_mismatches,
         ),
+        (
+            "aux_blocks_submitted",
+            "Aux blocks (merged mining) handed to their daemons.",
+            &c.aux_blocks_submitted,
+        ),
+        (
+            "aux_blocks_accepted",
+            "Aux blocks their daemons accepted.",
+            &c.aux_blocks_accepted,
+        ),
+        (
+            "aux_blocks_refused",
+            "Aux blocks refused, undeliverable, or that could not be built.",
+            &c.aux_blocks_refused,
+        ),
     ];
     for (name, help, value) in counted {
         counter(&mut registry, name, help, NodeCounters::get(value));

@@ -202,6 +202,7 @@ fn load_job(seq: u64, outputs: usize) -> JobTemplate<()> {
         time: (unix_nanos() / 1_000_000_000) as u32,
         share_target: hard,
         block_target: hard,
+        aux_target: None,
         clean: seq % 4 == 1,
         payload: (),
     }

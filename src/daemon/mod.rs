@@ -6,8 +6,11 @@
 //! - [`watcher`]: a task that learns of new blocks within a second and publishes the newest
 //!   template with an explicit daemon state;
 //! - [`peer`]: a client of litecoind's P2P port: new-block announcements, and found blocks
-//!   relayed without an RPC thread.
+//!   relayed without an RPC thread;
+//! - [`aux`]: aux chain daemons (dogecoind) for merged mining: their templates, and found
+//!   aux blocks submitted with their AuxPoW.
 
+pub mod aux;
 pub mod block;
 pub mod peer;
 pub mod rpc;

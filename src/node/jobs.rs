@@ -30,6 +30,7 @@ use super::NodeEvent;
 use crate::block_fit::{fit_template, CoinbaseReserve, Fitted};
 use crate::chain_service::{ChainHandle, ChainSummary};
 use crate::counters::NodeCounters;
+use crate::daemon::aux::AuxTemplate;
 use crate::daemon::template::BlockTemplate;
 use crate::daemon::watcher::{DaemonState, DaemonStatus};
 use crate::stratum::{
@@ -77,6 +78,8 @@ struct Round {
     /// What the block leaves for the coinbase: no job's coinbase may cost more.
     reserve: CoinbaseReserve,
     clean: bool,
+    /// The aux daemons' templates the round merge-mines (their blocks are in `context`).
+    aux: Vec<Arc<AuxTemplate>>,
 }
 
 /// A template fitted for a round, kept for the next rounds on the same template.
@@ -103,6 +106,8 @@ pub struct NodeWork {
     counters: Arc<NodeCounters>,
     /// The last template's fit.
     fit: Mutex<Option<RoundFit>>,
+    /// The aux daemons' newest templates (merged mining), ascending by chain id.
+    aux: watch::Receiver<Vec<Arc<AuxTemplate>>>,
 }
 
 /// The payout script of the broadcast job, which is always personalized before a miner sees
@@ -122,6 +127,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn job_template(
     share: ShareTemplate,
     block: Arc<BlockTemplate>,
+    aux: Vec<Arc<AuxTemplate>>,
     reserve: CoinbaseReserve,
     clean: bool,
     generation: u64,
@@ -139,7 +145,7 @@ fn job_template(
         );
         return None;
     }
-    let mut work = match build_work(share, block.clone()) {
+    let mut work = match build_work(share, block.clone(), aux) {
         Ok(work) => work,
         Err(e) => {
             error!(error = %e, "cannot split the coinbase for Stratum");
@@ -157,6 +163,7 @@ fn job_template(
         time: work.time,
         share_target: work.payload.share.share_target,
         block_target: block.target,
+        aux_target: work.payload.aux_target(),
         clean,
         payload: work.payload,
     })
@@ -182,6 +189,7 @@ impl NodeWork {
         fee: Option<OperatorFee>,
         solutions: mpsc::UnboundedSender<Solution<NodeWork>>,
         counters: Arc<NodeCounters>,
+        aux: watch::Receiver<Vec<Arc<AuxTemplate>>>,
     ) -> Self {
         NodeWork {
             coin,
@@ -192,6 +200,7 @@ impl NodeWork {
             solutions,
             counters,
             fit: Mutex::new(None),
+            aux,
         }
     }
 
@@ -330,7 +339,10 @@ impl NodeWork {
         let fit = self.fit_round(&block).await?;
         let block = fit.fitted.template;
         let reserve = fit.fitted.reserve;
-        let context = fit.context;
+        let mut context = fit.context;
+        // The aux blocks to merge-mine: the share chain makes their coinbases pay the window.
+        let aux = self.aux.borrow().clone();
+        context.aux = aux.iter().map(|t| t.block.clone()).collect();
         let mut miners = vec![self.payout(PLACEHOLDER_SCRIPT.to_vec())];
         {
             let mut cache = lock(&self.cache);
@@ -368,6 +380,7 @@ impl NodeWork {
             }
         };
         let for_jobs = block.clone();
+        let aux_for_jobs = aux.clone();
         let built = tokio::task::spawn_blocking(move || {
             let mut broadcast = None;
             let mut jobs = HashMap::new();
@@ -379,9 +392,14 @@ impl NodeWork {
                         continue;
                     }
                 };
-                let Some(template) =
-                    job_template(share, for_jobs.clone(), reserve, clean, generation)
-                else {
+                let Some(template) = job_template(
+                    share,
+                    for_jobs.clone(),
+                    aux_for_jobs.clone(),
+                    reserve,
+                    clean,
+                    generation,
+                ) else {
                     continue;
                 };
                 if i == 0 {
@@ -417,6 +435,7 @@ impl NodeWork {
             context,
             reserve,
             clean,
+            aux,
         });
         cache.jobs = jobs;
         debug!(generation, ahead = cache.jobs.len(), "jobs built ahead");
@@ -436,12 +455,13 @@ impl NodeWork {
                 context,
                 reserve,
                 clean,
+                aux,
             } = round;
             let share = chain
                 .call(move |c| c.index_mut().share_template(&miner, context))
                 .await;
             let job = match share {
-                Ok(Ok(share)) => job_template(share, block, reserve, clean, generation)
+                Ok(Ok(share)) => job_template(share, block, aux, reserve, clean, generation)
                     .and_then(|t| prepared_job(t, generation)),
                 Ok(Err(e)) => {
                     error!(error = %e, "cannot build a share template");
@@ -549,7 +569,11 @@ pub(super) async fn feed_jobs(
     let mut last_prev_block: Option<[u8; 32]> = None;
     let mut last_tip: Option<ShareHash> = None;
     let mut serving = false;
+    let mut aux = work.aux.clone();
     loop {
+        // A new aux block is new work too (not clean: the parent work still counts).
+        let new_aux = aux.has_changed().unwrap_or(false);
+        aux.mark_unchanged();
         let status = daemon.borrow_and_update().clone();
         let tip = chain.borrow_and_update().tip;
         let (daemon_ready, reason) = daemon_condition(&status);
@@ -569,7 +593,7 @@ pub(super) async fn feed_jobs(
                 let new_template = status.template_seq != last_template_seq;
                 let new_tip = tip != last_tip;
                 // Back from a pause, miners get fresh work even on the same template.
-                if new_template || new_tip || !serving {
+                if new_template || new_tip || new_aux || !serving {
                     let clean = last_prev_block != Some(template.previous_block_hash);
                     if let Some(job) = work.prepare_round(template.clone(), clean).await {
                         match stratum.broadcast(job) {
@@ -601,6 +625,7 @@ pub(super) async fn feed_jobs(
             changed = daemon.changed() => if changed.is_err() { return },
             changed = chain.changed() => if changed.is_err() { return },
             changed = ready_rx.changed() => if changed.is_err() { return },
+            changed = aux.changed() => if changed.is_err() { return },
         }
     }
 }

@@ -43,6 +43,7 @@ use crate::api::{ApiError, ApiServer, ApiSources};
 use crate::blocks::FoundBlocks;
 use crate::chain_service::{ChainHandle, ChainStopped, OpenError};
 use crate::counters::NodeCounters;
+use crate::daemon::aux::{merge_feeds, AuxDaemon, AuxError, AuxWatcher};
 use crate::daemon::peer::{DaemonPeer, PeerConfig};
 use crate::daemon::rpc::{RpcClient, RpcConfig, RpcError};
 use crate::daemon::watcher::{daemon_chain_name, DaemonState, Watcher, WatcherConfig};
@@ -92,6 +93,18 @@ pub enum NodeEvent {
         /// Who the coinbase pays: (address or script hex, amount).
         payouts: Vec<(String, u64)>,
     },
+    /// An aux block (merged mining) went to its daemon.
+    AuxBlockSubmitted {
+        /// The aux chain's name.
+        chain: String,
+        /// The aux block's hash, internal byte order.
+        hash: [u8; 32],
+        height: u32,
+        accepted: bool,
+        result: String,
+        /// Who its coinbase pays: (script hex, amount).
+        payouts: Vec<(String, u64)>,
+    },
 }
 
 /// Tuning beyond [`NodeConfig`]; `Default` suits a real node.
@@ -115,6 +128,9 @@ pub struct NodeOptions {
     pub offline_after: Duration,
     /// Where alerts are POSTed as JSON.
     pub webhook: Option<String>,
+    /// Aux chain daemons to merge-mine (dogecoind), each on a chain of the preset's
+    /// `aux_chains` (docs/PROTOCOL.md §15).
+    pub aux_daemons: Vec<RpcConfig>,
 }
 
 /// Where the node reaches litecoind's P2P port.
@@ -159,6 +175,7 @@ impl Default for NodeOptions {
             daemon_p2p: DaemonP2p::Default,
             offline_after: Duration::from_secs(600),
             webhook: None,
+            aux_daemons: Vec::new(),
         }
     }
 }
@@ -180,6 +197,8 @@ pub enum NodeError {
     Api(#[from] ApiError),
     #[error("cannot open the found-blocks list: {0}")]
     FoundBlocks(std::io::Error),
+    #[error("aux daemon {url}: {error}")]
+    Aux { url: String, error: AuxError },
 }
 
 /// A running node.
@@ -192,6 +211,7 @@ pub struct Node {
     events: broadcast::Sender<NodeEvent>,
     readiness: ReadinessHandle,
     _watcher: Watcher,
+    _aux_watchers: Vec<AuxWatcher>,
     /// Also held by the submission tasks; dropped with the last of them.
     _daemon_peer: Option<Arc<DaemonPeer>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -229,6 +249,21 @@ impl Node {
             WatcherConfig::new(daemon_chain),
             peer.as_ref().map(|p| p.announcements()),
         );
+        let mut aux_watchers = Vec::with_capacity(options.aux_daemons.len());
+        for aux in &options.aux_daemons {
+            let daemon = async {
+                let rpc = Arc::new(RpcClient::new(aux.clone())?);
+                AuxDaemon::connect(rpc, &preset).await
+            };
+            let daemon = daemon.await.map_err(|error| NodeError::Aux {
+                url: aux.url.clone(),
+                error,
+            })?;
+            aux_watchers.push(AuxWatcher::spawn(Arc::new(daemon)));
+        }
+        let (aux_feed, aux_merge) = merge_feeds(&aux_watchers);
+        let aux_daemons: Vec<Arc<AuxDaemon>> =
+            aux_watchers.iter().map(|w| w.daemon.clone()).collect();
         let (events, _) = broadcast::channel(1024);
         let counters = Arc::new(NodeCounters::default());
         let (solutions_tx, solutions_rx) = mpsc::unbounded_channel();
@@ -238,6 +273,7 @@ impl Node {
             config.fee.clone(),
             solutions_tx,
             counters.clone(),
+            aux_feed,
         ));
         let readiness = ReadinessHandle::default();
         let stratum_config = StratumConfig {
@@ -306,6 +342,7 @@ impl Node {
         };
 
         let mut tasks = vec![
+            aux_merge,
             tokio::spawn(feed_jobs(
                 watcher.subscribe(),
                 chain.subscribe(),
@@ -320,6 +357,7 @@ impl Node {
                 Arc::new(Submitter::new(
                     rpc,
                     peer.clone(),
+                    aux_daemons,
                     events.clone(),
                     counters.clone(),
                 )),
@@ -347,6 +385,7 @@ impl Node {
             events,
             readiness,
             _watcher: watcher,
+            _aux_watchers: aux_watchers,
             _daemon_peer: peer,
             tasks,
         })

@@ -11,6 +11,7 @@
 //! counted (`solutions_dropped`); every block litecoind refuses, or that could not be
 //! delivered, is logged as an error and counted (`blocks_refused`).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,9 +24,11 @@ use super::jobs::NodeWork;
 use super::NodeEvent;
 use crate::chain_service::ChainHandle;
 use crate::counters::NodeCounters;
+use crate::daemon::aux::{describe_payouts, AuxDaemon};
 use crate::daemon::peer::DaemonPeer;
 use crate::daemon::rpc::{RpcClient, RpcError, SubmitOutcome};
 use crate::stratum::Solution;
+use crate::work::{FoundAuxBlock, WorkPayload};
 
 /// Blocks being submitted at once; beyond this a block solution is dropped (each is a real
 /// proof of work, so only regtest or a flood of stale blocks gets here).
@@ -44,6 +47,10 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn describe(script: &[u8], coin: &CoinParams) -> String {
     script_to_address(script, coin).unwrap_or_else(|| hex::encode(script))
 }
@@ -53,12 +60,16 @@ pub(super) struct Submitter {
     pub rpc: Arc<RpcClient>,
     /// litecoind's P2P port, when the node connects to it.
     pub peer: Option<Arc<DaemonPeer>>,
+    /// The aux daemons (merged mining).
+    pub aux: Vec<Arc<AuxDaemon>>,
     pub events: broadcast::Sender<NodeEvent>,
     pub counters: Arc<NodeCounters>,
     /// The previous block of the last block litecoind accepted: more blocks on it are
     /// stale, not worth a submitblock (on regtest, where nearly every hash is a block,
     /// they would flood litecoind).
     accepted_on: Mutex<Option<[u8; 32]>>,
+    /// The same for each aux chain (on regtest nearly every hash is a Dogecoin block).
+    aux_accepted_on: Mutex<HashMap<String, [u8; 32]>>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -66,15 +77,18 @@ impl Submitter {
     pub fn new(
         rpc: Arc<RpcClient>,
         peer: Option<Arc<DaemonPeer>>,
+        aux: Vec<Arc<AuxDaemon>>,
         events: broadcast::Sender<NodeEvent>,
         counters: Arc<NodeCounters>,
     ) -> Self {
         Submitter {
             rpc,
             peer,
+            aux,
             events,
             counters,
             accepted_on: Mutex::new(None),
+            aux_accepted_on: Mutex::new(HashMap::new()),
             in_flight: Arc::new(Semaphore::new(MAX_SUBMISSIONS_IN_FLIGHT)),
         }
     }
@@ -179,6 +193,9 @@ pub(super) async fn handle_solutions(
                 }
             }
         }
+        if solution.meets_aux_target {
+            submit_aux_blocks(&submitter, payload, &share, &solution.pow_hash, &coin, &miner);
+        }
         if solution.meets_share_target {
             match shares_tx.try_send((share, miner)) {
                 Ok(()) => {}
@@ -264,6 +281,99 @@ async fn submit_block(submitter: &Submitter, found: FoundBlock) {
         accepted,
         result,
         payouts: found.payouts,
+    });
+}
+
+/// Submits every aux block `share` (with proof-of-work hash `pow_hash`) is, each on a task
+/// of its own; one that cannot be built is an error, counted.
+fn submit_aux_blocks(
+    submitter: &Arc<Submitter>,
+    payload: &WorkPayload,
+    share: &Share,
+    pow_hash: &[u8; 32],
+    coin: &CoinParams,
+    miner: &str,
+) {
+    let counters = &submitter.counters;
+    for found in payload.aux_blocks(share, pow_hash, coin.pow) {
+        let found = match found {
+            Ok(found) => found,
+            Err(reason) => {
+                NodeCounters::add(&counters.aux_blocks_refused, 1);
+                error!(%reason, "aux block by {miner} not submitted: {reason}");
+                continue;
+            }
+        };
+        let Some(daemon) = submitter
+            .aux
+            .iter()
+            .find(|d| d.chain().chain == found.chain)
+            .cloned()
+        else {
+            continue;
+        };
+        let stale = lock(&submitter.aux_accepted_on).get(&found.chain) == Some(&found.prev_block);
+        if stale {
+            // Its daemon already took a block on the same previous block: not worth a call.
+            continue;
+        }
+        NodeCounters::add(&counters.aux_blocks_submitted, 1);
+        let submitter = submitter.clone();
+        let miner = miner.to_string();
+        tokio::spawn(async move {
+            submit_aux_block(&submitter, &daemon, found, &miner).await;
+        });
+    }
+}
+
+/// Hands a found aux block to its daemon; reports what became of it.
+async fn submit_aux_block(
+    submitter: &Submitter,
+    daemon: &AuxDaemon,
+    found: FoundAuxBlock,
+    miner: &str,
+) {
+    let (accepted, result) = match daemon.submit(&found.bytes).await {
+        Ok(SubmitOutcome::Accepted) => (true, "accepted".to_string()),
+        Ok(SubmitOutcome::Duplicate) => match daemon.in_best_chain(found.hash).await {
+            Ok(true) => (true, "accepted (already known)".to_string()),
+            Ok(false) => (false, "Inconclusive: on a side branch".to_string()),
+            Err(e) => (false, format!("duplicate, and its place is unknown: {e}")),
+        },
+        Ok(other) => (false, format!("{other:?}")),
+        Err(e) => (false, format!("not delivered: {e}")),
+    };
+    let mut display = found.hash;
+    display.reverse();
+    let hash = hex::encode(display);
+    let counters = &submitter.counters;
+    if accepted {
+        lock(&submitter.aux_accepted_on).insert(found.chain.clone(), found.prev_block);
+        NodeCounters::add(&counters.aux_blocks_accepted, 1);
+        info!(
+            chain = %found.chain,
+            block = %hash,
+            height = found.height,
+            outputs = found.payouts.len(),
+            "aux block found by {miner}"
+        );
+    } else {
+        NodeCounters::add(&counters.aux_blocks_refused, 1);
+        error!(
+            chain = %found.chain,
+            block = %hash,
+            height = found.height,
+            %result,
+            "aux block by {miner} NOT accepted: {result}"
+        );
+    }
+    let _ = submitter.events.send(NodeEvent::AuxBlockSubmitted {
+        chain: found.chain,
+        hash: found.hash,
+        height: found.height,
+        accepted,
+        result,
+        payouts: describe_payouts(&found.payouts),
     });
 }
 

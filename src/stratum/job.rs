@@ -50,6 +50,9 @@ pub struct JobTemplate<P> {
     pub share_target: Target,
     /// A hash at or under this is a block of the coin.
     pub block_target: Target,
+    /// A hash at or under this may be a block of an aux chain (the easiest of the job's aux
+    /// targets; the node checks each chain's own).
+    pub aux_target: Option<Target>,
     /// Miners must drop older jobs (new block, or the older jobs are useless).
     pub clean: bool,
     /// The node's own data for turning a solution into a share or block.
@@ -276,6 +279,7 @@ pub struct Verdict {
     pub meets_session_target: bool,
     pub meets_share_target: bool,
     pub meets_block_target: bool,
+    pub meets_aux_target: bool,
 }
 
 impl Verdict {
@@ -335,6 +339,7 @@ pub fn judge<P>(
         meets_session_target: session_target.is_met_by(&pow_hash),
         meets_share_target: template.share_target.is_met_by(&pow_hash),
         meets_block_target: template.block_target.is_met_by(&pow_hash),
+        meets_aux_target: template.aux_target.is_some_and(|t| t.is_met_by(&pow_hash)),
     }
 }
 
@@ -354,6 +359,7 @@ mod tests {
             time: 1_700_000_000,
             share_target: Target::MAX,
             block_target: Target::from_compact(0x207f_ffff).unwrap(),
+            aux_target: None,
             clean: true,
             payload: (),
         }

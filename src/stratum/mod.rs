@@ -114,4 +114,6 @@ pub struct Solution<W: WorkSource> {
     pub meets_share_target: bool,
     /// The node should submit the block to the coin daemon at once.
     pub meets_block_target: bool,
+    /// It may be a block of an aux chain (merged mining).
+    pub meets_aux_target: bool,
 }

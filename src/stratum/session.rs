@@ -935,7 +935,8 @@ impl<W: WorkSource> Check for SubmitCheck<W> {
             return;
         }
         let (share, block) = (verdict.meets_share_target, verdict.meets_block_target);
-        if share || block {
+        let aux = verdict.meets_aux_target;
+        if share || block || aux {
             s.shared.work.on_solution(Solution {
                 header: verdict.header,
                 pow_hash: verdict.pow_hash,
@@ -950,6 +951,7 @@ impl<W: WorkSource> Check for SubmitCheck<W> {
                 username: s.username,
                 meets_share_target: share,
                 meets_block_target: block,
+                meets_aux_target: aux,
             });
         }
         let _ = reply.send(Ok((share, block)));

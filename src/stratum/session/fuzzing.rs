@@ -62,6 +62,7 @@ fn job(seq: u64, time: u32) -> Job<()> {
         time,
         share_target: target,
         block_target: target,
+        aux_target: None,
         clean: true,
         payload: (),
     };
