@@ -68,10 +68,15 @@ function lineChart(id, series, data) {
   if (!charts[id]) {
     charts[id] = new uPlot({
       width: chartWidth(el), height: 220,
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      // From the data, at least a few buckets wide: uPlot spreads a lone point over years.
+      scales: { x: { time: true, range: u => {
+        const xs = u.data[0], step = TIER_SECS[tier];
+        const end = xs.length ? xs[xs.length - 1] : Date.now() / 1000;
+        return [Math.min(xs.length ? xs[0] : end, end - 6 * step), end + step / 2];
+      } }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [{}, { values: (u, vals) => vals.map(v => rate(v)), size: 80 }],
       series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: s.color, width: 2,
-        fill: i === 0 ? s.color + "1a" : undefined, spanGaps: true, points: { size: 5 },
+        fill: i === 0 ? s.color + "1a" : undefined, spanGaps: true, points: { size: 6 },
         value: (u, v) => rate(v) }))],
     }, data, el);
   } else {
@@ -113,6 +118,7 @@ function align(seriesList) {
 }
 
 let tier = "10m";
+const TIER_SECS = { "10m": 600, "1h": 3600, "1d": 86400 };
 const address = new URLSearchParams(location.search).get("address")?.trim() || null;
 
 function renderInfo(info, pay) {
@@ -201,7 +207,7 @@ function renderPeers(peers) {
 
 function renderAlerts(alerts) {
   rows(document.querySelector("#alerts tbody"), alerts,
-    [[a => new Date(a.time * 1000).toLocaleString()], [a => a.kind], [a => a.message]],
+    [[a => new Date(a.time * 1000).toLocaleString()], [a => a.kind], [a => a.message, "msg"]],
     a => ({ "data-kind": a.kind }));
 }
 
@@ -234,7 +240,7 @@ async function refresh() {
     Promise.all([call("getinfo"), call("getpayoutinfo")]).then(([info, pay]) => {
       renderInfo(info, pay); renderPayouts(pay);
     }),
-    call("getblocks", [20]).then(renderBlocks),
+    call("getblocks", [10]).then(renderBlocks),
     call("getminerstats").then(m => renderWorkers(document.querySelector("#workers tbody"), m.workers, true)),
     call("getsharechain", [15]).then(renderShares),
     call("getpeerinfo").then(renderPeers),
