@@ -208,34 +208,41 @@ fn start_miners(pool: &Pool, addresses: &[&str]) -> Arc<AtomicBool> {
     stop
 }
 
+/// The share-chain blocks litecoind accepted among the events received so far.
+fn share_blocks(
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    blocks: &mut BTreeSet<String>,
+    shares: &mut BTreeSet<String>,
+) -> BTreeSet<String> {
+    while let Ok(event) = events.try_recv() {
+        match event {
+            NodeEvent::BlockSubmitted {
+                hash,
+                accepted: true,
+                ..
+            } => {
+                blocks.insert(hash.to_string());
+            }
+            NodeEvent::ShareAccepted { hash, .. } => {
+                shares.insert(hash.to_string());
+            }
+            _ => {}
+        }
+    }
+    blocks.intersection(shares).cloned().collect()
+}
+
 /// Mines until the share chain has found a block litecoind accepted, both addresses are
-/// in the window and every worker has a measured hashrate; returns the block's hash.
+/// in the window and every worker has a measured hashrate; then stops the miners and
+/// returns the newest such block (litecoind's tip: only this node mines on it).
 async fn mine_a_block(pool: &Pool, a: &str, b: &str) -> String {
     let mut events = pool.node.subscribe();
     let miners = start_miners(pool, &[a, b]);
     let start = Instant::now();
     let limit = Duration::from_secs(240);
     let (mut blocks, mut shares) = (BTreeSet::new(), BTreeSet::new());
-    let mut found = None;
     loop {
-        while let Ok(event) = events.try_recv() {
-            match event {
-                NodeEvent::BlockSubmitted {
-                    hash,
-                    accepted: true,
-                    ..
-                } => {
-                    blocks.insert(hash.to_string());
-                }
-                NodeEvent::ShareAccepted { hash, .. } => {
-                    shares.insert(hash.to_string());
-                }
-                _ => {}
-            }
-        }
-        if found.is_none() {
-            found = blocks.intersection(&shares).next().cloned();
-        }
+        let found = share_blocks(&mut events, &mut blocks, &mut shares);
         let pay = result(&pool.node, "getpayoutinfo", json!([])).await;
         let stats = result(&pool.node, "getminerstats", json!([])).await;
         let workers = stats["workers"].as_array().unwrap();
@@ -243,7 +250,7 @@ async fn mine_a_block(pool: &Pool, a: &str, b: &str) -> String {
             && workers
                 .iter()
                 .all(|w| w["hashrate"]["10m"].as_f64().is_some_and(|r| r > 0.0));
-        if found.is_some() && measured && pay["payees"].as_u64().unwrap_or(0) >= 2 {
+        if !found.is_empty() && measured && pay["payees"].as_u64().unwrap_or(0) >= 2 {
             break;
         }
         assert!(
@@ -263,7 +270,18 @@ async fn mine_a_block(pool: &Pool, a: &str, b: &str) -> String {
         }
         tip = now;
     }
-    found.unwrap()
+    let best: String = pool
+        .daemons
+        .client()
+        .call("getbestblockhash", vec![])
+        .await
+        .unwrap();
+    let found = share_blocks(&mut events, &mut blocks, &mut shares);
+    assert!(
+        found.contains(&best),
+        "{best} is not a share block: {found:?}"
+    );
+    best
 }
 
 /// Waits until `getblocks` shows `hash` as `immature` (litecoind has it on its chain).
