@@ -1,6 +1,7 @@
 //! Hashrate history with tiered retention: 10-minute buckets for 3 days, hourly buckets
 //! for 7 days, daily buckets for ever (capped at [`MAX_DAYS`]), for the pool (from the
-//! share chain) and for each payout address mined through this node.
+//! share chain), for this node (all its workers) and for each payout address mined through
+//! this node.
 //!
 //! Every sample (`record`, each [`crate::hashrate::SAMPLE_SECS`]) is added to the open
 //! bucket of each tier; a bucket's value is the mean of its samples. Pure and clock-free:
@@ -128,7 +129,21 @@ impl Series {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 struct Data {
     pool: Series,
+    /// This node's workers together (absent from files written before it was kept).
+    #[serde(default)]
+    local: Series,
     addresses: BTreeMap<String, Series>,
+}
+
+/// Whose hashrate a series is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// The whole share chain.
+    Pool,
+    /// This node's workers together.
+    Local,
+    /// One payout address's workers on this node.
+    Address(&'a str),
 }
 
 /// The history, shared by the sampler and the API.
@@ -165,13 +180,22 @@ impl History {
         self.data.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the pool's and each address's hashrate at `now`; saves when a 10-minute
-    /// bucket closed.
-    pub fn record(&self, now: u64, pool: Option<f64>, addresses: &[(String, f64)]) {
+    /// Records the pool's, this node's and each address's hashrate at `now`; saves when a
+    /// 10-minute bucket closed.
+    pub fn record(
+        &self,
+        now: u64,
+        pool: Option<f64>,
+        local: Option<f64>,
+        addresses: &[(String, f64)],
+    ) {
         let mut data = self.lock();
         let mut closed = false;
         if let Some(p) = pool {
             closed |= data.pool.add(now, p);
+        }
+        if let Some(l) = local {
+            closed |= data.local.add(now, l);
         }
         for (address, rate) in addresses {
             closed |= data
@@ -217,11 +241,12 @@ impl History {
 
     /// `[[bucket start, hashes per second], …]` oldest first, or `None` for an unknown
     /// address.
-    pub fn points(&self, who: Option<&str>, tier: Tier) -> Option<Value> {
+    pub fn points(&self, who: Scope<'_>, tier: Tier) -> Option<Value> {
         let data = self.lock();
         let series = match who {
-            None => &data.pool,
-            Some(a) => data.addresses.get(a)?,
+            Scope::Pool => &data.pool,
+            Scope::Local => &data.local,
+            Scope::Address(a) => data.addresses.get(a)?,
         };
         Some(json!(series.tiers[tier.index()].points()))
     }
@@ -238,19 +263,27 @@ mod tests {
         let t0: u64 = 19_676 * 86_400; // the start of a day
         for m in 0..4 * 1440u64 {
             let rate = if m < 2 * 1440 { 100.0 } else { 200.0 };
-            h.record(t0 + m * 60, Some(rate), &[("a".into(), rate / 2.0)]);
+            h.record(
+                t0 + m * 60,
+                Some(rate),
+                Some(rate / 4.0),
+                &[("a".into(), rate / 2.0)],
+            );
         }
-        let tens = h.points(None, Tier::TenMinutes).unwrap();
+        let tens = h.points(Scope::Pool, Tier::TenMinutes).unwrap();
         assert_eq!(tens.as_array().unwrap().len(), 3 * 144 + 1);
-        let days = h.points(None, Tier::Day).unwrap();
+        let days = h.points(Scope::Pool, Tier::Day).unwrap();
         let days = days.as_array().unwrap();
         assert_eq!(days.len(), 4);
         assert_eq!(days[0][1], 100.0);
         assert_eq!(days[3][1], 200.0);
         assert_eq!(days[1][0], t0 + 86_400);
-        let hours = h.points(Some("a"), Tier::Hour).unwrap();
+        let local = h.points(Scope::Local, Tier::Day).unwrap();
+        assert_eq!(local[0][1], 25.0);
+        assert_eq!(local[3][1], 50.0);
+        let hours = h.points(Scope::Address("a"), Tier::Hour).unwrap();
         assert_eq!(hours.as_array().unwrap().len(), 96);
-        assert!(h.points(Some("b"), Tier::Hour).is_none());
+        assert!(h.points(Scope::Address("b"), Tier::Hour).is_none());
     }
 
     #[test]
@@ -258,14 +291,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = History::open(dir.path());
         for i in 0..30u64 {
-            h.record(1_800_000_000 + i * 60, Some(5.0), &[("a".into(), 1.0)]);
+            h.record(
+                1_800_000_000 + i * 60,
+                Some(5.0),
+                Some(1.0),
+                &[("a".into(), 1.0)],
+            );
         }
-        let before = h.points(Some("a"), Tier::TenMinutes).unwrap();
+        let before = h.points(Scope::Address("a"), Tier::TenMinutes).unwrap();
         h.flush();
         drop(h);
         let h = History::open(dir.path());
-        assert_eq!(h.points(Some("a"), Tier::TenMinutes).unwrap(), before);
+        assert_eq!(
+            h.points(Scope::Address("a"), Tier::TenMinutes).unwrap(),
+            before
+        );
         assert_eq!(before.as_array().unwrap().len(), 3);
+        let local = h.points(Scope::Local, Tier::TenMinutes).unwrap();
+        assert_eq!(local.as_array().unwrap().len(), 3);
     }
 
     #[test]
@@ -274,7 +317,7 @@ mod tests {
         let many: Vec<(String, f64)> = (0..MAX_SERIES + 5)
             .map(|i| (format!("a{i}"), 1.0))
             .collect();
-        h.record(1, None, &many);
+        h.record(1, None, None, &many);
         assert_eq!(h.lock().addresses.len(), MAX_SERIES);
     }
 }

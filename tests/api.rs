@@ -173,16 +173,30 @@ async fn methods_report_the_chain_they_read() {
         metrics.contains("p2pool_stratum_accepted_total 5"),
         "{metrics}"
     );
-    let page = api
-        .client
-        .get(&base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("getpayoutinfo"));
+    // The dashboard: the page and its embedded assets, with their types, only from here.
+    let get = |path: &str| api.client.get(format!("{base}{path}")).send();
+    let page = get("/").await.unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    let page = page.text().await.unwrap();
+    assert!(page.contains("src=\"/assets/dashboard.js\""), "{page}");
+    let script = get("/assets/dashboard.js").await.unwrap();
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(script.text().await.unwrap().contains("getpayoutinfo"));
+    let chart = get("/assets/uPlot.iife.min.js").await.unwrap();
+    assert_eq!(chart.status(), 200);
+    assert!(chart.text().await.unwrap().contains("uPlot"));
+    let css = get("/assets/uPlot.min.css").await.unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    for missing in ["/assets/nothing.js", "/assets/..%2Fmod.rs", "/assets/"] {
+        assert_eq!(get(missing).await.unwrap().status(), 404, "{missing}");
+    }
+    let local = api.call("gethistory", json!(["local", "10m"])).await;
+    assert_eq!(local["result"]["points"], json!([]), "{local}");
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@
 //! - `getpplnswindow [offset count]`, `getshare <hash>`: [`super::window`].
 //! - `explainpayout <address>`: [`super::explain`].
 //! - `getalerts [count]`: the newest alerts ([`crate::alerts`]).
-//! - `gethistory <address|pool> <10m|1h|1d>`: hashrate history ([`crate::history`]).
+//! - `gethistory <address|pool|local> <10m|1h|1d>`: hashrate history ([`crate::history`]).
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -32,7 +32,7 @@ use share_chain::template::{BlockContext, MinerPayout};
 
 use super::{ApiSources, ChainStats};
 use crate::blocks::describe_script;
-use crate::history::Tier;
+use crate::history::{Scope, Tier};
 use crate::stratum::username::Username;
 
 /// Most shares `getsharechain` returns.
@@ -193,10 +193,21 @@ async fn getinfo(s: &ApiSources) -> Result<Value, ErrorObjectOwned> {
         },
         "share_chain": chain,
         "sync": match &sync {
-            Some(state) => json!({
-                "state": state.to_string(),
-                "serving": state.may_serve(),
-            }),
+            Some(state) => {
+                // A catch-up's progress, for the dashboard's bar.
+                let (received, needed) = match state {
+                    crate::p2p::SyncState::Syncing {
+                        received, needed, ..
+                    } => (Some(*received), *needed),
+                    _ => (None, None),
+                };
+                json!({
+                    "state": state.to_string(),
+                    "serving": state.may_serve(),
+                    "received": received,
+                    "needed": needed,
+                })
+            }
             None => json!({ "state": "off (no share-chain network)", "serving": true }),
         },
         "stratum": {
@@ -457,16 +468,17 @@ async fn getminerstats(
     Ok(json!({ "workers": workers, "hashrate": hashrate, "window": window }))
 }
 
-/// `gethistory <address|pool> <10m|1h|1d>`: `[[bucket start, H/s], …]`, oldest first.
+/// `gethistory <address|pool|local> <10m|1h|1d>`: `[[bucket start, H/s], …]`, oldest first.
 fn gethistory(s: &ApiSources, who: String, tier: String) -> Result<Value, ErrorObjectOwned> {
     let tier = Tier::parse(&tier)
         .ok_or_else(|| error(INVALID_PARAMS, "the tier must be 10m, 1h or 1d"))?;
     let who = match who.as_str() {
-        "pool" => None,
+        "pool" => Scope::Pool,
+        "local" => Scope::Local,
         a => {
             address_to_script(a, &s.preset.coin)
                 .map_err(|e| error(INVALID_PARAMS, format!("invalid address {a:?}: {e}")))?;
-            Some(a)
+            Scope::Address(a)
         }
     };
     Ok(json!({

@@ -5,7 +5,8 @@
 //!   `getpplnswindow`, `getshare` ([`window`]), `explainpayout` ([`explain`]). The dispatch, parameter parsing and error objects are
 //!   jsonrpsee's; one call per request (batches are refused with a clear error).
 //! - `GET /metrics`: Prometheus text exposition ([`metrics`]).
-//! - `GET /`: a dashboard page that polls the JSON-RPC methods.
+//! - `GET /`, `GET /assets/NAME`: the dashboard, a page that polls the JSON-RPC methods and
+//!   draws charts, with every file it loads compiled in ([`assets`]).
 //!
 //! Everything is read from the running parts (the chain thread, the Stratum server's
 //! statistics, the daemon watcher, the network); nothing here changes node state, so the
@@ -13,6 +14,7 @@
 //! The server also runs the found-blocks tracker ([`crate::blocks::track`]) and samples the
 //! workers' hashrates ([`crate::hashrate`]) for as long as it runs.
 
+pub mod assets;
 pub mod blocks;
 pub mod explain;
 pub mod methods;
@@ -25,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use jsonrpsee::RpcModule;
@@ -51,8 +53,6 @@ use crate::stratum::StatsSnapshot;
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Largest JSON-RPC answer produced (a full payout list of a big window fits easily).
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
-
-const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// Where the API reads from.
 pub struct ApiSources {
@@ -220,7 +220,8 @@ impl ApiServer {
             sources,
         };
         let app = Router::new()
-            .route("/", get(dashboard).post(json_rpc))
+            .route("/", get(assets::page).post(json_rpc))
+            .route("/assets/{name}", get(assets::file))
             .route("/metrics", get(prometheus))
             .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
             .with_state(state);
@@ -257,7 +258,8 @@ impl ApiServer {
                     .into_iter()
                     .filter_map(|(a, r)| Some((a, r.h10m?)))
                     .collect();
-                tracked.history.record(now, pool, &addresses);
+                let local = tracked.hashrates.local(now).h10m;
+                tracked.history.record(now, pool, local, &addresses);
             }
         });
         let history = tracked.history.clone();
@@ -320,10 +322,6 @@ impl ChainStats {
 struct AppState {
     module: Arc<RpcModule<Arc<ApiSources>>>,
     sources: Arc<ApiSources>,
-}
-
-async fn dashboard() -> Html<&'static str> {
-    Html(DASHBOARD)
 }
 
 async fn prometheus(State(state): State<AppState>) -> Response {

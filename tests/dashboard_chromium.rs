@@ -1,0 +1,469 @@
+//! The dashboard in a real headless Chromium, against a node mining on a real regtest
+//! litecoind with two CPU miners over real Stratum, once the share chain has found a block.
+//!
+//! The page is loaded as a person would (Chromium runs its script, which polls the API);
+//! its DOM is then read back (`--dump-dom`) and must show the node's real data, compared
+//! with the JSON-RPC answers: the found block's hash and status, each worker's hashrate,
+//! every payout amount of `getpayoutinfo`, and for `?address=` the miner's expected payout
+//! and diagnosis from `explainpayout`. The charts must have drawn. Chromium's console must
+//! show no error, and its network log no request to anywhere but the node.
+//! Screenshots (desktop and phone width) are saved under `target/artifacts/`.
+//!
+//! Chromium is `$CHROMIUM` or `/usr/bin/chromium` (Debian's `chromium`, installed by
+//! `scripts/deps.sh`); a missing browser fails the test with that instruction.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p2pool::miner::{mine, MinerStats};
+use p2pool::node::{Node, NodeEvent, NodeOptions};
+use serde_json::{json, Value};
+use tokio::process::Command;
+
+mod common;
+
+use common::pool::{start_pool_with, Pool};
+
+/// The headless browser.
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "no Chromium at {} (apt-get install chromium, or set CHROMIUM)",
+        path.display()
+    );
+    path
+}
+
+/// What one headless Chromium run gave.
+struct Run {
+    /// The DOM after the page's script ran (with `--dump-dom`).
+    dom: String,
+    /// Chromium's log: console messages among others.
+    log: String,
+    /// Chromium's network log (JSON).
+    netlog: String,
+}
+
+/// Loads `url` in a fresh headless Chromium for 15 s of (virtual) page time: its DOM
+/// dumped (`screenshot: None`) or a screenshot taken at `(path, width, height)`.
+async fn run_chromium(url: &str, screenshot: Option<(&Path, u32, u32)>) -> Run {
+    let profile = tempfile::tempdir().unwrap();
+    let netlog = profile.path().join("netlog.json");
+    let mut cmd = Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=15000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(format!("--log-net-log={}", netlog.display()))
+    .kill_on_drop(true);
+    match screenshot {
+        Some((path, w, h)) => {
+            cmd.arg(format!("--screenshot={}", path.display()))
+                .arg(format!("--window-size={w},{h}"));
+        }
+        None => {
+            cmd.arg("--dump-dom");
+        }
+    }
+    cmd.arg(url);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("Chromium finishes within 120 s")
+        .expect("Chromium runs");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "Chromium failed: {log}");
+    let netlog = std::fs::read_to_string(&netlog).expect("Chromium's network log");
+    Run {
+        dom: String::from_utf8_lossy(&out.stdout).into_owned(),
+        log,
+        netlog,
+    }
+}
+
+/// Every URL the page itself asked for: the network log's requests whose initiator is
+/// `origin` (Chromium's own background requests, to its update and account services, have
+/// none). The log also names the page's top-level URL, loaded by the test.
+fn page_requests(netlog: &str, origin: &str) -> BTreeSet<String> {
+    let log: Value = serde_json::from_str(netlog).expect("a complete network log");
+    let origin = origin.trim_end_matches('/');
+    log["events"]
+        .as_array()
+        .expect("network log events")
+        .iter()
+        .filter(|e| e["params"]["initiator"] == origin)
+        .filter_map(|e| e["params"]["url"].as_str())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Run {
+    /// The page wrote nothing to the console (no script error, no refused load: it logs
+    /// nothing of its own) and asked nothing of any host but the node.
+    fn assert_clean(&self, origin: &str) {
+        let console: Vec<&str> = self
+            .log
+            .lines()
+            .filter(|l| l.contains(":CONSOLE"))
+            .collect();
+        assert!(console.is_empty(), "console messages: {console:#?}");
+        let urls = page_requests(&self.netlog, origin);
+        assert!(
+            urls.contains(&format!("{origin}assets/dashboard.js")),
+            "the page's script was not loaded: {urls:?}"
+        );
+        for url in &urls {
+            assert!(
+                url.starts_with(origin),
+                "the page requested {url}, not from {origin}"
+            );
+        }
+    }
+
+    /// The opening tag of the element whose attributes contain `needle`.
+    fn tag(&self, needle: &str) -> &str {
+        let at = self
+            .dom
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle} in the page:\n{}", self.dom));
+        let start = self.dom[..at].rfind('<').unwrap();
+        let end = at + self.dom[at..].find('>').unwrap();
+        &self.dom[start..=end]
+    }
+
+    /// Attribute `name` of the element whose attributes contain `needle`.
+    fn attr(&self, needle: &str, name: &str) -> &str {
+        let tag = self.tag(needle);
+        value_of(tag, name).unwrap_or_else(|| panic!("no {name} in {tag}"))
+    }
+
+    /// The first attribute `name` after `needle` (in a row: one of its cells').
+    fn attr_after(&self, needle: &str, name: &str) -> &str {
+        let at = self
+            .dom
+            .find(needle)
+            .unwrap_or_else(|| panic!("no {needle} in the page:\n{}", self.dom));
+        value_of(&self.dom[at..], name).unwrap_or_else(|| panic!("no {name} after {needle}"))
+    }
+}
+
+/// The value of the first attribute `name` in `html`.
+fn value_of<'a>(html: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    let from = html.find(&key)? + key.len();
+    Some(&html[from..from + html[from..].find('"')?])
+}
+
+/// Text as the serialized DOM escapes it.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\u{a0}', "&nbsp;")
+}
+
+async fn result(node: &Node, method: &str, params: Value) -> Value {
+    let url = format!("http://{}/", node.api_addr().unwrap());
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let answer: Value = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer["error"].is_null(), "{method}: {answer}");
+    answer["result"].clone()
+}
+
+/// One CPU miner per address until the flag is set.
+fn start_miners(pool: &Pool, addresses: &[&str]) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for address in addresses {
+        let (config, stop) = (pool.miner(address), stop.clone());
+        tokio::spawn(async move {
+            let _ = mine(config, Arc::new(MinerStats::default()), stop).await;
+        });
+    }
+    stop
+}
+
+/// The share-chain blocks litecoind accepted among the events received so far.
+fn share_blocks(
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    blocks: &mut BTreeSet<String>,
+    shares: &mut BTreeSet<String>,
+) -> BTreeSet<String> {
+    while let Ok(event) = events.try_recv() {
+        match event {
+            NodeEvent::BlockSubmitted {
+                hash,
+                accepted: true,
+                ..
+            } => {
+                blocks.insert(hash.to_string());
+            }
+            NodeEvent::ShareAccepted { hash, .. } => {
+                shares.insert(hash.to_string());
+            }
+            _ => {}
+        }
+    }
+    blocks.intersection(shares).cloned().collect()
+}
+
+/// Mines until the share chain has found a block litecoind accepted, both addresses are
+/// in the window and every worker has a measured hashrate; then stops the miners and
+/// returns the newest such block (litecoind's tip: only this node mines on it).
+async fn mine_a_block(pool: &Pool, a: &str, b: &str) -> String {
+    let mut events = pool.node.subscribe();
+    let miners = start_miners(pool, &[a, b]);
+    let start = Instant::now();
+    let limit = Duration::from_secs(240);
+    let (mut blocks, mut shares) = (BTreeSet::new(), BTreeSet::new());
+    loop {
+        let found = share_blocks(&mut events, &mut blocks, &mut shares);
+        let pay = result(&pool.node, "getpayoutinfo", json!([])).await;
+        let stats = result(&pool.node, "getminerstats", json!([])).await;
+        let workers = stats["workers"].as_array().unwrap();
+        let measured = workers.len() == 2
+            && workers
+                .iter()
+                .all(|w| w["hashrate"]["10m"].as_f64().is_some_and(|r| r > 0.0));
+        if !found.is_empty() && measured && pay["payees"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "no block, two payees and measured workers in {limit:?}: {pay} {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    miners.store(true, Ordering::Relaxed);
+    // Quiet: no new share for two seconds, so the payouts stay what they are.
+    let mut tip = pool.node.chain.summary().tip;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = pool.node.chain.summary().tip;
+        if now == tip {
+            break;
+        }
+        tip = now;
+    }
+    let best: String = pool
+        .daemons
+        .client()
+        .call("getbestblockhash", vec![])
+        .await
+        .unwrap();
+    let found = share_blocks(&mut events, &mut blocks, &mut shares);
+    assert!(
+        found.contains(&best),
+        "{best} is not a share block: {found:?}"
+    );
+    best
+}
+
+/// Waits until `getblocks` shows `hash` as `immature` (litecoind has it on its chain).
+async fn wait_immature(node: &Node, hash: &str) {
+    let start = Instant::now();
+    loop {
+        let blocks = result(node, "getblocks", json!([100])).await;
+        let listed = blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["hash"] == hash && b["status"] == "immature" && b["height"].is_u64());
+        if listed {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{blocks}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every worker's 10-minute hashrate `getminerstats` gave while `during` ran (they move
+/// with each 15-second sample), with `during`'s output.
+async fn rates_while<T>(
+    node: &Node,
+    during: impl std::future::Future<Output = T>,
+) -> (T, Vec<(String, f64)>) {
+    let read = || async {
+        let stats = result(node, "getminerstats", json!([])).await;
+        stats["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                (
+                    w["username"].as_str().unwrap().to_owned(),
+                    w["hashrate"]["10m"].as_f64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut seen = read().await;
+    tokio::pin!(during);
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    let out = loop {
+        tokio::select! {
+            out = &mut during => break out,
+            _ = ticker.tick() => seen.extend(read().await),
+        }
+    };
+    seen.extend(read().await);
+    (out, seen)
+}
+
+fn artifacts_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_nodes_real_data_in_chromium() {
+    chromium();
+    let pool = start_pool_with(NodeOptions {
+        api: Some("127.0.0.1:0".parse().unwrap()),
+        ..NodeOptions::default()
+    })
+    .await;
+    let a = pool.daemons.new_address("bech32").await.unwrap();
+    let b = pool.daemons.new_address("legacy").await.unwrap();
+    let block = mine_a_block(&pool, &a, &b).await;
+    wait_immature(&pool.node, &block).await;
+    let origin = format!("http://{}/", pool.node.api_addr().unwrap());
+
+    // The whole page.
+    let pay = result(&pool.node, "getpayoutinfo", json!([])).await;
+    let (page, rates) = rates_while(&pool.node, run_chromium(&origin, None)).await;
+    page.assert_clean(&origin);
+    let refreshes: u32 = page.attr("<body", "data-refreshes").parse().unwrap();
+    assert!(refreshes >= 2, "{refreshes}");
+    assert!(
+        !page.tag("<body").contains("data-error"),
+        "{}",
+        page.tag("<body")
+    );
+
+    // The found block, with its hash shown and its status from litecoind.
+    let row = format!("data-hash=\"{block}\"");
+    assert_eq!(page.attr(&row, "data-status"), "immature");
+    assert!(page.dom.contains(&format!(">{block}</td>")), "{}", page.dom);
+
+    // Each worker's hashrate, as getminerstats gave it while the page was read.
+    for worker in [format!("{a}.test"), format!("{b}.test")] {
+        let row = format!("data-worker=\"{worker}\"");
+        assert_eq!(page.attr(&row, "data-state"), "online");
+        let shown: f64 = page.attr_after(&row, "data-hashrate").parse().unwrap();
+        assert!(shown > 0.0, "{worker}: {shown}");
+        assert!(
+            rates.iter().any(|(w, r)| *w == worker && *r == shown),
+            "{worker} shows {shown} H/s; the RPC gave {rates:?}"
+        );
+    }
+
+    // Every payout of a block found now, to the litoshi.
+    let payouts = pay["payouts"].as_array().unwrap();
+    assert!(payouts.len() >= 2, "{pay}");
+    for p in payouts {
+        let address = p["address"].as_str().unwrap();
+        let amount = page.attr(&format!("data-address=\"{address}\""), "data-amount");
+        assert_eq!(
+            amount,
+            p["amount"].as_u64().unwrap().to_string(),
+            "{address}"
+        );
+    }
+    let shown_payouts = page.dom.matches("data-address=\"").count();
+    assert_eq!(shown_payouts, payouts.len(), "{}", page.dom);
+
+    // The charts drew: hashrate points, a bar per payout, uPlot's canvases.
+    let points: usize = page
+        .attr("id=\"chart-hashrate\"", "data-points")
+        .parse()
+        .unwrap();
+    assert!(points >= 1, "{}", page.tag("id=\"chart-hashrate\""));
+    assert_eq!(
+        page.attr("id=\"chart-payouts\"", "data-bars"),
+        payouts.len().to_string()
+    );
+    assert!(page.dom.matches("<canvas").count() >= 2, "{}", page.dom);
+
+    // A miner's own view, from the URL.
+    let why = result(&pool.node, "explainpayout", json!([a])).await;
+    let mine = run_chromium(&format!("{origin}?address={a}"), None).await;
+    mine.assert_clean(&origin);
+    let expected = why["expected_now"].as_u64().unwrap();
+    assert!(expected > 0, "{why}");
+    assert_eq!(
+        mine.attr("id=\"miner-expected\"", "data-amount"),
+        expected.to_string()
+    );
+    for line in why["diagnosis"].as_array().unwrap() {
+        let line = escaped(line.as_str().unwrap());
+        assert!(
+            mine.dom.contains(&format!("<li>{line}</li>")),
+            "{line} not in\n{}",
+            mine.dom
+        );
+    }
+    assert!(
+        mine.dom.contains(&format!("data-worker=\"{a}.test\"")),
+        "{}",
+        mine.dom
+    );
+    let miner_points: usize = mine
+        .attr("id=\"chart-miner\"", "data-points")
+        .parse()
+        .unwrap();
+    assert!(miner_points >= 1);
+    // An invalid address is explained, not a broken page.
+    let bad = run_chromium(&format!("{origin}?address=nonsense"), None).await;
+    bad.assert_clean(&origin);
+    assert!(
+        !bad.tag("id=\"miner-error\"").contains("hidden"),
+        "{}",
+        bad.dom
+    );
+    assert!(bad.dom.contains("invalid address"), "{}", bad.dom);
+
+    // Screenshots for a person to look at: desktop and phone width, with the miner view.
+    let dir = artifacts_dir();
+    for (name, w, h) in [
+        ("dashboard.png", 1280, 2000),
+        ("dashboard-phone.png", 390, 1600),
+    ] {
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        let shot = run_chromium(&format!("{origin}?address={a}"), Some((&path, w, h))).await;
+        shot.assert_clean(&origin);
+        let png = std::fs::read(&path).expect("the screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "{}", path.display());
+        println!("screenshot: {}", path.display());
+    }
+}
