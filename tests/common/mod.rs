@@ -2,5 +2,6 @@
 //! unused items are expected.
 #![allow(dead_code)]
 
+pub mod dogecoind;
 pub mod litecoind;
 pub mod pool;
