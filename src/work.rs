@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use share_chain::auxpow::AuxPow;
 use share_chain::coinbase::{coinbase_script_sig, CoinbaseError, Payout};
-use share_chain::{PowAlgorithm, Target};
 use share_chain::merkle::coinbase_merkle_branch;
 use share_chain::template::{BlockContext, ShareTemplate};
 use share_chain::Share;
+use share_chain::{PowAlgorithm, Target};
 
 use crate::daemon::aux::AuxTemplate;
 use crate::daemon::block::assemble_block;
@@ -217,7 +217,12 @@ impl WorkPayload {
             prev_block: header.prev_block,
             height: template.height,
             bytes: template.assemble(&header, &auxpow, &coinbase),
-            payouts: self.share.aux_payouts.get(index).cloned().unwrap_or_default(),
+            payouts: self
+                .share
+                .aux_payouts
+                .get(index)
+                .cloned()
+                .unwrap_or_default(),
         })
     }
 

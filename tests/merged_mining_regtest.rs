@@ -1,8 +1,11 @@
 //! Merged mining end to end (docs/PROTOCOL.md §15): a node mining on a real litecoind
-//! regtest pair merge-mines a real dogecoind regtest pair, with two CPU miners (a P2WPKH and
-//! a P2PKH address). Every Dogecoin block it finds must be taken by dogecoind as its tip,
-//! and its coinbase must pay the window exactly: what the node submitted, and for blocks
-//! that are also shares, what any peer rebuilds from the share chain.
+//! regtest pair merge-mines a real dogecoind regtest pair, with four CPU miners: a P2WPKH
+//! and a P2PKH address (paid on Dogecoin at the P2PKH of the same key), a P2WSH address
+//! that names a Dogecoin address (`ADDRESS,AUX_ADDRESS`), and a P2WSH address that names
+//! none (paid nothing on Dogecoin: its part goes to the others). Every Dogecoin block the
+//! pool finds must be taken by dogecoind, and its coinbase must pay the window exactly: what
+//! the node submitted, and for blocks that are also shares, what any peer rebuilds from the
+//! share chain.
 //!
 //! Needs dogecoind (`$DOGECOIND` or PATH; see tests/common/dogecoind.rs): without it the
 //! test prints SKIPPED and passes.
@@ -16,8 +19,11 @@ use std::time::{Duration, Instant};
 
 use common::dogecoind::DogePair;
 use common::pool::start_pool_with;
+use p2pool::miner::MinerConfig;
 use p2pool::miner::{mine, MinerStats};
 use p2pool::node::{NodeEvent, NodeOptions};
+use serde_json::json;
+use share_chain::address::aux_script_to_address;
 use share_chain::aux_work::aux_block_parts;
 use share_chain::script::derived_aux_script;
 
@@ -41,16 +47,44 @@ async fn dogecoin_blocks_pay_the_window() {
         pool.daemons.new_address("legacy").await.expect("address"),
     ];
     let preset = share_chain::Preset::builtin("litecoin-regtest").unwrap();
-    let aux_scripts: HashSet<String> = addresses
+    let mut aux_scripts: HashSet<String> = addresses
         .iter()
         .map(|a| {
             let script = share_chain::address::address_to_script(a, &preset.coin).unwrap();
             hex::encode(derived_aux_script(&script).expect("P2WPKH and P2PKH map"))
         })
         .collect();
+    // Two P2WSH addresses (1-of-1 multisig of the generator point's key): one names a
+    // Dogecoin address, the other none.
+    let client = pool.daemons.client();
+    let p2wsh = |key: &'static str| async move {
+        let made: serde_json::Value = client
+            .call(
+                "createmultisig",
+                vec![json!(1), json!([key]), json!("bech32")],
+            )
+            .await
+            .expect("createmultisig");
+        made["address"].as_str().expect("address").to_owned()
+    };
+    let named = p2wsh("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798").await;
+    let unnamed = p2wsh("02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5").await;
+    let doge_script = [&[0x76, 0xa9, 0x14][..], &[0x42; 20], &[0x88, 0xac]].concat();
+    let doge_address = aux_script_to_address(&doge_script, &preset.aux_chains[0]).unwrap();
+    aux_scripts.insert(hex::encode(&doge_script));
+    let usernames = [
+        format!("{}.a", addresses[0]),
+        format!("{}.b", addresses[1]),
+        format!("{named},{doge_address}.named"),
+        format!("{unnamed}.unnamed"),
+    ];
     let stop = Arc::new(AtomicBool::new(false));
-    for address in &addresses {
-        let (config, stop) = (pool.miner(address), stop.clone());
+    for username in usernames {
+        let config = MinerConfig {
+            username,
+            ..pool.miner(&addresses[0])
+        };
+        let stop = stop.clone();
         tokio::spawn(async move {
             let _ = mine(config, Arc::new(MinerStats::default()), stop).await;
         });
@@ -89,6 +123,7 @@ async fn dogecoin_blocks_pay_the_window() {
     // dogecoind took every one: its chain grew by them.
     assert!(doge.block_count().await >= doge_start + BLOCKS as u64);
     let mut from_shares = 0;
+    let mut named_paid = 0;
     for (hash, height, payouts) in &accepted {
         let mut display = *hash;
         display.reverse();
@@ -96,7 +131,18 @@ async fn dogecoin_blocks_pay_the_window() {
         let coinbase = doge.coinbase_outputs(&display).await;
         // Exactly what the node built, all of the value, to the miners' keys.
         assert_eq!(&coinbase, payouts, "block {height} {display}");
-        assert!(coinbase.iter().all(|(script, _)| aux_scripts.contains(script)));
+        assert!(coinbase
+            .iter()
+            .all(|(script, _)| aux_scripts.contains(script)));
+        assert_eq!(
+            coinbase.iter().map(|(_, v)| v).sum::<u64>(),
+            500_000 * 100_000_000,
+            "the whole regtest subsidy"
+        );
+        named_paid += coinbase
+            .iter()
+            .filter(|(s, _)| *s == hex::encode(&doge_script))
+            .count();
         // The block from a share: what any peer rebuilds from the share chain.
         let hash = *hash;
         let rebuilt = pool
@@ -133,7 +179,10 @@ async fn dogecoin_blocks_pay_the_window() {
                 .iter()
                 .map(|p| (hex::encode(&p.script), p.amount))
                 .collect();
-            assert_eq!(coinbase, rebuilt, "block {height}: the share chain's payouts");
+            assert_eq!(
+                coinbase, rebuilt,
+                "block {height}: the share chain's payouts"
+            );
             from_shares += 1;
         }
     }
@@ -145,5 +194,9 @@ async fn dogecoin_blocks_pay_the_window() {
     assert!(
         from_shares > 0,
         "no Dogecoin block came from a share: nothing checked against the share chain"
+    );
+    assert!(
+        named_paid > 0,
+        "the miner's named Dogecoin address was never paid"
     );
 }

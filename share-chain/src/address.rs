@@ -25,7 +25,7 @@ use bitcoin::script::witness_program::WitnessProgram;
 use bitcoin::{PubkeyHash, Script, ScriptBuf, ScriptHash, WitnessVersion};
 use thiserror::Error;
 
-use crate::params::CoinParams;
+use crate::params::{AuxChainParams, CoinParams};
 
 /// Longest input looked at. MWEB addresses (about 120 characters) fit, so they get their own
 /// error rather than "too long"; nothing longer is worth decoding.
@@ -343,6 +343,67 @@ pub fn script_to_address(script: &[u8], coin: &CoinParams) -> Option<String> {
     bech32::segwit::encode(hrp, fe, program).ok()
 }
 
+/// The scriptPubKey an aux chain address pays to: base58 P2PKH or P2SH with `chain`'s
+/// version bytes (Dogecoin: `D…` and `9…`/`A…` on mainnet), the only kinds an aux payout may
+/// be (docs/PROTOCOL.md §15).
+pub fn aux_address_to_script(
+    address: &str,
+    chain: &AuxChainParams,
+) -> Result<Vec<u8>, AddressError> {
+    if address.is_empty() {
+        return Err(AddressError::Empty);
+    }
+    if address.len() > MAX_ADDRESS_LEN {
+        return Err(AddressError::TooLong {
+            len: address.len(),
+            max: MAX_ADDRESS_LEN,
+        });
+    }
+    let payload = base58::decode_check(address).map_err(|e| match e {
+        base58::Error::IncorrectChecksum(_) => AddressError::Base58Checksum,
+        base58::Error::TooShort(e) => AddressError::Base58TooShort(e.invalid_base58_length()),
+        other => AddressError::Malformed {
+            base58: other.to_string(),
+            bech32: "not tried: aux chains have no segwit".into(),
+        },
+    })?;
+    let (version, hash) = match payload.split_first() {
+        Some((&version, hash)) if hash.len() == 20 => (version, hash),
+        _ => return Err(AddressError::Base58Length(payload.len())),
+    };
+    let hash: [u8; 20] = hash
+        .try_into()
+        .map_err(|_| AddressError::Base58Length(payload.len()))?;
+    if version == chain.p2pkh_version {
+        Ok(ScriptBuf::new_p2pkh(&PubkeyHash::from_byte_array(hash)).into_bytes())
+    } else if version == chain.p2sh_version {
+        Ok(ScriptBuf::new_p2sh(&ScriptHash::from_byte_array(hash)).into_bytes())
+    } else {
+        Err(AddressError::UnknownVersion {
+            version,
+            chain: chain.chain.clone(),
+        })
+    }
+}
+
+/// The address of an aux chain script (P2PKH or P2SH), if it has one.
+pub fn aux_script_to_address(script: &[u8], chain: &AuxChainParams) -> Option<String> {
+    let script = Script::from_bytes(script);
+    if script.is_p2pkh() {
+        return Some(base58_address(
+            chain.p2pkh_version,
+            script.as_bytes().get(3..23)?,
+        ));
+    }
+    if script.is_p2sh() {
+        return Some(base58_address(
+            chain.p2sh_version,
+            script.as_bytes().get(2..22)?,
+        ));
+    }
+    None
+}
+
 fn base58_address(version: u8, hash: &[u8]) -> String {
     let mut payload = Vec::with_capacity(1 + hash.len());
     payload.push(version);
@@ -353,6 +414,34 @@ fn base58_address(version: u8, hash: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Dogecoin addresses from Dogecoin Core's own chain parameters: the version bytes 0x1e
+    /// (`D`) and 0x16 on mainnet, 0x6f and 0xc4 on regtest.
+    #[test]
+    fn aux_addresses_round_trip_on_each_chain() {
+        for name in BUILTIN_NAMES {
+            let preset = Preset::builtin(name).unwrap();
+            for chain in &preset.aux_chains {
+                for script in [
+                    [&[0x76, 0xa9, 0x14][..], &[7; 20], &[0x88, 0xac]].concat(),
+                    [&[0xa9, 0x14][..], &[7; 20], &[0x87]].concat(),
+                ] {
+                    let address = aux_script_to_address(&script, chain).unwrap();
+                    assert_eq!(aux_address_to_script(&address, chain), Ok(script));
+                }
+            }
+        }
+        let doge = &Preset::builtin("litecoin").unwrap().aux_chains[0];
+        let p2pkh = [&[0x76, 0xa9, 0x14][..], &[0; 20], &[0x88, 0xac]].concat();
+        assert!(aux_script_to_address(&p2pkh, doge)
+            .unwrap()
+            .starts_with('D'));
+        // A Litecoin address is not a Dogecoin one.
+        assert!(matches!(
+            aux_address_to_script("LM2WMpR1Rp6j3Sa59cMXMs1SPzj9eXpGc1", doge),
+            Err(AddressError::UnknownVersion { .. })
+        ));
+    }
     use crate::params::{Preset, BUILTIN_NAMES};
     use crate::script::ScriptKind;
     use proptest::prelude::*;

@@ -305,8 +305,7 @@ mod tests {
                 share_target_bits: None,
             };
             let parent = idx.best_hash();
-            let share =
-                crate::testkit::mine_share(&mut idx, parent, &m, T0 + period * (i + 1));
+            let share = crate::testkit::mine_share(&mut idx, parent, &m, T0 + period * (i + 1));
             idx.connect(share, NOW).unwrap();
         }
         // The finder (miner 0, no aux script) gets no bonus; miner 1 takes the whole block.

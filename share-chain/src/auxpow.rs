@@ -11,8 +11,8 @@ use bitcoin::consensus::encode::{serialize, VarInt};
 use bitcoin::Transaction;
 use thiserror::Error;
 
-use crate::merged_mining::{fold_branch, CommitmentError, MergedMiningCommitment};
 use crate::merged_mining::{aux_slot, MERGED_MINING_MAGIC};
+use crate::merged_mining::{fold_branch, CommitmentError, MergedMiningCommitment};
 use crate::pow::pow_hash;
 use crate::share::BlockHeader;
 use crate::target::Target;
@@ -27,7 +27,8 @@ pub const MAX_CHAIN_BRANCH: usize = 30;
 
 /// An aux block's version: the daemon's base version with the chain id and the AuxPoW bit.
 pub fn aux_block_version(base_version: i32, chain_id: u32) -> i32 {
-    (base_version % VERSION_CHAIN_START) | (chain_id as i32).wrapping_mul(VERSION_CHAIN_START)
+    (base_version % VERSION_CHAIN_START)
+        | (chain_id as i32).wrapping_mul(VERSION_CHAIN_START)
         | VERSION_AUXPOW
 }
 
@@ -171,7 +172,11 @@ impl AuxPow {
 
 /// An aux block as the daemon's `submitblock` takes it: the header, its AuxPoW, then the
 /// transactions (`transactions` already serialized, the coinbase first).
-pub fn encode_aux_block(header: &BlockHeader, auxpow: &AuxPow, transactions: &[Vec<u8>]) -> Vec<u8> {
+pub fn encode_aux_block(
+    header: &BlockHeader,
+    auxpow: &AuxPow,
+    transactions: &[Vec<u8>],
+) -> Vec<u8> {
     let mut out = header.to_bytes().to_vec();
     out.extend(auxpow.to_bytes());
     out.extend(serialize(&VarInt(transactions.len() as u64)));

@@ -389,9 +389,7 @@ impl ChainIndex {
                 let extras = self.window.extras(own, cap, &lookup, &self.consensus);
                 let weights = match side {
                     WindowSide::Parent => merge_weights(self.window.sums(), &extras.by_script),
-                    WindowSide::Aux => {
-                        merge_weights(self.window.aux_sums(), &extras.by_aux_script)
-                    }
+                    WindowSide::Aux => merge_weights(self.window.aux_sums(), &extras.by_aux_script),
                 };
                 f(&weights)
             }

@@ -294,9 +294,15 @@ mod tests {
         let pushed_mm = [&[0x2c][..], &mm].concat();
         // Heights 1..=16 are OP_N, as `CScript() << height` gives.
         let with = |height: &[u8], rest: &[u8]| [height, &pushed_mm, rest].concat();
-        assert_eq!(coinbase_script_sig(1, &mm, b"", &[0xee]), with(&[0x51], &[0xee]));
+        assert_eq!(
+            coinbase_script_sig(1, &mm, b"", &[0xee]),
+            with(&[0x51], &[0xee])
+        );
         assert_eq!(coinbase_script_sig(16, &mm, b"", &[]), with(&[0x60], &[]));
-        assert_eq!(coinbase_script_sig(17, &mm, b"", &[]), with(&[0x01, 0x11], &[]));
+        assert_eq!(
+            coinbase_script_sig(17, &mm, b"", &[]),
+            with(&[0x01, 0x11], &[])
+        );
         // 128 needs a sign byte.
         assert_eq!(
             coinbase_script_sig(128, &mm, b"", &[]),
@@ -316,7 +322,10 @@ mod tests {
         assert_eq!(s.len(), 3 + 45 + 41);
         // Aux coinbases: height and tag, at least two bytes.
         assert_eq!(aux_coinbase_script_sig(1, b""), vec![0x51, 0x00]);
-        assert_eq!(aux_coinbase_script_sig(17, b"x"), vec![0x01, 0x11, 0x01, b'x']);
+        assert_eq!(
+            aux_coinbase_script_sig(17, b"x"),
+            vec![0x01, 0x11, 0x01, b'x']
+        );
     }
 
     /// The small case built by `small()`, checked by decoding both serializations with
@@ -417,7 +426,12 @@ mod tests {
             })
             .collect();
         let data = CoinbaseData {
-            script_sig: coinbase_script_sig(3_000_000, &[0; COMMITMENT_LEN], b"/p2pool-rs/", &[0; 8]),
+            script_sig: coinbase_script_sig(
+                3_000_000,
+                &[0; COMMITMENT_LEN],
+                b"/p2pool-rs/",
+                &[0; 8],
+            ),
             value: 625_000_000,
             witness_commitment: Some([5; 32]),
         };

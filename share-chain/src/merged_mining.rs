@@ -261,7 +261,10 @@ mod tests {
         assert_eq!(aux_slot(0, 98, 8), expected % 256);
         assert_eq!(aux_slot(7, 98, 2), {
             let r = 7u32.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            r.wrapping_add(98).wrapping_mul(1_103_515_245).wrapping_add(12_345) % 4
+            r.wrapping_add(98)
+                .wrapping_mul(1_103_515_245)
+                .wrapping_add(12_345)
+                % 4
         });
     }
 

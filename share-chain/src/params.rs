@@ -280,17 +280,26 @@ impl Preset {
         if self.aux_chains.len() > crate::share::MAX_AUX_BLOCKS {
             return bad("too many aux chains");
         }
-        if self.aux_chains.windows(2).any(|w| w[0].chain_id >= w[1].chain_id) {
+        if self
+            .aux_chains
+            .windows(2)
+            .any(|w| w[0].chain_id >= w[1].chain_id)
+        {
             return bad("aux_chains must be listed by strictly ascending chain_id");
         }
-        let leaves: Vec<(u32, [u8; 32])> =
-            self.aux_chains.iter().map(|a| (a.chain_id, [0; 32])).collect();
+        let leaves: Vec<(u32, [u8; 32])> = self
+            .aux_chains
+            .iter()
+            .map(|a| (a.chain_id, [0; 32]))
+            .collect();
         if crate::merged_mining::AuxTree::smallest(&leaves).is_err() {
             return bad("aux chain ids must differ modulo 256 (their merged-mining slots collide)");
         }
         for aux in &self.aux_chains {
             if aux.max_payout_outputs < 2 || aux.dust_threshold == 0 {
-                return bad("an aux chain needs max_payout_outputs >= 2 and a positive dust_threshold");
+                return bad(
+                    "an aux chain needs max_payout_outputs >= 2 and a positive dust_threshold",
+                );
             }
         }
         if self.coin.p2sh_versions.is_empty() {

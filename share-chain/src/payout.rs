@@ -223,7 +223,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn params(max_outputs: u32, dust: u64) -> PayoutRules {
-        let mut p = Preset::builtin("litecoin").unwrap().consensus.payout_rules();
+        let mut p = Preset::builtin("litecoin")
+            .unwrap()
+            .consensus
+            .payout_rules();
         p.max_payout_outputs = max_outputs;
         p.dust_threshold = dust;
         p

@@ -16,8 +16,8 @@ use thiserror::Error;
 
 use crate::encoding::{decode_canonical, encode_canonical, DecodeError};
 use crate::hash::{sha256d, ShareHash};
-use crate::params::NetworkId;
 use crate::merged_mining::MAX_AUX_TREE_HEIGHT;
+use crate::params::NetworkId;
 use crate::script::{derived_aux_script, is_aux_standard, ScriptKind, MAX_STANDARD_SCRIPT_LEN};
 
 /// The share format this code produces and accepts (docs/PROTOCOL.md, "Changes in version 3").
@@ -388,7 +388,10 @@ pub(crate) mod tests {
     #[test]
     fn the_largest_share_fits_the_encoding_limit() {
         let mut s = sample_share();
-        let long = vec![0x00, 0x20].into_iter().chain([1u8; 32]).collect::<Vec<_>>();
+        let long = vec![0x00, 0x20]
+            .into_iter()
+            .chain([1u8; 32])
+            .collect::<Vec<_>>();
         let p2pkh = [&[0x76, 0xa9, 0x14][..], &[1; 20], &[0x88, 0xac]].concat();
         s.info.payout_script = long.clone();
         s.info.aux_payout_script = Some(p2pkh.clone());
@@ -409,7 +412,11 @@ pub(crate) mod tests {
             })
             .collect();
         let bytes = s.encode();
-        assert!(bytes.len() <= crate::encoding::MAX_ENCODED_SIZE, "{}", bytes.len());
+        assert!(
+            bytes.len() <= crate::encoding::MAX_ENCODED_SIZE,
+            "{}",
+            bytes.len()
+        );
         assert_eq!(Share::decode(&bytes).unwrap(), s);
     }
 

@@ -13,8 +13,7 @@ use crate::hash::ShareHash;
 use crate::merged_mining::{AuxTree, AuxTreeError, COMMITMENT_LEN};
 use crate::merkle::merkle_root_from_branch;
 use crate::share::{
-    AuxBlock, BlockHeader, CoinbaseData, MergedMining, OperatorFee, Share, ShareInfo,
-    SHARE_VERSION,
+    AuxBlock, BlockHeader, CoinbaseData, MergedMining, OperatorFee, Share, ShareInfo, SHARE_VERSION,
 };
 use crate::target::Target;
 

@@ -4,8 +4,8 @@
 //! exactly as a node builds them for its miners, and the nonce is ground until the
 //! proof of work meets the share target (about two hashes on the regtest preset).
 
-use crate::chain::ChainIndex;
 use crate::auxpow::aux_block_version;
+use crate::chain::ChainIndex;
 use crate::coinbase::{aux_coinbase_script_sig, coinbase_script_sig};
 use crate::hash::ShareHash;
 use crate::join::PeerChain;

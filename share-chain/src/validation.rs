@@ -12,12 +12,12 @@
 
 use thiserror::Error;
 
+use crate::aux_work::AuxWorkError;
 use crate::chain::{ChainEntry, ChainIndex, TipChange};
 use crate::coinbase::build_coinbase;
 use crate::hash::ShareHash;
 use crate::merkle::merkle_root_from_branch;
 use crate::pow::pow_hash;
-use crate::aux_work::AuxWorkError;
 use crate::share::{FormatError, Share};
 use crate::target::{CompactError, Target, Work};
 

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use share_chain::aux_work::aux_block_parts;
 use share_chain::chain::ChainIndex;
-use share_chain::merged_mining::aux_slot;
 use share_chain::coinbase::build_coinbase;
+use share_chain::merged_mining::aux_slot;
 use share_chain::params::{PowAlgorithm, Preset, BUILTIN_NAMES};
 use share_chain::payout::compute_payouts;
 use share_chain::pow::pow_hash;
@@ -120,7 +120,10 @@ fn payout_worked_example() {
     let v = vectors();
     let name = "payout/worked-example";
     let t = vector(&v, name);
-    let p = Preset::builtin("litecoin").unwrap().consensus.payout_rules();
+    let p = Preset::builtin("litecoin")
+        .unwrap()
+        .consensus
+        .payout_rules();
     let scripts: Vec<Vec<u8>> = strings(&v, name, "scripts")
         .iter()
         .map(|s| hex::decode(s).unwrap())

@@ -80,7 +80,11 @@ impl AuxTemplate {
             },
             target: template.target,
             height: template.height,
-            transactions: template.transactions.iter().map(|t| t.data.clone()).collect(),
+            transactions: template
+                .transactions
+                .iter()
+                .map(|t| t.data.clone())
+                .collect(),
         }
     }
 

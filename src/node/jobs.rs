@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
-use share_chain::address::address_to_script;
+use share_chain::address::{address_to_script, aux_address_to_script};
+use share_chain::params::AuxChainParams;
 use share_chain::template::{BlockContext, MinerPayout, ShareTemplate};
 use share_chain::{CoinParams, OperatorFee, ShareHash};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -41,7 +42,16 @@ use crate::work::{block_context, build_work, coinbase_context, WorkPayload};
 /// A payout address's job being built: every session of that address waits on one build.
 type SharedBuild = Shared<BoxFuture<'static, Option<Arc<Job<WorkPayload>>>>>;
 /// Each payout address's finished job of one round.
-type RoundJobs = HashMap<Vec<u8>, Arc<Job<WorkPayload>>>;
+type RoundJobs = HashMap<Payee, Arc<Job<WorkPayload>>>;
+
+/// Who a miner's shares pay: its payout script, and its aux-chain script if it named one
+/// (`ADDRESS,AUX_ADDRESS`; else the share chain derives it, docs/PROTOCOL.md §15). Each payee
+/// gets its own coinbase, so its own job.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Payee {
+    pub script: Vec<u8>,
+    pub aux_script: Option<Vec<u8>>,
+}
 
 /// A payout address's job in the current round.
 enum Slot {
@@ -55,12 +65,12 @@ enum Slot {
 struct JobCache {
     generation: u64,
     round: Option<Round>,
-    jobs: HashMap<Vec<u8>, Slot>,
+    jobs: HashMap<Payee, Slot>,
     /// The round before, for sessions that read its broadcast just as this one was built.
     previous: Option<(u64, RoundJobs)>,
     /// Payout addresses connections asked jobs for, and when last: jobs are built ahead for
     /// these.
-    known: HashMap<Vec<u8>, Instant>,
+    known: HashMap<Payee, Instant>,
 }
 
 /// An address no connection asked a job for this long gets no job built ahead.
@@ -108,12 +118,21 @@ pub struct NodeWork {
     fit: Mutex<Option<RoundFit>>,
     /// The aux daemons' newest templates (merged mining), ascending by chain id.
     aux: watch::Receiver<Vec<Arc<AuxTemplate>>>,
+    /// The aux chains of the preset, to read miners' aux addresses.
+    aux_chains: Vec<AuxChainParams>,
 }
 
 /// The payout script of the broadcast job, which is always personalized before a miner sees
 /// it: standard (a share must be) and unspendable, so that should such work ever be mined,
 /// no one can take what it pays.
 const PLACEHOLDER_SCRIPT: &[u8] = &share_chain::script::UNSPENDABLE_SCRIPT;
+
+fn placeholder() -> Payee {
+    Payee {
+        script: PLACEHOLDER_SCRIPT.to_vec(),
+        aux_script: None,
+    }
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // What these mutexes hold has no invariant a panic could break halfway: keep using it.
@@ -190,6 +209,7 @@ impl NodeWork {
         solutions: mpsc::UnboundedSender<Solution<NodeWork>>,
         counters: Arc<NodeCounters>,
         aux: watch::Receiver<Vec<Arc<AuxTemplate>>>,
+        aux_chains: Vec<AuxChainParams>,
     ) -> Self {
         NodeWork {
             coin,
@@ -201,13 +221,26 @@ impl NodeWork {
             counters,
             fit: Mutex::new(None),
             aux,
+            aux_chains,
         }
+    }
+
+    /// The script of a miner's aux address: valid on one of the preset's aux chains.
+    fn aux_address_script(&self, address: &str) -> Result<Vec<u8>, String> {
+        let mut last = "this network merge-mines no aux chain".to_string();
+        for chain in &self.aux_chains {
+            match aux_address_to_script(address, chain) {
+                Ok(script) => return Ok(script),
+                Err(e) => last = format!("aux address: {e}"),
+            }
+        }
+        Err(last)
     }
 
     /// What any coinbase of a round on `context` can cost: from the placeholder's share
     /// template on the current tip ([`CoinbaseReserve::for_round`]).
     async fn round_reserve(&self, context: BlockContext, height: u32) -> Option<CoinbaseReserve> {
-        let miner = self.payout(PLACEHOLDER_SCRIPT.to_vec());
+        let miner = self.payout(&placeholder());
         let reserve = self
             .chain
             .call(move |c| {
@@ -317,10 +350,10 @@ impl NodeWork {
         fit
     }
 
-    fn payout(&self, script: Vec<u8>) -> MinerPayout {
+    fn payout(&self, payee: &Payee) -> MinerPayout {
         MinerPayout {
-            script,
-            aux_script: None,
+            script: payee.script.clone(),
+            aux_script: payee.aux_script.clone(),
             fee: self.fee.clone(),
             share_target_bits: None,
         }
@@ -343,7 +376,7 @@ impl NodeWork {
         // The aux blocks to merge-mine: the share chain makes their coinbases pay the window.
         let aux = self.aux.borrow().clone();
         context.aux = aux.iter().map(|t| t.block.clone()).collect();
-        let mut miners = vec![self.payout(PLACEHOLDER_SCRIPT.to_vec())];
+        let mut miners = vec![self.payout(&placeholder())];
         {
             let mut cache = lock(&self.cache);
             cache
@@ -356,7 +389,7 @@ impl NodeWork {
                     cache.known.retain(|_, used| *used >= oldest_kept);
                 }
             }
-            miners.extend(cache.known.keys().map(|script| self.payout(script.clone())));
+            miners.extend(cache.known.keys().map(|payee| self.payout(payee)));
         }
         let shared_context = context.clone();
         let shares = self
@@ -367,7 +400,11 @@ impl NodeWork {
                     .into_iter()
                     .map(|m| {
                         let share = index.share_template(&m, shared_context.clone());
-                        (m.script, share)
+                        let payee = Payee {
+                            script: m.script,
+                            aux_script: m.aux_script,
+                        };
+                        (payee, share)
                     })
                     .collect::<Vec<_>>()
             })
@@ -384,7 +421,7 @@ impl NodeWork {
         let built = tokio::task::spawn_blocking(move || {
             let mut broadcast = None;
             let mut jobs = HashMap::new();
-            for (i, (script, share)) in shares.into_iter().enumerate() {
+            for (i, (payee, share)) in shares.into_iter().enumerate() {
                 let share = match share {
                     Ok(share) => share,
                     Err(e) => {
@@ -405,7 +442,7 @@ impl NodeWork {
                 if i == 0 {
                     broadcast = Some(template);
                 } else if let Some(job) = prepared_job(template, generation) {
-                    jobs.insert(script, Slot::Ready(job));
+                    jobs.insert(payee, Slot::Ready(job));
                 }
             }
             (broadcast, jobs)
@@ -423,8 +460,8 @@ impl NodeWork {
         let finished: RoundJobs = cache
             .jobs
             .iter()
-            .filter_map(|(script, slot)| match slot {
-                Slot::Ready(job) => Some((script.clone(), job.clone())),
+            .filter_map(|(payee, slot)| match slot {
+                Slot::Ready(job) => Some((payee.clone(), job.clone())),
                 Slot::Building(_) => None,
             })
             .collect();
@@ -442,13 +479,13 @@ impl NodeWork {
         Some(broadcast)
     }
 
-    /// Builds `script`'s job of the current round on a task (the chain thread for the share
+    /// Builds `payee`'s job of the current round on a task (the chain thread for the share
     /// template, then the coinbase); the result lands in the cache and in the future.
-    fn spawn_build(&self, generation: u64, round: Round, script: Vec<u8>) -> Option<SharedBuild> {
+    fn spawn_build(&self, generation: u64, round: Round, payee: Payee) -> Option<SharedBuild> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let chain = self.chain.clone();
         let cache = self.cache.clone();
-        let miner = self.payout(script.clone());
+        let miner = self.payout(&payee);
         let task = runtime.spawn(async move {
             let Round {
                 block,
@@ -476,13 +513,13 @@ impl NodeWork {
             if cache.generation == generation {
                 match &job {
                     Some(job) => {
-                        if let Some(slot) = cache.jobs.get_mut(&script) {
+                        if let Some(slot) = cache.jobs.get_mut(&payee) {
                             *slot = Slot::Ready(job.clone());
                         }
                     }
                     // Let the next request try again.
                     None => {
-                        cache.jobs.remove(&script);
+                        cache.jobs.remove(&payee);
                     }
                 }
             }
@@ -495,23 +532,34 @@ impl NodeWork {
 }
 
 impl WorkSource for NodeWork {
-    /// The payout script.
-    type Identity = Vec<u8>;
+    type Identity = Payee;
     type Payload = WorkPayload;
 
-    fn validate_username(&self, username: &Username) -> Result<Vec<u8>, String> {
-        address_to_script(&username.address, &self.coin).map_err(|e| e.to_string())
+    fn validate_username(&self, username: &Username) -> Result<Payee, String> {
+        let script = address_to_script(&username.address, &self.coin).map_err(|e| e.to_string())?;
+        let aux_script = match &username.aux_address {
+            None => None,
+            Some(aux) => Some(self.aux_address_script(aux)?),
+        };
+        if aux_script.is_none()
+            && !self.aux_chains.is_empty()
+            && share_chain::script::derived_aux_script(&script).is_none()
+        {
+            // Not refused: its aux part goes to the rest of the window, by the rules.
+            info!(
+                username = %username,
+                "miner's address has no aux-chain form and it gave no aux address \
+                 (ADDRESS,AUX_ADDRESS): it is not paid on merge-mined chains"
+            );
+        }
+        Ok(Payee { script, aux_script })
     }
 
     fn on_solution(&self, solution: Solution<Self>) {
         let _ = self.solutions.send(solution);
     }
 
-    fn personalize(
-        &self,
-        job: &Arc<Job<WorkPayload>>,
-        miner: &Vec<u8>,
-    ) -> Personalized<WorkPayload> {
+    fn personalize(&self, job: &Arc<Job<WorkPayload>>, miner: &Payee) -> Personalized<WorkPayload> {
         let generation = job.template.payload.generation;
         let mut cache = lock(&self.cache);
         match cache.known.get_mut(miner) {

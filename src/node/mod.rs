@@ -32,7 +32,7 @@ use thiserror::Error;
 use tokio::sync::{broadcast, mpsc};
 use tracing::info;
 
-pub use jobs::NodeWork;
+pub use jobs::{NodeWork, Payee};
 pub use join_work::DEFAULT_MIN_JOIN_WORK_PPM;
 pub use readiness::{
     daemon_condition, Condition, Readiness, ReadinessHandle, DAEMON_CONDITION, SYNC_CONDITION,
@@ -274,6 +274,7 @@ impl Node {
             solutions_tx,
             counters.clone(),
             aux_feed,
+            preset.aux_chains.clone(),
         ));
         let readiness = ReadinessHandle::default();
         let stratum_config = StratumConfig {

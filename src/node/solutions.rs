@@ -136,7 +136,7 @@ pub(super) async fn handle_solutions(
     ));
     while let Some(solution) = solutions.recv().await {
         let payload = &solution.job.payload;
-        let miner = describe(&solution.miner, &coin);
+        let miner = describe(&solution.miner.script, &coin);
         let mut extranonce = solution.extranonce1.to_vec();
         extranonce.extend_from_slice(&solution.extranonce2);
         let share = payload.share_for(
@@ -194,7 +194,14 @@ pub(super) async fn handle_solutions(
             }
         }
         if solution.meets_aux_target {
-            submit_aux_blocks(&submitter, payload, &share, &solution.pow_hash, &coin, &miner);
+            submit_aux_blocks(
+                &submitter,
+                payload,
+                &share,
+                &solution.pow_hash,
+                &coin,
+                &miner,
+            );
         }
         if solution.meets_share_target {
             match shares_tx.try_send((share, miner)) {

@@ -1,7 +1,9 @@
-//! The miner's username: `ADDRESS[.worker][+difficulty]`.
+//! The miner's username: `ADDRESS[,AUX_ADDRESS][.worker][+difficulty]`.
 //!
 //! The address says where the miner is paid (the node validates it through
-//! [`super::WorkSource`]); the worker name only labels statistics; `+difficulty` asks for a
+//! [`super::WorkSource`]); the aux address where it is paid on merge-mined chains
+//! (Dogecoin), when its address has no aux form of the same key (docs/PROTOCOL.md §15);
+//! the worker name only labels statistics; `+difficulty` asks for a
 //! fixed pseudo-share difficulty instead of vardiff. Parts may come in either order after
 //! the address (`ADDR+512.rig1` works too). Anything malformed is refused with a reason,
 //! never guessed at.
@@ -19,6 +21,8 @@ pub struct Username {
     /// Exactly what the miner sent.
     pub full: String,
     pub address: String,
+    /// Where the miner is paid on aux chains (merged mining), if it says.
+    pub aux_address: Option<String>,
     pub worker: Option<String>,
     /// A fixed stratum difficulty the miner asked for.
     pub difficulty: Option<f64>,
@@ -35,6 +39,8 @@ pub enum UsernameError {
     BadCharacters,
     #[error("address part is empty")]
     NoAddress,
+    #[error("aux address after ',' is empty")]
+    NoAuxAddress,
     #[error("worker name is empty or longer than {MAX_WORKER_LEN} bytes")]
     BadWorker,
     #[error("worker name given twice")]
@@ -59,6 +65,11 @@ impl Username {
         }
         let split = full.find(['.', '+']).unwrap_or(full.len());
         let (address, mut rest) = full.split_at(split);
+        let (address, aux_address) = match address.split_once(',') {
+            Some((_, "")) => return Err(UsernameError::NoAuxAddress),
+            Some((address, aux)) => (address, Some(aux.to_string())),
+            None => (address, None),
+        };
         if address.is_empty() {
             return Err(UsernameError::NoAddress);
         }
@@ -98,6 +109,7 @@ impl Username {
         Ok(Username {
             full: full.to_string(),
             address: address.to_string(),
+            aux_address,
             worker,
             difficulty,
         })
@@ -140,6 +152,21 @@ mod tests {
         );
         let u = Username::parse("rltc1qabc.rig1").unwrap();
         assert_eq!(u.worker.as_deref(), Some("rig1"));
+        assert_eq!(u.aux_address, None);
+        let u = Username::parse("rltc1qabc,nDoge9.rig1+64").unwrap();
+        assert_eq!(
+            (
+                u.address.as_str(),
+                u.aux_address.as_deref(),
+                u.worker.as_deref()
+            ),
+            ("rltc1qabc", Some("nDoge9"), Some("rig1"))
+        );
+        assert_eq!(
+            Username::parse("rltc1qabc,.rig1"),
+            Err(UsernameError::NoAuxAddress)
+        );
+        assert_eq!(Username::parse(",nDoge9"), Err(UsernameError::NoAddress));
         let u = Username::parse("rltc1qabc.rig1+512").unwrap();
         assert_eq!(
             (u.worker.as_deref(), u.difficulty),

@@ -58,20 +58,22 @@ impl DogePair {
             }
         };
         let a = start("doge-a", vec!["-txindex=1".into()]).await;
-        let b = start(
-            "doge-b",
-            vec![format!("-connect=127.0.0.1:{}", a.p2p_port)],
-        )
-        .await;
+        let b = start("doge-b", vec![format!("-connect=127.0.0.1:{}", a.p2p_port)]).await;
         let pair = DogePair { a, b };
         let client = pair.client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let peers: Value = client.call("getconnectioncount", vec![]).await.expect("rpc");
+            let peers: Value = client
+                .call("getconnectioncount", vec![])
+                .await
+                .expect("rpc");
             if peers.as_u64().unwrap_or(0) > 0 {
                 break;
             }
-            assert!(Instant::now() < deadline, "the dogecoind pair did not connect");
+            assert!(
+                Instant::now() < deadline,
+                "the dogecoind pair did not connect"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // Dogecoin's regtest takes AuxPoW blocks from height 20 on ("early-auxpow-block"
