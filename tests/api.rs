@@ -85,6 +85,7 @@ async fn api(n: usize) -> (Api, Vec<String>) {
         hashrates: std::sync::Arc::new(p2pool::hashrate::Hashrates::new(65_536, 600)),
         history: std::sync::Arc::new(p2pool::history::History::in_memory()),
         alerts: Default::default(),
+        aux: tokio::sync::watch::channel(Vec::new()).1,
     };
     let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), sources)
         .await

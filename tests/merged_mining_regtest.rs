@@ -38,6 +38,7 @@ async fn dogecoin_blocks_pay_the_window() {
     let doge_start = doge.block_count().await;
     let pool = start_pool_with(NodeOptions {
         aux_daemons: vec![doge.a.rpc_config()],
+        api: Some("127.0.0.1:0".parse().unwrap()),
         ..NodeOptions::default()
     })
     .await;
@@ -199,4 +200,28 @@ async fn dogecoin_blocks_pay_the_window() {
         named_paid > 0,
         "the miner's named Dogecoin address was never paid"
     );
+
+    // What the API shows miners: the Dogecoin a block found now pays, by Dogecoin address.
+    let url = format!("http://{}/", pool.node.api_addr().expect("api"));
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "getpayoutinfo", "params": []});
+    let info: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("getpayoutinfo")
+        .json()
+        .await
+        .expect("json");
+    let aux = &info["result"]["aux_payouts"][0];
+    assert_eq!(aux["chain"], "dogecoin-regtest", "{info}");
+    let payouts = aux["payouts"].as_array().expect("payouts");
+    let sum: u64 = payouts.iter().map(|p| p["amount"].as_u64().unwrap()).sum();
+    assert_eq!(sum, aux["coinbase_value"].as_u64().unwrap());
+    for p in payouts {
+        let address = p["address"].as_str().unwrap();
+        let script = share_chain::address::aux_address_to_script(address, &preset.aux_chains[0])
+            .expect("a Dogecoin address");
+        assert!(aux_scripts.contains(&hex::encode(script)), "{address}");
+    }
 }

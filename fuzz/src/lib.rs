@@ -129,6 +129,7 @@ pub fn api() -> &'static Api {
             hashrates: Arc::new(p2pool::hashrate::Hashrates::new(65_536, 600)),
             history: Arc::new(p2pool::history::History::in_memory()),
             alerts: Default::default(),
+            aux: tokio::sync::watch::channel(Vec::new()).1,
         });
         let module = methods::module(sources).expect("API methods register");
         Api {

@@ -24,6 +24,7 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
 use ruint::aliases::U256;
 use serde_json::{json, Value};
+use share_chain::address::aux_script_to_address;
 use share_chain::address::{address_to_script, script_to_address};
 use share_chain::payout::payout_step;
 use share_chain::pplns::window_work_cap;
@@ -284,14 +285,25 @@ pub(super) fn proportional(value: u64, weight: u128, total: u128) -> u64 {
     u64::try_from(product / U256::from(total)).unwrap_or(u64::MAX)
 }
 
+/// `(script, amount)` of each output.
+type Outputs = Vec<(Vec<u8>, u64)>;
+
+/// What a block found now would pay, on the parent chain and on each aux chain.
+struct PayoutsNow {
+    parent: Outputs,
+    /// `(chain id, aux coinbase value, payouts)` of each aux block merge-mined now.
+    aux: Vec<(u32, u64, Outputs)>,
+}
+
 /// The outputs a block found now would pay: the coinbase of `finder`'s next share on the
-/// best tip (with this node's fee), for the template's block target and value.
+/// best tip (with this node's fee), for the template's block target and value, and the aux
+/// coinbases of the aux blocks it would mine.
 async fn payouts_now(
     s: &ApiSources,
     finder: Vec<u8>,
     bits: u32,
     value: u64,
-) -> Result<Vec<(Vec<u8>, u64)>, ErrorObjectOwned> {
+) -> Result<PayoutsNow, ErrorObjectOwned> {
     let miner = MinerPayout {
         script: finder,
         aux_script: None,
@@ -305,16 +317,25 @@ async fn payouts_now(
         coinbase_value: value,
         witness_commitment: None,
         merkle_branch: Vec::new(),
-        aux: Vec::new(),
+        aux: s.aux.borrow().iter().map(|t| t.block.clone()).collect(),
+    };
+    let pairs = |payouts: Vec<share_chain::coinbase::Payout>| -> Outputs {
+        payouts.into_iter().map(|p| (p.script, p.amount)).collect()
     };
     s.chain
         .call(move |c| {
-            c.index_mut().share_template(&miner, block).map(|t| {
-                t.payouts
-                    .into_iter()
-                    .map(|p| (p.script, p.amount))
-                    .collect()
-            })
+            c.index_mut()
+                .share_template(&miner, block)
+                .map(|t| PayoutsNow {
+                    aux: t
+                        .merged_mining
+                        .blocks
+                        .iter()
+                        .zip(t.aux_payouts.clone())
+                        .map(|(b, p)| (b.chain_id, b.coinbase_value, pairs(p)))
+                        .collect(),
+                    parent: pairs(t.payouts),
+                })
         })
         .await
         .map_err(chain_stopped)?
@@ -382,18 +403,36 @@ async fn getpayoutinfo(
             .await
             .map_err(chain_stopped)?,
     };
-    let payouts = match (template, &finder) {
+    let (payouts, aux) = match (template, &finder) {
         (Some((value, bits)), Some(finder)) => {
             let paid = payouts_now(s, finder.clone(), bits, value).await?;
-            Value::Array(
-                paid.iter()
+            let parent = Value::Array(
+                paid.parent
+                    .iter()
                     .map(|(script, amount)| {
                         json!({"address": describe_script(script, &s.preset.coin), "amount": amount})
                     })
                     .collect(),
-            )
+            );
+            let aux: Vec<Value> = paid
+                .aux
+                .iter()
+                .filter_map(|(chain_id, value, payouts)| {
+                    let chain = s.preset.aux_chain(*chain_id)?;
+                    Some(json!({
+                        "chain": chain.chain,
+                        "coinbase_value": value,
+                        "payouts": payouts.iter().map(|(script, amount)| json!({
+                            "address": aux_script_to_address(script, chain)
+                                .unwrap_or_else(|| hex::encode(script)),
+                            "amount": amount,
+                        })).collect::<Vec<_>>(),
+                    }))
+                })
+                .collect();
+            (parent, Value::Array(aux))
         }
-        _ => Value::Null,
+        _ => (Value::Null, Value::Array(Vec::new())),
     };
     Ok(json!({
         "total_weight": window.total.to_string(),
@@ -404,6 +443,7 @@ async fn getpayoutinfo(
         "rules": rules(s, template.map(|(_, b)| b), block_value),
         "finder": finder.map(|f| describe_script(&f, &s.preset.coin)),
         "payouts": payouts,
+        "aux_payouts": aux,
         "miners": listed,
     }))
 }

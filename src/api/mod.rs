@@ -42,6 +42,7 @@ use crate::alerts::{Alerts, Observed, Watch};
 use crate::blocks::{BlockStatus, FoundBlocks};
 use crate::chain_service::ChainHandle;
 use crate::counters::NodeCounters;
+use crate::daemon::aux::AuxTemplate;
 use crate::daemon::rpc::RpcClient;
 use crate::daemon::watcher::DaemonStatus;
 use crate::hashrate::{Hashrates, SAMPLE_SECS};
@@ -78,6 +79,8 @@ pub struct ApiSources {
     pub history: Arc<History>,
     /// Alerts raised, and the webhook they go to.
     pub alerts: Arc<Alerts>,
+    /// The aux daemons' newest templates (merged mining; empty without aux daemons).
+    pub aux: watch::Receiver<Vec<Arc<AuxTemplate>>>,
 }
 
 /// Seconds since the Unix epoch.

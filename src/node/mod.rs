@@ -273,7 +273,7 @@ impl Node {
             config.fee.clone(),
             solutions_tx,
             counters.clone(),
-            aux_feed,
+            aux_feed.clone(),
             preset.aux_chains.clone(),
         ));
         let readiness = ReadinessHandle::default();
@@ -332,6 +332,7 @@ impl Node {
                         Some(url) => Alerts::with_webhook(url),
                         None => Alerts::new(),
                     }),
+                    aux: aux_feed.clone(),
                     hashrates: Arc::new(Hashrates::new(
                         preset.coin.pow.stratum_difficulty_multiplier(),
                         options.offline_after.as_secs(),
