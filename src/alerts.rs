@@ -5,7 +5,8 @@
 //! [`Watch`] turns the node's state into alerts on transitions (raised once, and once more
 //! when it clears): a worker going offline and coming back, a worker's 1-hour hashrate
 //! under half its 24-hour one, litecoind not ready, no share-chain peers, out of sync, a
-//! found block orphaned; a payout mismatch is raised where it is found. The webhook is fed
+//! found block orphaned; a payout mismatch is raised where it is found; a found block (or aux
+//! block) refused by its daemon, from the node's counters. The webhook is fed
 //! through a bounded queue and a task of its own, with a timeout and retries, so a slow or
 //! dead receiver never blocks mining: when the queue is full, alerts are dropped (and
 //! counted in the log) rather than waited for.
@@ -35,7 +36,7 @@ pub struct Alert {
     pub time: u64,
     /// `worker_offline`, `worker_online`, `low_hashrate`, `daemon_not_ready`,
     /// `daemon_ready`, `no_peers`, `peers`, `out_of_sync`, `synced`, `block_orphaned`,
-    /// `payout_mismatch`.
+    /// `payout_mismatch`, `block_refused`, `aux_block_refused`.
     pub kind: &'static str,
     /// What it is about: a worker, a block hash, `litecoind`, `p2p`, `sync`.
     pub subject: String,

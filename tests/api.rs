@@ -20,6 +20,7 @@ struct Api {
     client: reqwest::Client,
     _dir: tempfile::TempDir,
     _daemon: watch::Sender<DaemonStatus>,
+    counters: std::sync::Arc<p2pool::counters::NodeCounters>,
 }
 
 impl Api {
@@ -61,6 +62,7 @@ async fn api(n: usize) -> (Api, Vec<String>) {
         template: None,
         template_seq: 0,
     });
+    let counters = std::sync::Arc::new(p2pool::counters::NodeCounters::default());
     let sources = ApiSources {
         preset,
         chain,
@@ -78,7 +80,7 @@ async fn api(n: usize) -> (Api, Vec<String>) {
         }),
         network: None,
         sync: None,
-        counters: Default::default(),
+        counters: counters.clone(),
         daemon_rpc: None,
         fee: None,
         blocks: std::sync::Arc::new(p2pool::blocks::FoundBlocks::in_memory()),
@@ -95,8 +97,54 @@ async fn api(n: usize) -> (Api, Vec<String>) {
         client: reqwest::Client::new(),
         _dir: dir,
         _daemon: daemon_tx,
+        counters,
     };
     (api, addresses)
+}
+
+/// A found block its daemon refused is money lost: the operator hears of it as an alert
+/// (and its aux counterpart for merged mining), once per new refusal.
+#[tokio::test]
+async fn refused_blocks_raise_alerts() {
+    use p2pool::counters::NodeCounters;
+    let (api, _) = api(3).await;
+    NodeCounters::add(&api.counters.blocks_refused, 2);
+    NodeCounters::add(&api.counters.aux_blocks_refused, 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let kinds = loop {
+        let alerts = api.call("getalerts", json!([])).await["result"].clone();
+        let kinds: Vec<(String, String)> = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["kind"].as_str().unwrap().to_owned(),
+                    a["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .filter(|(k, _)| k.ends_with("block_refused"))
+            .collect();
+        if kinds.len() == 2 || std::time::Instant::now() > deadline {
+            break kinds;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(kinds
+        .iter()
+        .any(|(k, m)| k == "block_refused" && m.starts_with("2 found block")));
+    assert!(kinds.iter().any(|(k, _)| k == "aux_block_refused"));
+    // No new refusal, no new alert.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let alerts = api.call("getalerts", json!([])).await["result"].clone();
+    let count = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"].as_str().unwrap().ends_with("block_refused"))
+        .count();
+    assert_eq!(count, 2);
 }
 
 #[tokio::test]

@@ -225,3 +225,154 @@ async fn dogecoin_blocks_pay_the_window() {
         assert!(aux_scripts.contains(&hex::encode(script)), "{address}");
     }
 }
+
+/// An accepted aux block: its hash and its coinbase's `(script hex, amount)`.
+type Found = ([u8; 32], Vec<(String, u64)>);
+
+/// Two nodes on one share chain (real libp2p on 127.0.0.1), each with its own miner, both
+/// merge-mining the same dogecoind: a Dogecoin block found through either node pays the
+/// other node's miner too, and the node that did not build it, rebuilding it from the share
+/// chain as any peer does, finds the same coinbase dogecoind holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dogecoin_block_from_either_node_pays_both_nodes_miners() {
+    let Some(doge) = DogePair::start().await else {
+        return;
+    };
+    common::pool::init_logs();
+    let daemons = p2pool::regtest::RegtestPair::start()
+        .await
+        .expect("litecoind pair");
+    let start = |peers: Vec<p2pool_network::Multiaddr>| {
+        let (daemons, doge) = (&daemons, &doge);
+        async move {
+            let datadir = tempfile::tempdir().unwrap();
+            let node = p2pool::node::Node::start_with(
+                p2pool::node::NodeConfig {
+                    preset: common::pool::regtest(),
+                    datadir: datadir.path().to_path_buf(),
+                    daemon: daemons.a.rpc_config(),
+                    stratum: "127.0.0.1:0".parse().unwrap(),
+                    fee: None,
+                    p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+                    peers,
+                },
+                NodeOptions {
+                    aux_daemons: vec![doge.a.rpc_config()],
+                    daemon_p2p: p2pool::node::DaemonP2p::At(
+                        ([127, 0, 0, 1], daemons.a.p2p_port).into(),
+                    ),
+                    ..NodeOptions::default()
+                },
+            )
+            .await
+            .expect("node starts");
+            (node, datadir)
+        }
+    };
+    let (a, _a_dir) = start(Vec::new()).await;
+    let a_addrs = a.p2p.as_ref().expect("p2p").listen_addrs();
+    let (b, _b_dir) = start(a_addrs).await;
+    let preset = common::pool::regtest();
+    let mut doge_of = Vec::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    for node in [&a, &b] {
+        let address = daemons.new_address("bech32").await.expect("address");
+        let script = share_chain::address::address_to_script(&address, &preset.coin).unwrap();
+        doge_of.push(hex::encode(derived_aux_script(&script).unwrap()));
+        let config = MinerConfig {
+            server: node.stratum_addr(),
+            username: format!("{address}.rig"),
+            ..common::pool::regtest_miner()
+        };
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = mine(config, Arc::new(MinerStats::default()), stop).await;
+        });
+    }
+
+    // Accepted Dogecoin blocks, by the node that submitted them.
+    let mut events = [a.subscribe(), b.subscribe()];
+    let mut found: [Vec<Found>; 2] = [Vec::new(), Vec::new()];
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let pays_both = |blocks: &[Found]| {
+        blocks.iter().any(|(_, payouts)| {
+            doge_of
+                .iter()
+                .all(|s| payouts.iter().any(|(script, _)| script == s))
+        })
+    };
+    while !(pays_both(&found[0]) && pays_both(&found[1])) {
+        assert!(
+            Instant::now() < deadline,
+            "in 240 s: {} blocks via node A, {} via node B, not each paying both miners",
+            found[0].len(),
+            found[1].len()
+        );
+        for (i, rx) in events.iter_mut().enumerate() {
+            while let Ok(event) = rx.try_recv() {
+                if let NodeEvent::AuxBlockSubmitted {
+                    hash,
+                    accepted: true,
+                    payouts,
+                    ..
+                } = event
+                {
+                    found[i].push((hash, payouts));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+
+    // Each node checks the other's blocks from its own copy of the share chain.
+    let mut checked = 0;
+    for (builder, checker) in [(0usize, &b), (1usize, &a)] {
+        for (hash, payouts) in &found[builder] {
+            let mut display = *hash;
+            display.reverse();
+            let coinbase = doge.coinbase_outputs(&hex::encode(display)).await;
+            assert_eq!(&coinbase, payouts);
+            let hash = *hash;
+            let rebuilt = checker
+                .chain
+                .call(move |c| {
+                    let index = c.index_mut();
+                    let shares: Vec<_> = index.entries().map(|e| e.hash).collect();
+                    shares.into_iter().find_map(|h| {
+                        let entry = index.get(&h)?.clone();
+                        let share = &entry.share;
+                        share.merged_mining.blocks.iter().find_map(|block| {
+                            let payouts = index
+                                .aux_window_payouts(
+                                    &share.info,
+                                    &entry.credits,
+                                    share.header.bits,
+                                    block.chain_id,
+                                    block.coinbase_value,
+                                )
+                                .ok()?;
+                            let (_, header) = aux_block_parts(block, &payouts);
+                            (header.hash().0 == hash).then_some(payouts)
+                        })
+                    })
+                })
+                .await
+                .expect("chain");
+            if let Some(rebuilt) = rebuilt {
+                let rebuilt: Vec<(String, u64)> = rebuilt
+                    .iter()
+                    .map(|p| (hex::encode(&p.script), p.amount))
+                    .collect();
+                assert_eq!(coinbase, rebuilt, "the peer's rebuild");
+                checked += 1;
+            }
+        }
+    }
+    println!(
+        "{} Dogecoin blocks via node A, {} via node B; {checked} rebuilt by the other node",
+        found[0].len(),
+        found[1].len()
+    );
+    assert!(checked > 0, "no block was rebuilt by the other node");
+}

@@ -97,9 +97,41 @@ const ALERT_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 async fn watch_alerts(s: Arc<ApiSources>) {
     let mut watch = Watch::default();
     let mut ticker = tokio::time::interval(ALERT_CHECK);
+    // Refused blocks are money lost: each new one is an alert (the log has the reason).
+    let mut refused = [0u64; 2];
     loop {
         ticker.tick().await;
         let now = now_secs();
+        let counted = [
+            NodeCounters::get(&s.counters.blocks_refused),
+            NodeCounters::get(&s.counters.aux_blocks_refused),
+        ];
+        for (i, (kind, subject, what)) in [
+            ("block_refused", "litecoind", "found block"),
+            (
+                "aux_block_refused",
+                "aux daemon",
+                "found aux block (merged mining)",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if counted[i] > refused[i] {
+                s.alerts.raise(
+                    now,
+                    kind,
+                    subject.to_string(),
+                    format!(
+                        "{} {what}(s) refused or not delivered ({} since start); the log \
+                         says why",
+                        counted[i] - refused[i],
+                        counted[i]
+                    ),
+                );
+                refused[i] = counted[i];
+            }
+        }
         let stats = (s.stratum)();
         let daemon = s.daemon.borrow().state.clone();
         let peers = match &s.network {
