@@ -12,6 +12,12 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+if [ -n "${DOGECOIND:-}" ] || command -v dogecoind >/dev/null 2>&1; then
+    echo "==> dogecoind found: the merged-mining tests run against it"
+else
+    echo "==> dogecoind not found (\$DOGECOIND or PATH): the merged-mining tests SKIP" \
+        "(Dogecoin Core is not a Debian package; tests/common/dogecoind.rs)"
+fi
 echo "==> cargo test"
 cargo test --workspace
 # A short run of every fuzz target (docs/FUZZING.md): 30 s each on the nightly toolchain

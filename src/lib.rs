@@ -2,7 +2,7 @@
 //!
 //! The imperative shell around the `share-chain` consensus core. Reading order:
 //! - [`daemon`]: the coin daemon (litecoind): JSON-RPC, block templates, new-block watcher,
-//!   block assembly;
+//!   block assembly; and the aux daemons of merged mining (dogecoind);
 //! - [`chain_service`]: the share chain on its own thread;
 //! - [`work`]: from templates to miners' work, and from solutions to shares and blocks;
 //! - [`block_fit`]: which template transactions to leave out so our coinbase fits the block;
@@ -15,7 +15,8 @@
 //! - [`api`]: the JSON-RPC API, dashboard and metrics for operators and miners.
 //!
 //! The `p2pool` binary (`src/main.rs`) wires these together; [`cli`] holds its client
-//! subcommands (`status`, `payouts`, `miners`, `blocks`).
+//! subcommands (`status`, `payouts`, `miners`, `blocks`); [`progress`] draws long work on a
+//! terminal.
 
 pub mod alerts;
 pub mod api;
@@ -31,6 +32,7 @@ pub mod history;
 pub mod miner;
 pub mod node;
 pub mod p2p;
+pub mod progress;
 pub mod regtest;
 pub mod stratum;
 pub mod work;

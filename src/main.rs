@@ -338,6 +338,9 @@ async fn run(args: RunArgs) -> Result<()> {
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], preset.ports.stratum)));
     std::fs::create_dir_all(&args.datadir)
         .with_context(|| format!("cannot create {}", args.datadir.display()))?;
+    // Loading the share chain from the store and reaching the daemons can take a while.
+    let starting =
+        p2pool::progress::spinner("starting: loading the share chain, reaching the daemons");
     let node = Node::start_with(
         NodeConfig {
             preset,
@@ -364,9 +367,15 @@ async fn run(args: RunArgs) -> Result<()> {
             aux_daemons: aux_daemons(&args.aux_daemon_rpc, &args.aux_daemon_cookie)?,
         },
     )
-    .await?;
+    .await;
+    if let Some(spinner) = starting {
+        spinner.finish_and_clear();
+    }
+    let node = node?;
     info!(stratum = %node.stratum_addr(), api = ?node.api_addr(), "p2pool node running; Ctrl-C stops it");
     if let Some(p2p) = &node.p2p {
+        let draw = p2pool::progress::on_terminal();
+        tokio::spawn(p2pool::progress::follow_sync(p2p.sync_state(), draw));
         info!(peer_id = %p2p.local_peer_id(), listen = ?p2p.listen_addrs(), "share-chain network");
     }
     let mut events = node.subscribe();

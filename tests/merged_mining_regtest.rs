@@ -224,6 +224,35 @@ async fn dogecoin_blocks_pay_the_window() {
             .expect("a Dogecoin address");
         assert!(aux_scripts.contains(&hex::encode(script)), "{address}");
     }
+
+    // And the dashboard, in a real Chromium: the Dogecoin a block found now pays, in full,
+    // to those addresses (the miners have stopped, so the window holds still).
+    let origin = format!("http://{}/", pool.node.api_addr().expect("api"));
+    let run = common::chromium::run_chromium(&origin, None).await;
+    run.assert_clean(&origin);
+    let mut shown = 0u64;
+    let mut rest = run.dom.as_str();
+    while let Some(at) = rest.find("data-chain=\"dogecoin-regtest\"") {
+        let row = &rest[at..];
+        let address = common::chromium::value_of(row, "data-address").expect("address");
+        let amount: u64 = common::chromium::value_of(row, "data-amount")
+            .expect("amount")
+            .parse()
+            .unwrap();
+        let script = share_chain::address::aux_address_to_script(address, &preset.aux_chains[0])
+            .expect("a Dogecoin address on the page");
+        assert!(aux_scripts.contains(&hex::encode(script)), "{address}");
+        shown += amount;
+        rest = &row[1..];
+    }
+    assert_eq!(
+        shown,
+        500_000 * 100_000_000,
+        "the page shows the whole aux coinbase"
+    );
+    let shot = common::chromium::artifacts_dir().join("dashboard-merged-mining.png");
+    common::chromium::run_chromium(&origin, Some((&shot, 1280, 2200))).await;
+    println!("screenshot: {}", shot.display());
 }
 
 /// An accepted aux block: its hash and its coinbase's `(script hex, amount)`.

@@ -2,6 +2,7 @@
 //! unused items are expected.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod dogecoind;
 pub mod litecoind;
 pub mod pool;

@@ -164,6 +164,15 @@ function renderPayouts(pay) {
     p => ({ "data-address": p.address, "data-amount": p.amount }));
   const short = a => a.length > 12 ? a.slice(0, 6) + "…" + a.slice(-4) : a;
   barChart("chart-payouts", payouts.map(p => short(p.address)), payouts.map(p => p.amount));
+  // Merged mining: each aux block pays the same window on its own chain.
+  const aux = pay.aux_payouts ?? [];
+  document.getElementById("aux-payouts").hidden = aux.length === 0;
+  const auxRows = aux.flatMap(a => a.payouts.map(p => ({ chain: a.chain, ...p })));
+  setText("aux-payout-summary", aux.map(a =>
+    `${a.chain}: ${a.payouts.length} outputs, ${coins(a.coinbase_value)} in all`).join(" · "));
+  rows(document.querySelector("#aux-payouts-table tbody"), auxRows,
+    [[p => p.chain], [p => p.address, "id"], [p => coins(p.amount), "n"]],
+    p => ({ "data-chain": p.chain, "data-address": p.address, "data-amount": p.amount }));
 }
 
 function renderBlocks(blocks) {
