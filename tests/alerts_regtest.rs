@@ -16,23 +16,7 @@ use tokio::sync::mpsc;
 
 mod common;
 
-use common::pool::{regtest, start_pool_with, Pool};
-
-async fn result(node: &Node, method: &str, params: Value) -> Value {
-    let url = format!("http://{}/", node.api_addr().expect("the API is on"));
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let answer: Value = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(answer["error"].is_null(), "{method}: {answer}");
-    answer["result"].clone()
-}
+use common::pool::{api_result as result, regtest, start_pool_with, Pool};
 
 /// A webhook receiver on a free port: its URL and the alerts it receives.
 async fn webhook() -> (String, mpsc::UnboundedReceiver<Value>) {

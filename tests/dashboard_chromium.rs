@@ -19,28 +19,12 @@ use std::time::{Duration, Instant};
 
 use p2pool::miner::{mine, MinerStats};
 use p2pool::node::{Node, NodeEvent, NodeOptions};
-use serde_json::{json, Value};
+use serde_json::json;
 
 mod common;
 
 use common::chromium::{artifacts_dir, chromium, escaped, run_chromium};
-use common::pool::{start_pool_with, Pool};
-
-async fn result(node: &Node, method: &str, params: Value) -> Value {
-    let url = format!("http://{}/", node.api_addr().unwrap());
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let answer: Value = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(answer["error"].is_null(), "{method}: {answer}");
-    answer["result"].clone()
-}
+use common::pool::{api_result as result, start_pool_with, wait_quiet, Pool};
 
 /// One CPU miner per address until the flag is set.
 fn start_miners(pool: &Pool, addresses: &[&str]) -> Arc<AtomicBool> {
@@ -107,15 +91,7 @@ async fn mine_a_block(pool: &Pool, a: &str, b: &str) -> String {
     }
     miners.store(true, Ordering::Relaxed);
     // Quiet: no new share for two seconds, so the payouts stay what they are.
-    let mut tip = pool.node.chain.summary().tip;
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let now = pool.node.chain.summary().tip;
-        if now == tip {
-            break;
-        }
-        tip = now;
-    }
+    wait_quiet(&pool.node, Duration::from_secs(2)).await;
     let best: String = pool
         .daemons
         .client()

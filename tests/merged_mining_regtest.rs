@@ -27,6 +27,42 @@ use share_chain::address::aux_script_to_address;
 use share_chain::aux_work::aux_block_parts;
 use share_chain::script::derived_aux_script;
 
+/// The payouts of the aux block `hash` as `node` rebuilds them from its share chain, as any
+/// peer does (docs/PROTOCOL.md §15), if a share it holds mined that block: `(script hex,
+/// amount)`.
+async fn rebuilt_by(node: &p2pool::node::Node, hash: [u8; 32]) -> Option<Vec<(String, u64)>> {
+    node.chain
+        .call(move |c| {
+            let index = c.index_mut();
+            let shares: Vec<_> = index.entries().map(|e| e.hash).collect();
+            shares.into_iter().find_map(|h| {
+                let entry = index.get(&h)?.clone();
+                let share = &entry.share;
+                share.merged_mining.blocks.iter().find_map(|block| {
+                    let payouts = index
+                        .aux_window_payouts(
+                            &share.info,
+                            &entry.credits,
+                            share.header.bits,
+                            block.chain_id,
+                            block.coinbase_value,
+                        )
+                        .ok()?;
+                    let (_, header) = aux_block_parts(block, &payouts);
+                    (header.hash().0 == hash).then_some(payouts)
+                })
+            })
+        })
+        .await
+        .expect("chain")
+        .map(|payouts| {
+            payouts
+                .iter()
+                .map(|p| (hex::encode(&p.script), p.amount))
+                .collect()
+        })
+}
+
 /// Accepted Dogecoin blocks to collect.
 const BLOCKS: usize = 6;
 
@@ -145,41 +181,7 @@ async fn dogecoin_blocks_pay_the_window() {
             .filter(|(s, _)| *s == hex::encode(&doge_script))
             .count();
         // The block from a share: what any peer rebuilds from the share chain.
-        let hash = *hash;
-        let rebuilt = pool
-            .node
-            .chain
-            .call(move |c| {
-                let index = c.index_mut();
-                let shares: Vec<_> = index.entries().map(|e| e.hash).collect();
-                for share_hash in shares {
-                    let entry = index.get(&share_hash).expect("held").clone();
-                    let share = &entry.share;
-                    for block in &share.merged_mining.blocks {
-                        let Ok(payouts) = index.aux_window_payouts(
-                            &share.info,
-                            &entry.credits,
-                            share.header.bits,
-                            block.chain_id,
-                            block.coinbase_value,
-                        ) else {
-                            continue;
-                        };
-                        let (_, header) = aux_block_parts(block, &payouts);
-                        if header.hash().0 == hash {
-                            return Some(payouts);
-                        }
-                    }
-                }
-                None
-            })
-            .await
-            .expect("chain");
-        if let Some(rebuilt) = rebuilt {
-            let rebuilt: Vec<(String, u64)> = rebuilt
-                .iter()
-                .map(|p| (hex::encode(&p.script), p.amount))
-                .collect();
+        if let Some(rebuilt) = rebuilt_by(&pool.node, *hash).await {
             assert_eq!(
                 coinbase, rebuilt,
                 "block {height}: the share chain's payouts"
@@ -202,18 +204,8 @@ async fn dogecoin_blocks_pay_the_window() {
     );
 
     // What the API shows miners: the Dogecoin a block found now pays, by Dogecoin address.
-    let url = format!("http://{}/", pool.node.api_addr().expect("api"));
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "getpayoutinfo", "params": []});
-    let info: serde_json::Value = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("getpayoutinfo")
-        .json()
-        .await
-        .expect("json");
-    let aux = &info["result"]["aux_payouts"][0];
+    let info = common::pool::api_result(&pool.node, "getpayoutinfo", json!([])).await;
+    let aux = &info["aux_payouts"][0];
     assert_eq!(aux["chain"], "dogecoin-regtest", "{info}");
     let payouts = aux["payouts"].as_array().expect("payouts");
     let sum: u64 = payouts.iter().map(|p| p["amount"].as_u64().unwrap()).sum();
@@ -362,37 +354,7 @@ async fn a_dogecoin_block_from_either_node_pays_both_nodes_miners() {
             display.reverse();
             let coinbase = doge.coinbase_outputs(&hex::encode(display)).await;
             assert_eq!(&coinbase, payouts);
-            let hash = *hash;
-            let rebuilt = checker
-                .chain
-                .call(move |c| {
-                    let index = c.index_mut();
-                    let shares: Vec<_> = index.entries().map(|e| e.hash).collect();
-                    shares.into_iter().find_map(|h| {
-                        let entry = index.get(&h)?.clone();
-                        let share = &entry.share;
-                        share.merged_mining.blocks.iter().find_map(|block| {
-                            let payouts = index
-                                .aux_window_payouts(
-                                    &share.info,
-                                    &entry.credits,
-                                    share.header.bits,
-                                    block.chain_id,
-                                    block.coinbase_value,
-                                )
-                                .ok()?;
-                            let (_, header) = aux_block_parts(block, &payouts);
-                            (header.hash().0 == hash).then_some(payouts)
-                        })
-                    })
-                })
-                .await
-                .expect("chain");
-            if let Some(rebuilt) = rebuilt {
-                let rebuilt: Vec<(String, u64)> = rebuilt
-                    .iter()
-                    .map(|p| (hex::encode(&p.script), p.amount))
-                    .collect();
+            if let Some(rebuilt) = rebuilt_by(checker, *hash).await {
                 assert_eq!(coinbase, rebuilt, "the peer's rebuild");
                 checked += 1;
             }

@@ -24,7 +24,9 @@ use share_chain::ShareHash;
 
 mod common;
 
-use common::pool::{regtest, start_pool_with, Pool};
+use common::pool::{
+    api_call as call, api_result as result, regtest, start_pool_with, wait_quiet, Pool,
+};
 
 fn api_options() -> NodeOptions {
     NodeOptions {
@@ -43,26 +45,6 @@ fn start_miners(pool: &Pool, addresses: &[&str]) -> Arc<AtomicBool> {
         });
     }
     stop
-}
-
-async fn call(node: &Node, method: &str, params: Value) -> Value {
-    let url = format!("http://{}/", node.api_addr().expect("the API is on"));
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn result(node: &Node, method: &str, params: Value) -> Value {
-    let answer = call(node, method, params).await;
-    assert!(answer["error"].is_null(), "{method}: {answer}");
-    answer["result"].clone()
 }
 
 /// The next accepted block that is also a share on the chain.
@@ -207,15 +189,8 @@ async fn found_blocks_are_listed_verified_and_followed() {
     }
     miners.store(true, Ordering::Relaxed);
     // Quiet: no new share for a second.
-    let mut tip = pool.node.chain.summary().tip;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = pool.node.chain.summary().tip;
-        if now == tip {
-            break;
-        }
-        tip = now;
-    }
+    wait_quiet(&pool.node, Duration::from_secs(1)).await;
+    let tip = pool.node.chain.summary().tip;
 
     // The payouts in force now, for a block found by `a`...
     let pay = result(&pool.node, "getpayoutinfo", json!([a])).await;

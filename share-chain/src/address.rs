@@ -161,15 +161,7 @@ pub enum AddressError {
 
 /// The scriptPubKey an address pays to, if the address belongs to `coin`'s network.
 pub fn address_to_script(address: &str, coin: &CoinParams) -> Result<Vec<u8>, AddressError> {
-    if address.is_empty() {
-        return Err(AddressError::Empty);
-    }
-    if address.len() > MAX_ADDRESS_LEN {
-        return Err(AddressError::TooLong {
-            len: address.len(),
-            max: MAX_ADDRESS_LEN,
-        });
-    }
+    check_length(address)?;
     // Base58 first, as Litecoin Core does: a valid base58check string is taken as one. The
     // two alphabets overlap, but Litecoin's prefixes all contain an `l`, which base58 lacks,
     // so no Litecoin bech32 address decodes as base58.
@@ -193,19 +185,46 @@ pub fn address_to_script(address: &str, coin: &CoinParams) -> Result<Vec<u8>, Ad
     }
 }
 
+/// Refuses an empty address and one too long to be any address.
+fn check_length(address: &str) -> Result<(), AddressError> {
+    if address.is_empty() {
+        return Err(AddressError::Empty);
+    }
+    if address.len() > MAX_ADDRESS_LEN {
+        return Err(AddressError::TooLong {
+            len: address.len(),
+            max: MAX_ADDRESS_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// A base58check payload's version byte and 20-byte hash.
+fn base58_parts(payload: &[u8]) -> Result<(u8, [u8; 20]), AddressError> {
+    match payload.split_first() {
+        Some((&version, hash)) => hash
+            .try_into()
+            .map(|hash| (version, hash))
+            .map_err(|_| AddressError::Base58Length(payload.len())),
+        None => Err(AddressError::Base58Length(0)),
+    }
+}
+
+fn p2pkh(hash: [u8; 20]) -> Vec<u8> {
+    ScriptBuf::new_p2pkh(&PubkeyHash::from_byte_array(hash)).into_bytes()
+}
+
+fn p2sh(hash: [u8; 20]) -> Vec<u8> {
+    ScriptBuf::new_p2sh(&ScriptHash::from_byte_array(hash)).into_bytes()
+}
+
 fn base58_to_script(payload: &[u8], coin: &CoinParams) -> Result<Vec<u8>, AddressError> {
-    let (version, hash) = match payload.split_first() {
-        Some((&version, hash)) if hash.len() == 20 => (version, hash),
-        _ => return Err(AddressError::Base58Length(payload.len())),
-    };
-    let hash: [u8; 20] = hash
-        .try_into()
-        .map_err(|_| AddressError::Base58Length(payload.len()))?;
+    let (version, hash) = base58_parts(payload)?;
     if version == coin.p2pkh_version {
-        return Ok(ScriptBuf::new_p2pkh(&PubkeyHash::from_byte_array(hash)).into_bytes());
+        return Ok(p2pkh(hash));
     }
     if coin.p2sh_versions.contains(&version) {
-        return Ok(ScriptBuf::new_p2sh(&ScriptHash::from_byte_array(hash)).into_bytes());
+        return Ok(p2sh(hash));
     }
     let owners: Vec<&str> = KNOWN_NETWORKS
         .iter()
@@ -350,15 +369,7 @@ pub fn aux_address_to_script(
     address: &str,
     chain: &AuxChainParams,
 ) -> Result<Vec<u8>, AddressError> {
-    if address.is_empty() {
-        return Err(AddressError::Empty);
-    }
-    if address.len() > MAX_ADDRESS_LEN {
-        return Err(AddressError::TooLong {
-            len: address.len(),
-            max: MAX_ADDRESS_LEN,
-        });
-    }
+    check_length(address)?;
     let payload = base58::decode_check(address).map_err(|e| match e {
         base58::Error::IncorrectChecksum(_) => AddressError::Base58Checksum,
         base58::Error::TooShort(e) => AddressError::Base58TooShort(e.invalid_base58_length()),
@@ -367,17 +378,11 @@ pub fn aux_address_to_script(
             bech32: "not tried: aux chains have no segwit".into(),
         },
     })?;
-    let (version, hash) = match payload.split_first() {
-        Some((&version, hash)) if hash.len() == 20 => (version, hash),
-        _ => return Err(AddressError::Base58Length(payload.len())),
-    };
-    let hash: [u8; 20] = hash
-        .try_into()
-        .map_err(|_| AddressError::Base58Length(payload.len()))?;
+    let (version, hash) = base58_parts(&payload)?;
     if version == chain.p2pkh_version {
-        Ok(ScriptBuf::new_p2pkh(&PubkeyHash::from_byte_array(hash)).into_bytes())
+        Ok(p2pkh(hash))
     } else if version == chain.p2sh_version {
-        Ok(ScriptBuf::new_p2sh(&ScriptHash::from_byte_array(hash)).into_bytes())
+        Ok(p2sh(hash))
     } else {
         Err(AddressError::UnknownVersion {
             version,

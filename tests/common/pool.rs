@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use p2pool::miner::MinerConfig;
 use p2pool::node::{DaemonP2p, Node, NodeConfig, NodeOptions};
 use p2pool::regtest::RegtestPair;
+use serde_json::{json, Value};
 use share_chain::Preset;
 use tempfile::TempDir;
 
@@ -94,5 +95,41 @@ impl Pool {
             username: format!("{address}.test"),
             ..regtest_miner()
         }
+    }
+}
+
+/// The whole JSON-RPC answer of `method` on `node`'s API (which must be on).
+pub async fn api_call(node: &Node, method: &str, params: Value) -> Value {
+    let url = format!("http://{}/", node.api_addr().expect("the API is on"));
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("the API answers")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
+/// The `result` of `method` on `node`'s API; an error answer fails the test.
+pub async fn api_result(node: &Node, method: &str, params: Value) -> Value {
+    let answer = api_call(node, method, params).await;
+    assert!(answer["error"].is_null(), "{method}: {answer}");
+    answer["result"].clone()
+}
+
+/// Waits until `node`'s share chain has had no new share for `quiet` (after its miners have
+/// stopped), so what it pays stays put.
+pub async fn wait_quiet(node: &Node, quiet: Duration) {
+    let mut tip = node.chain.summary().tip;
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now = node.chain.summary().tip;
+        if now == tip {
+            return;
+        }
+        tip = now;
     }
 }
