@@ -88,6 +88,7 @@ async fn api(n: usize) -> (Api, Vec<String>) {
         history: std::sync::Arc::new(p2pool::history::History::in_memory()),
         alerts: Default::default(),
         aux: tokio::sync::watch::channel(Vec::new()).1,
+        aux_status: Vec::new(),
     };
     let server = ApiServer::start("127.0.0.1:0".parse().unwrap(), sources)
         .await

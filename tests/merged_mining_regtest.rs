@@ -367,3 +367,94 @@ async fn a_dogecoin_block_from_either_node_pays_both_nodes_miners() {
     );
     assert!(checked > 0, "no block was rebuilt by the other node");
 }
+
+/// Waits for `n` accepted blocks of the parent chain (`aux: false`) or of an aux chain
+/// (`aux: true`) from `events`, within `limit`.
+async fn accepted_blocks(
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    aux: bool,
+    n: usize,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    let mut seen = 0;
+    while seen < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, events.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{seen} of {n} accepted {} blocks in {limit:?}",
+                    if aux { "aux" } else { "parent" }
+                )
+            });
+        match event {
+            Ok(NodeEvent::BlockSubmitted { accepted: true, .. }) if !aux => seen += 1,
+            Ok(NodeEvent::AuxBlockSubmitted { accepted: true, .. }) if aux => seen += 1,
+            _ => {}
+        }
+    }
+}
+
+/// A dogecoind that is down when the node starts, comes up, and stops again: Litecoin
+/// mining never waits for it, Dogecoin blocks resume as soon as it serves templates, and
+/// `getinfo` shows its state throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_aux_daemon_down_or_restarting_costs_litecoin_nothing() {
+    let Some(mut doge) = DogePair::start().await else {
+        return;
+    };
+    doge.a
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("dogecoind stops");
+    let pool = start_pool_with(NodeOptions {
+        aux_daemons: vec![doge.a.rpc_config()],
+        api: Some("127.0.0.1:0".parse().unwrap()),
+        ..NodeOptions::default()
+    })
+    .await;
+    let aux_state = |info: &serde_json::Value| {
+        (
+            info["aux"][0]["ready"].as_bool().expect("aux state"),
+            info["aux"][0]["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let info = common::pool::api_result(&pool.node, "getinfo", json!([])).await;
+    let (ready, state) = aux_state(&info);
+    assert!(!ready, "{info}");
+    assert!(
+        state.contains("unreachable") || state == "connecting",
+        "{state}"
+    );
+
+    let mut events = pool.node.subscribe();
+    let address = pool.daemons.new_address("bech32").await.expect("address");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (config, flag) = (pool.miner(&address), stop.clone());
+    tokio::spawn(async move {
+        let _ = mine(config, Arc::new(MinerStats::default()), flag).await;
+    });
+    // Litecoin goes on without dogecoind.
+    accepted_blocks(&mut events, false, 3, Duration::from_secs(120)).await;
+
+    // dogecoind comes up: Dogecoin blocks follow, and getinfo says it is ready.
+    doge.a.restart().await.expect("dogecoind restarts");
+    accepted_blocks(&mut events, true, 2, Duration::from_secs(120)).await;
+    let info = common::pool::api_result(&pool.node, "getinfo", json!([])).await;
+    assert!(aux_state(&info).0, "{info}");
+
+    // It stops mid-mining: Litecoin blocks still come, and getinfo says why Dogecoin does not.
+    doge.a
+        .stop(Duration::from_secs(30))
+        .await
+        .expect("dogecoind stops");
+    accepted_blocks(&mut events, false, 3, Duration::from_secs(120)).await;
+    let info = common::pool::api_result(&pool.node, "getinfo", json!([])).await;
+    let (ready, state) = aux_state(&info);
+    assert!(!ready && state.contains("unreachable"), "{info}");
+    stop.store(true, Ordering::Relaxed);
+}

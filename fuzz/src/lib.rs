@@ -130,6 +130,7 @@ pub fn api() -> &'static Api {
             history: Arc::new(p2pool::history::History::in_memory()),
             alerts: Default::default(),
             aux: tokio::sync::watch::channel(Vec::new()).1,
+            aux_status: Vec::new(),
         });
         let module = methods::module(sources).expect("API methods register");
         Api {

@@ -11,7 +11,18 @@ use share_chain::locator::{locator, shares_after};
 use share_chain::params::PowAlgorithm;
 use share_chain::pow::pow_hash;
 use share_chain::sharechain::ShareChain;
-use share_chain::testkit::{block_context, grow_chain, mine_share, miner, regtest_preset};
+use share_chain::template::BlockContext;
+use share_chain::testkit::{
+    block_context, grow_chain, mine_share, mine_share_on_block, miner, regtest_preset,
+};
+
+/// The testkit's block (which merge-mines a Dogecoin block) without its aux block.
+fn without_aux(value: u64) -> BlockContext {
+    BlockContext {
+        aux: Vec::new(),
+        ..block_context(value)
+    }
+}
 
 const T0: u32 = 1_700_000_000;
 const WINDOW: usize = 8640;
@@ -38,6 +49,20 @@ fn connect(c: &mut Criterion) {
     c.bench_function(
         "validate share, full window (8640 shares, 1000 miners)",
         |b| b.iter(|| index.validate(&share, now).expect("valid")),
+    );
+    // What merged mining adds: the same share without its Dogecoin block (its coinbase still
+    // carries the empty commitment every share carries).
+    let plain = mine_share_on_block(
+        &mut index,
+        parent,
+        &miner(5),
+        T0 + 15 * (WINDOW as u32 + 20),
+        without_aux(50_0000_0000),
+    );
+    assert!(plain.merged_mining.blocks.is_empty() && !share.merged_mining.blocks.is_empty());
+    c.bench_function(
+        "validate share without aux block, full window (8640 shares, 1000 miners)",
+        |b| b.iter(|| index.validate(&plain, now).expect("valid")),
     );
     // Steady state: a run of new shares connected one after another on the best tip, as
     // a node does. Each run starts from a fresh copy of the full window (copy not timed).
@@ -80,6 +105,18 @@ fn payouts(c: &mut Criterion) {
     );
     let t = index.share_template(&miner(5), context).expect("template");
     assert!(t.payouts.len() > 150, "{} payouts", t.payouts.len());
+    assert_eq!(t.aux_payouts.len(), 1);
+    let plain = without_aux(625_000_000);
+    c.bench_function(
+        "next share template + payouts without aux block, 1000 miners in window",
+        |b| {
+            b.iter(|| {
+                index
+                    .share_template(&miner(5), plain.clone())
+                    .expect("template")
+            })
+        },
+    );
 }
 
 fn cold_start(c: &mut Criterion) {

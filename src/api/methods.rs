@@ -193,6 +193,19 @@ async fn getinfo(s: &ApiSources) -> Result<Value, ErrorObjectOwned> {
             "block_value": daemon.template.as_ref().map(|t| t.coinbase_value),
         },
         "share_chain": chain,
+        // Merged mining: each aux daemon's state; a chain without a template is left out of
+        // the work until its daemon is back.
+        "aux": s.aux_status.iter().map(|rx| {
+            let st = rx.borrow().clone();
+            json!({
+                "url": st.url,
+                "chain": st.chain,
+                "state": st.state,
+                "ready": st.template.is_some(),
+                "height": st.template.as_ref().map(|t| t.height),
+                "block_value": st.template.as_ref().map(|t| t.block.coinbase_value),
+            })
+        }).collect::<Vec<_>>(),
         "sync": match &sync {
             Some(state) => {
                 // A catch-up's progress, for the dashboard's bar.

@@ -42,7 +42,7 @@ use crate::alerts::{Alerts, Observed, Watch};
 use crate::blocks::{BlockStatus, FoundBlocks};
 use crate::chain_service::ChainHandle;
 use crate::counters::NodeCounters;
-use crate::daemon::aux::AuxTemplate;
+use crate::daemon::aux::{AuxStatus, AuxTemplate};
 use crate::daemon::rpc::RpcClient;
 use crate::daemon::watcher::DaemonStatus;
 use crate::hashrate::{Hashrates, SAMPLE_SECS};
@@ -81,6 +81,8 @@ pub struct ApiSources {
     pub alerts: Arc<Alerts>,
     /// The aux daemons' newest templates (merged mining; empty without aux daemons).
     pub aux: watch::Receiver<Vec<Arc<AuxTemplate>>>,
+    /// Each aux daemon's state.
+    pub aux_status: Vec<watch::Receiver<AuxStatus>>,
 }
 
 /// Seconds since the Unix epoch.

@@ -8,9 +8,11 @@
 //! `submitblock` with its AuxPoW ([`AuxTemplate::assemble`]).
 //!
 //! The chain is learnt from the daemon: the template's version carries the chain id in its
-//! upper 16 bits, which must be one of the preset's `aux_chains`.
+//! upper 16 bits, which must be one of the preset's `aux_chains`. A daemon that is down at
+//! start, or stops, or restarts, is only left out of the work meanwhile: the parent chain's
+//! mining never waits for it, and its state is visible ([`AuxStatus`], `getinfo`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -111,36 +113,59 @@ pub fn describe_payouts(payouts: &[Payout]) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// An aux daemon: its RPC and the chain it mines.
+/// An aux daemon: its RPC and the chain it mines, learnt from its first template.
 pub struct AuxDaemon {
     rpc: Arc<RpcClient>,
-    chain: AuxChainParams,
+    /// The preset's aux chains: the daemon's must be one of them.
+    known: Vec<AuxChainParams>,
+    chain: OnceLock<AuxChainParams>,
 }
 
 impl AuxDaemon {
-    /// Asks the daemon for a template and finds its chain in `preset`.
-    pub async fn connect(rpc: Arc<RpcClient>, preset: &Preset) -> Result<Self, AuxError> {
-        let template = fetch(&rpc).await?;
-        let chain_id = template.version >> 16;
-        let chain = preset.aux_chain(chain_id).cloned().ok_or_else(|| {
-            let known: Vec<String> = preset
-                .aux_chains
-                .iter()
-                .map(|c| format!("{} ({})", c.chain, c.chain_id))
-                .collect();
-            AuxError::UnknownChain(chain_id, known.join(", "))
-        })?;
-        info!(chain = %chain.chain, chain_id, url = rpc.url(), "aux daemon connected");
-        Ok(AuxDaemon { rpc, chain })
+    /// A daemon not yet asked anything: it may be down now, and come up later.
+    pub fn new(rpc: Arc<RpcClient>, preset: &Preset) -> Self {
+        AuxDaemon {
+            rpc,
+            known: preset.aux_chains.clone(),
+            chain: OnceLock::new(),
+        }
     }
 
-    pub fn chain(&self) -> &AuxChainParams {
-        &self.chain
+    pub fn url(&self) -> &str {
+        self.rpc.url()
     }
 
+    /// The chain it mines, once a template has said.
+    pub fn chain(&self) -> Option<&AuxChainParams> {
+        self.chain.get()
+    }
+
+    /// Its newest template (the first one also says which chain it mines: one of the
+    /// preset's, else an error naming them).
     pub async fn template(&self) -> Result<AuxTemplate, AuxError> {
         let template = fetch(&self.rpc).await?;
-        Ok(AuxTemplate::from_template(&template, &self.chain))
+        let chain = match self.chain.get() {
+            Some(chain) => chain,
+            None => {
+                let chain_id = template.version >> 16;
+                let chain = self
+                    .known
+                    .iter()
+                    .find(|c| c.chain_id == chain_id)
+                    .cloned()
+                    .ok_or_else(|| {
+                        let known: Vec<String> = self
+                            .known
+                            .iter()
+                            .map(|c| format!("{} ({})", c.chain, c.chain_id))
+                            .collect();
+                        AuxError::UnknownChain(chain_id, known.join(", "))
+                    })?;
+                info!(chain = %chain.chain, chain_id, url = self.rpc.url(), "aux daemon connected");
+                self.chain.get_or_init(|| chain)
+            }
+        };
+        Ok(AuxTemplate::from_template(&template, chain))
     }
 
     pub async fn submit(&self, block: &[u8]) -> Result<SubmitOutcome, RpcError> {
@@ -159,27 +184,44 @@ async fn fetch(rpc: &RpcClient) -> Result<BlockTemplate, AuxError> {
     Ok(BlockTemplate::from_json(value)?)
 }
 
-/// Keeps the newest template of one aux daemon; `None` while it has none (unreachable, or
-/// not ready: the node then mines without that chain).
+/// What an aux daemon is doing, for the node (its newest template) and the operator.
+#[derive(Clone, Debug, Default)]
+pub struct AuxStatus {
+    pub url: String,
+    /// The chain it mines, once learnt.
+    pub chain: Option<String>,
+    /// `ready`, or why not (unreachable, no template, another chain).
+    pub state: String,
+    /// `None` while it has none: the node then mines without that chain.
+    pub template: Option<Arc<AuxTemplate>>,
+}
+
+/// Keeps the newest template of one aux daemon. A daemon that is down, not ready or
+/// restarting costs the parent chain nothing: its chain is left out of the work until it
+/// serves templates again.
 pub struct AuxWatcher {
     pub daemon: Arc<AuxDaemon>,
-    templates: watch::Receiver<Option<Arc<AuxTemplate>>>,
+    status: watch::Receiver<AuxStatus>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl AuxWatcher {
     pub fn spawn(daemon: Arc<AuxDaemon>) -> Self {
-        let (tx, rx) = watch::channel(None);
+        let (tx, rx) = watch::channel(AuxStatus {
+            url: daemon.url().to_owned(),
+            state: "connecting".into(),
+            ..AuxStatus::default()
+        });
         let task = tokio::spawn(watch_aux(daemon.clone(), tx));
         AuxWatcher {
             daemon,
-            templates: rx,
+            status: rx,
             task,
         }
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<AuxTemplate>>> {
-        self.templates.clone()
+    pub fn subscribe(&self) -> watch::Receiver<AuxStatus> {
+        self.status.clone()
     }
 }
 
@@ -189,42 +231,44 @@ impl Drop for AuxWatcher {
     }
 }
 
-async fn watch_aux(daemon: Arc<AuxDaemon>, tx: watch::Sender<Option<Arc<AuxTemplate>>>) {
+async fn watch_aux(daemon: Arc<AuxDaemon>, tx: watch::Sender<AuxStatus>) {
     let mut best: Option<[u8; 32]> = None;
     let mut last_refresh = tokio::time::Instant::now();
     let mut failing = false;
+    let status = |state: String, template: Option<Arc<AuxTemplate>>| AuxStatus {
+        url: daemon.url().to_owned(),
+        chain: daemon.chain().map(|c| c.chain.clone()),
+        state,
+        template,
+    };
     loop {
         let tip = daemon.rpc.get_best_block_hash().await;
         let due = last_refresh.elapsed() >= REFRESH_INTERVAL;
-        match tip {
-            Ok(tip) if Some(tip) != best || due || tx.borrow().is_none() => {
-                match daemon.template().await {
-                    Ok(template) => {
-                        if failing {
-                            info!(chain = %daemon.chain.chain, "aux daemon serves templates again");
-                            failing = false;
-                        }
-                        best = Some(tip);
-                        last_refresh = tokio::time::Instant::now();
-                        tx.send_replace(Some(Arc::new(template)));
+        let missing = tx.borrow().template.is_none();
+        let failure = match tip {
+            Ok(tip) if Some(tip) != best || due || missing => match daemon.template().await {
+                Ok(template) => {
+                    if failing {
+                        info!(url = daemon.url(), "aux daemon serves templates again");
+                        failing = false;
                     }
-                    Err(e) => {
-                        if !failing {
-                            warn!(chain = %daemon.chain.chain, error = %e, "aux daemon gives no template: mining without it");
-                            failing = true;
-                        }
-                        tx.send_replace(None);
-                    }
+                    best = Some(tip);
+                    last_refresh = tokio::time::Instant::now();
+                    tx.send_replace(status("ready".into(), Some(Arc::new(template))));
+                    None
                 }
+                Err(e) => Some(format!("no template: {e}")),
+            },
+            Ok(_) => None,
+            Err(e) => Some(format!("unreachable: {e}")),
+        };
+        if let Some(reason) = failure {
+            if !failing {
+                warn!(url = daemon.url(), %reason, "aux daemon: mining without it until it is back");
+                failing = true;
             }
-            Ok(_) => {}
-            Err(e) => {
-                if !failing {
-                    warn!(chain = %daemon.chain.chain, error = %e, "aux daemon unreachable: mining without it");
-                    failing = true;
-                }
-                tx.send_replace(None);
-            }
+            best = None;
+            tx.send_replace(status(reason, None));
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
@@ -240,13 +284,12 @@ pub fn merge_feeds(
     tokio::task::JoinHandle<()>,
 ) {
     let mut feeds: Vec<_> = watchers.iter().map(AuxWatcher::subscribe).collect();
+    let template = |f: &mut watch::Receiver<AuxStatus>| f.borrow_and_update().template.clone();
     let (tx, rx) = watch::channel(Vec::new());
     let task = tokio::spawn(async move {
         loop {
-            let mut current: Vec<Arc<AuxTemplate>> = feeds
-                .iter_mut()
-                .filter_map(|f| f.borrow_and_update().clone())
-                .collect();
+            let mut current: Vec<Arc<AuxTemplate>> =
+                feeds.iter_mut().filter_map(template).collect();
             current.sort_by_key(|t| t.chain.chain_id);
             current.dedup_by_key(|t| t.chain.chain_id);
             tx.send_replace(current);

@@ -251,15 +251,12 @@ impl Node {
         );
         let mut aux_watchers = Vec::with_capacity(options.aux_daemons.len());
         for aux in &options.aux_daemons {
-            let daemon = async {
-                let rpc = Arc::new(RpcClient::new(aux.clone())?);
-                AuxDaemon::connect(rpc, &preset).await
-            };
-            let daemon = daemon.await.map_err(|error| NodeError::Aux {
+            // Not asked anything yet: a daemon that is down now is mined with once it is up.
+            let rpc = Arc::new(RpcClient::new(aux.clone()).map_err(|e| NodeError::Aux {
                 url: aux.url.clone(),
-                error,
-            })?;
-            aux_watchers.push(AuxWatcher::spawn(Arc::new(daemon)));
+                error: e.into(),
+            })?);
+            aux_watchers.push(AuxWatcher::spawn(Arc::new(AuxDaemon::new(rpc, &preset))));
         }
         let (aux_feed, aux_merge) = merge_feeds(&aux_watchers);
         let aux_daemons: Vec<Arc<AuxDaemon>> =
@@ -333,6 +330,7 @@ impl Node {
                         None => Alerts::new(),
                     }),
                     aux: aux_feed.clone(),
+                    aux_status: aux_watchers.iter().map(AuxWatcher::subscribe).collect(),
                     hashrates: Arc::new(Hashrates::new(
                         preset.coin.pow.stratum_difficulty_multiplier(),
                         options.offline_after.as_secs(),

@@ -314,7 +314,7 @@ fn submit_aux_blocks(
         let Some(daemon) = submitter
             .aux
             .iter()
-            .find(|d| d.chain().chain == found.chain)
+            .find(|d| d.chain().is_some_and(|c| c.chain == found.chain))
             .cloned()
         else {
             continue;
