@@ -63,6 +63,9 @@ async fn rebuilt_by(node: &p2pool::node::Node, hash: [u8; 32]) -> Option<Vec<(St
         })
 }
 
+/// An accepted aux block: its hash, height and coinbase `(script hex, amount)`.
+type Accepted = ([u8; 32], u32, Vec<(String, u64)>);
+
 /// Accepted Dogecoin blocks to collect.
 const BLOCKS: usize = 6;
 
@@ -127,10 +130,18 @@ async fn dogecoin_blocks_pay_the_window() {
         });
     }
 
-    let mut accepted = Vec::new();
+    let mut accepted: Vec<Accepted> = Vec::new();
     let mut lost_races = 0;
     let deadline = Instant::now() + Duration::from_secs(180);
-    while accepted.len() < BLOCKS {
+    // At least BLOCKS blocks, and until one pays the miner that named its Dogecoin address
+    // (on a busy machine its first share may come after the others' first blocks).
+    let named_script = hex::encode(&doge_script);
+    let pays_named = |accepted: &[Accepted]| {
+        accepted
+            .iter()
+            .any(|(_, _, payouts)| payouts.iter().any(|(s, _)| *s == named_script))
+    };
+    while accepted.len() < BLOCKS || !pays_named(&accepted) {
         let left = deadline.saturating_duration_since(Instant::now());
         let event = tokio::time::timeout(left, events.recv())
             .await
