@@ -1,11 +1,17 @@
 //! The blocks the share chain found, whichever node found them, with their payouts and
-//! their fate on litecoind (`pending`, `immature`, `mature`, `orphaned`).
+//! their fate on their chain's daemon (`pending`, `immature`, `mature`, `orphaned`): the
+//! parent chain's (litecoind) and, with merged mining, each aux chain's (dogecoind).
 //!
 //! Every node sees every share of the network, and a share whose proof of work meets the
 //! block target in its own header is a block: so the list is the same on every node, not
-//! only what this node's miners found. [`track`] scans each newly connected share once
-//! (the hash off the chain thread), records a block with the coinbase outputs the share
-//! chain prescribes for it, and follows each unsettled block through `getblockheader`.
+//! only what this node's miners found. The same holds for the aux blocks a share carries
+//! (docs/PROTOCOL.md §15): one whose target the share's proof of work meets is an aux
+//! block, its coinbase rebuilt from the share chain. [`track`] scans each newly connected
+//! share once (the hash off the chain thread), records each block with the coinbase
+//! outputs the share chain prescribes for it, and follows each unsettled block through its
+//! daemon's `getblockheader`. An aux block this node's miners found with a proof of work
+//! below the share target is in no share: the node records it when its daemon accepts it
+//! ([`FoundBlocks::record_submitted`]), as only this node can.
 //!
 //! Persistence: an append-only JSON lines file (`found_blocks.jsonl` in the datadir), one
 //! record per block and per status change, the last record of a hash winning, rewritten
@@ -24,7 +30,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use share_chain::address::script_to_address;
+use share_chain::address::{aux_script_to_address, script_to_address};
+use share_chain::aux_work::aux_block_parts;
+use share_chain::coinbase::Payout;
+use share_chain::params::AuxChainParams;
 use share_chain::pow::pow_hash;
 use share_chain::target::Target;
 use share_chain::{CoinParams, Preset, ShareHash};
@@ -32,6 +41,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::chain_service::{ChainHandle, ChainSummary};
+use crate::daemon::aux::AuxDaemon;
 use crate::daemon::rpc::{RpcClient, RpcError};
 
 /// Most blocks kept (a block's record holds up to `max_payout_outputs` payouts).
@@ -45,17 +55,17 @@ const STATUS_CHECKS: usize = 200;
 /// The file name under the datadir.
 pub const FILE_NAME: &str = "found_blocks.jsonl";
 
-/// Where a found block stands on litecoind.
+/// Where a found block stands on its chain's daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BlockStatus {
-    /// litecoind does not know it (yet, or never: another node's litecoind lost it).
+    /// Its daemon does not know it (yet, or never: another node's daemon lost it).
     Pending,
     /// On the best block chain, not yet spendable.
     Immature,
     /// On the best block chain, at least the coin's maturity deep.
     Mature,
-    /// Known to litecoind but off its best chain.
+    /// Known to its daemon but off its best chain.
     Orphaned,
 }
 
@@ -70,10 +80,18 @@ pub struct PaidOutput {
 /// One block found by the share chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FoundBlock {
-    /// Block hash (display order) = share hash.
+    /// The aux chain it belongs to (merged mining); `None` for the parent chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux_chain: Option<String>,
+    /// Block hash (display order); a parent-chain block's is its share's hash.
     pub hash: String,
-    /// Block height from the coinbase's BIP34 push (`None` if it has none).
+    /// For an aux block: the parent-chain header whose proof of work it carries (display
+    /// order), a share's hash when it came from a share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_header: Option<String>,
+    /// Block height from the coinbase's BIP34 push (`None` if it has none), or its daemon's.
     pub height: Option<u64>,
+    /// The finder's address on the block's chain (`none` when it has none there).
     pub finder: String,
     /// The header's time.
     pub time: u32,
@@ -88,9 +106,12 @@ pub struct FoundBlock {
 }
 
 impl FoundBlock {
-    pub fn to_json(&self) -> Value {
+    /// The API's view; `parent_chain` names the chain of blocks that are not aux blocks.
+    pub fn to_json(&self, parent_chain: &str) -> Value {
         json!({
+            "chain": self.aux_chain.as_deref().unwrap_or(parent_chain),
             "hash": self.hash,
+            "parent_header": self.parent_header,
             "height": self.height,
             "finder": self.finder,
             "time": self.time,
@@ -177,13 +198,22 @@ impl FoundBlocks {
         self.len() == 0
     }
 
-    /// Blocks by status, for the metrics.
-    pub fn count_by_status(&self) -> HashMap<BlockStatus, usize> {
+    /// Blocks by aux chain (`None`: the parent chain) and status, for the metrics.
+    pub fn count_by_status(&self) -> HashMap<(Option<String>, BlockStatus), usize> {
         let mut counts = HashMap::new();
         for b in &lock(&self.state).blocks {
-            *counts.entry(b.status).or_default() += 1;
+            *counts.entry((b.aux_chain.clone(), b.status)).or_default() += 1;
         }
         counts
+    }
+
+    /// Records an aux block this node's daemon accepted, unless the list has it already
+    /// (from the share that carries it): `hash` and `parent_header` in display order.
+    pub fn record_submitted(&self, block: FoundBlock) {
+        if !self.contains(&block.hash) {
+            info!(chain = block.aux_chain.as_deref().unwrap_or(""), block = %block.hash, "recorded an aux block this node found");
+            self.record(block);
+        }
     }
 
     /// Adds or updates a block (persisted before it is visible).
@@ -285,15 +315,63 @@ pub fn describe_script(script: &[u8], coin: &CoinParams) -> String {
     script_to_address(script, coin).unwrap_or_else(|| hex::encode(script))
 }
 
-/// A share not scanned yet: what deciding whether it is a block needs.
+/// An aux chain's address for a script, or its hex.
+pub fn describe_aux_script(script: &[u8], chain: &AuxChainParams) -> String {
+    aux_script_to_address(script, chain).unwrap_or_else(|| hex::encode(script))
+}
+
+/// An aux block's payouts as the list shows them.
+pub fn aux_paid_outputs(payouts: &[Payout], chain: &AuxChainParams) -> Vec<PaidOutput> {
+    payouts
+        .iter()
+        .map(|p| PaidOutput {
+            address: describe_aux_script(&p.script, chain),
+            amount: p.amount,
+        })
+        .collect()
+}
+
+/// A hash in display order (byte-reversed hex).
+pub fn display_hex(mut hash: [u8; 32]) -> String {
+    hash.reverse();
+    hex::encode(hash)
+}
+
+/// A share not scanned yet: what deciding whether it is a block, or carries aux blocks,
+/// needs.
 struct Unscanned {
     hash: ShareHash,
     header: [u8; 80],
     bits: u32,
+    /// The bits of each aux block it carries, in order.
+    aux_bits: Vec<u32>,
 }
 
-/// Hashes the shares connected since the last scan and records those that are blocks.
-/// Returns how many blocks were new.
+/// A scanned share that is a block, or whose proof of work meets aux blocks' targets.
+struct Hit {
+    hash: ShareHash,
+    parent: bool,
+    /// Indexes into the share's aux blocks.
+    aux: Vec<usize>,
+}
+
+impl Unscanned {
+    fn hit(self, pow: share_chain::PowAlgorithm) -> Option<Hit> {
+        let hash = pow_hash(pow, &self.header);
+        let meets = |bits: u32| Target::from_compact(bits).is_ok_and(|t| t.is_met_by(&hash));
+        let hit = Hit {
+            hash: self.hash,
+            parent: meets(self.bits),
+            aux: (0..self.aux_bits.len())
+                .filter(|&i| meets(self.aux_bits[i]))
+                .collect(),
+        };
+        (hit.parent || !hit.aux.is_empty()).then_some(hit)
+    }
+}
+
+/// Hashes the shares connected since the last scan and records those that are blocks, and
+/// the aux blocks they carry whose target they meet. Returns how many blocks were new.
 pub async fn scan(chain: &ChainHandle, preset: &Preset, blocks: &FoundBlocks) -> usize {
     let after = blocks.scanned_seq();
     let Ok((batch, top)) = chain
@@ -309,6 +387,13 @@ pub async fn scan(chain: &ChainHandle, preset: &Preset, blocks: &FoundBlocks) ->
                             hash: e.hash,
                             header: e.share.header.to_bytes(),
                             bits: e.share.header.bits,
+                            aux_bits: e
+                                .share
+                                .merged_mining
+                                .blocks
+                                .iter()
+                                .map(|b| b.bits)
+                                .collect(),
                         },
                     )
                 })
@@ -323,24 +408,23 @@ pub async fn scan(chain: &ChainHandle, preset: &Preset, blocks: &FoundBlocks) ->
         return 0;
     };
     let pow = preset.coin.pow;
-    let hits: Vec<ShareHash> = tokio::task::spawn_blocking(move || {
-        batch
-            .into_iter()
-            .filter(|u| {
-                Target::from_compact(u.bits).is_ok_and(|t| t.is_met_by(&pow_hash(pow, &u.header)))
-            })
-            .map(|u| u.hash)
-            .collect()
-    })
-    .await
-    .unwrap_or_default();
+    let hits: Vec<Hit> =
+        tokio::task::spawn_blocking(move || batch.into_iter().filter_map(|u| u.hit(pow)).collect())
+            .await
+            .unwrap_or_default();
     let mut new = 0;
-    for hash in hits {
-        if blocks.contains(&hash.to_string()) {
-            continue;
-        }
-        if let Some(block) = describe_block(chain, preset, hash).await {
-            info!(block = %hash, finder = %block.finder, value = block.value, "the share chain found a block");
+    for hit in hits {
+        for block in describe_hit(chain, preset, hit).await {
+            if blocks.contains(&block.hash) {
+                continue;
+            }
+            info!(
+                chain = block.aux_chain.as_deref().unwrap_or(&preset.coin.chain),
+                block = %block.hash,
+                finder = %block.finder,
+                value = block.value,
+                "the share chain found a block"
+            );
             blocks.record(block);
             new += 1;
         }
@@ -351,43 +435,82 @@ pub async fn scan(chain: &ChainHandle, preset: &Preset, blocks: &FoundBlocks) ->
     new
 }
 
-/// The record of a block the chain holds, its payouts rebuilt from the chain.
-async fn describe_block(
-    chain: &ChainHandle,
-    preset: &Preset,
-    hash: ShareHash,
-) -> Option<FoundBlock> {
+/// The records of the blocks of a hit, their payouts rebuilt from the chain.
+async fn describe_hit(chain: &ChainHandle, preset: &Preset, hit: Hit) -> Vec<FoundBlock> {
     let coin = preset.coin.clone();
     chain
         .call(move |c| {
             let index = c.index_mut();
-            let entry = index.get(&hash)?.clone();
-            let payouts = index.expected_payouts(&entry.share, &entry.credits);
+            let Some(entry) = index.get(&hit.hash).cloned() else {
+                return Vec::new();
+            };
             let share = &entry.share;
-            Some(FoundBlock {
-                hash: hash.to_string(),
-                height: bip34_height(&share.coinbase.script_sig),
-                finder: describe_script(&share.info.payout_script, &coin),
-                time: share.header.time,
-                value: share.coinbase.value,
-                payouts: payouts
-                    .iter()
-                    .map(|p| PaidOutput {
-                        address: describe_script(&p.script, &coin),
-                        amount: p.amount,
-                    })
-                    .collect(),
-                status: BlockStatus::Pending,
-                confirmations: 0,
-                seen: crate::api::now_secs(),
-            })
+            let seen = crate::api::now_secs();
+            let mut found = Vec::new();
+            if hit.parent {
+                let payouts = index.expected_payouts(share, &entry.credits);
+                found.push(FoundBlock {
+                    aux_chain: None,
+                    hash: hit.hash.to_string(),
+                    parent_header: None,
+                    height: bip34_height(&share.coinbase.script_sig),
+                    finder: describe_script(&share.info.payout_script, &coin),
+                    time: share.header.time,
+                    value: share.coinbase.value,
+                    payouts: payouts
+                        .iter()
+                        .map(|p| PaidOutput {
+                            address: describe_script(&p.script, &coin),
+                            amount: p.amount,
+                        })
+                        .collect(),
+                    status: BlockStatus::Pending,
+                    confirmations: 0,
+                    seen,
+                });
+            }
+            for i in hit.aux {
+                let Some(block) = share.merged_mining.blocks.get(i) else {
+                    continue;
+                };
+                let Some(params) = index.aux_chain(block.chain_id).cloned() else {
+                    continue;
+                };
+                // A share in the chain passed §15, so its payouts rebuild.
+                let Ok(payouts) = index.aux_window_payouts(
+                    &share.info,
+                    &entry.credits,
+                    share.header.bits,
+                    block.chain_id,
+                    block.coinbase_value,
+                ) else {
+                    continue;
+                };
+                let (_, header) = aux_block_parts(block, &payouts);
+                found.push(FoundBlock {
+                    aux_chain: Some(params.chain.clone()),
+                    hash: display_hex(header.hash().0),
+                    parent_header: Some(hit.hash.to_string()),
+                    height: bip34_height(&block.coinbase_script_sig),
+                    finder: share
+                        .info
+                        .aux_payout_script()
+                        .map_or_else(|| "none".into(), |s| describe_aux_script(&s, &params)),
+                    time: block.time,
+                    value: block.coinbase_value,
+                    payouts: aux_paid_outputs(&payouts, &params),
+                    status: BlockStatus::Pending,
+                    confirmations: 0,
+                    seen,
+                });
+            }
+            found
         })
         .await
-        .ok()
-        .flatten()
+        .unwrap_or_default()
 }
 
-/// A block's status from litecoind's `getblockheader` answer (`None`: it does not know
+/// A block's status from its daemon's `getblockheader` answer (`None`: it does not know
 /// the block).
 pub fn status_from_header(header: Option<&Value>, maturity: u32) -> (BlockStatus, u64) {
     let Some(header) = header else {
@@ -400,16 +523,46 @@ pub fn status_from_header(header: Option<&Value>, maturity: u32) -> (BlockStatus
     }
 }
 
-/// litecoind's status of each unsettled block (newest first, at most [`STATUS_CHECKS`]);
-/// mature blocks are settled. Stops at the first connection error.
-pub async fn refresh_statuses(rpc: &RpcClient, coin: &CoinParams, blocks: &FoundBlocks) {
+/// Where the list's blocks are followed: the parent chain's daemon and the aux daemons.
+pub struct Daemons {
+    pub parent: Option<Arc<RpcClient>>,
+    pub aux: Vec<Arc<AuxDaemon>>,
+}
+
+impl Daemons {
+    /// The daemon of `aux_chain` (`None`: the parent chain) and its coinbase maturity, if
+    /// it is known.
+    fn of(&self, aux_chain: Option<&str>, coin: &CoinParams) -> Option<(&RpcClient, u32)> {
+        match aux_chain {
+            None => self
+                .parent
+                .as_deref()
+                .map(|rpc| (rpc, coin.coinbase_maturity)),
+            Some(name) => self.aux.iter().find_map(|d| {
+                let chain = d.chain().filter(|c| c.chain == name)?;
+                Some((d.rpc(), chain.coinbase_maturity))
+            }),
+        }
+    }
+}
+
+/// Each unsettled block's status on its daemon (newest first, at most [`STATUS_CHECKS`]);
+/// mature blocks are settled. A daemon that cannot be reached is skipped until next round.
+pub async fn refresh_statuses(daemons: &Daemons, coin: &CoinParams, blocks: &FoundBlocks) {
     let unsettled: Vec<FoundBlock> = blocks
         .newest(MAX_BLOCKS)
         .into_iter()
         .filter(|b| b.status != BlockStatus::Mature)
         .take(STATUS_CHECKS)
         .collect();
+    let mut unreachable: Vec<Option<String>> = Vec::new();
     for block in unsettled {
+        if unreachable.contains(&block.aux_chain) {
+            continue;
+        }
+        let Some((rpc, maturity)) = daemons.of(block.aux_chain.as_deref(), coin) else {
+            continue;
+        };
         let header = match rpc
             .call::<Value>("getblockheader", vec![json!(block.hash)])
             .await
@@ -417,39 +570,49 @@ pub async fn refresh_statuses(rpc: &RpcClient, coin: &CoinParams, blocks: &Found
             Ok(h) => Some(h),
             // -5: "Block not found".
             Err(RpcError::Rpc { code: -5, .. }) => None,
-            Err(_) => return,
+            Err(_) => {
+                unreachable.push(block.aux_chain.clone());
+                continue;
+            }
         };
-        let (status, confirmations) = status_from_header(header.as_ref(), coin.coinbase_maturity);
-        if status != block.status || confirmations != block.confirmations {
+        let (status, confirmations) = status_from_header(header.as_ref(), maturity);
+        // An aux block from a share has no BIP34 height when its chain does not ask for
+        // one: its daemon says.
+        let height = block.height.or_else(|| {
+            header
+                .as_ref()
+                .and_then(|h| h.get("height"))
+                .and_then(Value::as_u64)
+        });
+        if status != block.status || confirmations != block.confirmations || height != block.height
+        {
             if status == BlockStatus::Orphaned && block.status != BlockStatus::Orphaned {
-                warn!(block = %block.hash, "a block found by the share chain was orphaned");
+                warn!(
+                    chain = block.aux_chain.as_deref().unwrap_or(&coin.chain),
+                    block = %block.hash,
+                    "a block found by the share chain was orphaned"
+                );
             }
             blocks.record(FoundBlock {
                 status,
                 confirmations,
+                height,
                 ..block
             });
         }
     }
 }
 
-/// Scans new shares on every chain change and follows unsettled blocks on litecoind, until
-/// the chain stops.
-pub async fn track(
-    chain: ChainHandle,
-    preset: Preset,
-    rpc: Option<Arc<RpcClient>>,
-    blocks: Arc<FoundBlocks>,
-) {
+/// Scans new shares on every chain change and follows unsettled blocks on their daemons,
+/// until the chain stops.
+pub async fn track(chain: ChainHandle, preset: Preset, daemons: Daemons, blocks: Arc<FoundBlocks>) {
     let mut changes: watch::Receiver<ChainSummary> = chain.subscribe();
     let mut ticker = tokio::time::interval(STATUS_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Scan until caught up (a restart may leave more than one batch).
         while scan(&chain, &preset, &blocks).await > 0 || has_unscanned(&chain, &blocks).await {}
-        if let Some(rpc) = &rpc {
-            refresh_statuses(rpc, &preset.coin, &blocks).await;
-        }
+        refresh_statuses(&daemons, &preset.coin, &blocks).await;
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -476,7 +639,9 @@ mod tests {
 
     fn block(hash: &str, status: BlockStatus) -> FoundBlock {
         FoundBlock {
+            aux_chain: None,
             hash: hash.into(),
+            parent_header: None,
             height: Some(7),
             finder: "x".into(),
             time: 1,

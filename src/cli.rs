@@ -233,6 +233,7 @@ pub async fn blocks(api: &ApiClient, count: u64) -> Result<String, CliError> {
             list.iter()
                 .map(|b| {
                     vec![
+                        text(&b["chain"]),
                         text(&b["height"]),
                         text(&b["hash"]),
                         text(&b["finder"]),
@@ -248,7 +249,9 @@ pub async fn blocks(api: &ApiClient, count: u64) -> Result<String, CliError> {
         })
         .unwrap_or_default();
     Ok(table(
-        &["height", "hash", "finder", "value", "outputs", "status"],
+        &[
+            "chain", "height", "hash", "finder", "value", "outputs", "status",
+        ],
         &rows,
     ))
 }

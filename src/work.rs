@@ -13,9 +13,10 @@ use std::sync::Arc;
 use share_chain::auxpow::AuxPow;
 use share_chain::coinbase::{coinbase_script_sig, CoinbaseError, Payout};
 use share_chain::merkle::coinbase_merkle_branch;
+use share_chain::params::AuxChainParams;
 use share_chain::template::{BlockContext, ShareTemplate};
-use share_chain::Share;
 use share_chain::{PowAlgorithm, Target};
+use share_chain::{Share, ShareHash};
 
 use crate::daemon::aux::AuxTemplate;
 use crate::daemon::block::assemble_block;
@@ -79,13 +80,19 @@ pub struct WorkPayload {
 /// An aux block a solution found, ready for its daemon.
 #[derive(Debug)]
 pub struct FoundAuxBlock {
-    /// The aux chain's name.
-    pub chain: String,
+    /// The aux chain.
+    pub chain: AuxChainParams,
     /// The aux block's hash, internal byte order.
     pub hash: [u8; 32],
     /// The block it builds on, internal byte order.
     pub prev_block: [u8; 32],
+    /// The parent-chain header whose proof of work it carries.
+    pub parent_header: ShareHash,
     pub height: u32,
+    pub time: u32,
+    pub value: u64,
+    /// The finder's script on the aux chain, if it has one.
+    pub finder: Option<Vec<u8>>,
     pub bytes: Vec<u8>,
     pub payouts: Vec<Payout>,
 }
@@ -212,10 +219,14 @@ impl WorkPayload {
             )
             .map_err(|e| format!("its AuxPoW would be refused: {e}"))?;
         Ok(FoundAuxBlock {
-            chain: template.chain.chain.clone(),
+            chain: template.chain.clone(),
             hash,
             prev_block: header.prev_block,
+            parent_header: share.hash(),
             height: template.height,
+            time: header.time,
+            value: template.block.coinbase_value,
+            finder: share.info.aux_payout_script(),
             bytes: template.assemble(&header, &auxpow, &coinbase),
             payouts: self
                 .share

@@ -63,6 +63,17 @@ async fn api(n: usize) -> (Api, Vec<String>) {
         template_seq: 0,
     });
     let counters = std::sync::Arc::new(p2pool::counters::NodeCounters::default());
+    // The node keeps the found-blocks list; here, with no daemon to follow them on.
+    let blocks = std::sync::Arc::new(p2pool::blocks::FoundBlocks::in_memory());
+    tokio::spawn(p2pool::blocks::track(
+        chain.clone(),
+        preset.clone(),
+        p2pool::blocks::Daemons {
+            parent: None,
+            aux: Vec::new(),
+        },
+        blocks.clone(),
+    ));
     let sources = ApiSources {
         preset,
         chain,
@@ -83,7 +94,8 @@ async fn api(n: usize) -> (Api, Vec<String>) {
         counters: counters.clone(),
         daemon_rpc: None,
         fee: None,
-        blocks: std::sync::Arc::new(p2pool::blocks::FoundBlocks::in_memory()),
+        blocks: blocks.clone(),
+        aux_daemons: Vec::new(),
         hashrates: std::sync::Arc::new(p2pool::hashrate::Hashrates::new(65_536, 600)),
         history: std::sync::Arc::new(p2pool::history::History::in_memory()),
         alerts: Default::default(),
@@ -354,28 +366,47 @@ async fn window_shares_and_found_blocks() {
     assert_eq!(share["address"], addresses[0].as_str());
     assert_eq!(share["coinbase"]["value"], 50_0000_0000u64);
 
-    // Every share is a block here: all ten are listed, newest first, pending (no
-    // litecoind to follow them), each paying exactly its coinbase value.
+    // Every share is a block here, and carries a Dogecoin block it also mines (the test
+    // chain's aux target is as easy): all ten of each are listed, newest first, pending (no
+    // daemon to follow them), each paying exactly its coinbase value.
     let start = std::time::Instant::now();
     let blocks = loop {
         let blocks = api.call("getblocks", json!([100])).await["result"].clone();
-        if blocks.as_array().unwrap().len() == 10 {
+        if blocks.as_array().unwrap().len() == 20 {
             break blocks;
         }
         assert!(start.elapsed().as_secs() < 10, "{blocks}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    assert_eq!(blocks[0]["hash"], tip);
-    assert_eq!(blocks[0]["finder"], addresses[0].as_str());
-    assert_eq!(blocks[0]["status"], "pending");
-    for b in blocks.as_array().unwrap() {
+    let on = |chain: &str| -> Vec<Value> {
+        blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["chain"] == chain)
+            .cloned()
+            .collect()
+    };
+    let (litecoin, dogecoin) = (on("litecoin-regtest"), on("dogecoin-regtest"));
+    assert_eq!((litecoin.len(), dogecoin.len()), (10, 10));
+    assert_eq!(litecoin[0]["hash"], tip);
+    assert_eq!(litecoin[0]["finder"], addresses[0].as_str());
+    // The newest Dogecoin block is the tip share's, paying its miner's Dogecoin address.
+    assert_eq!(dogecoin[0]["parent_header"], tip);
+    assert!(dogecoin[0]["finder"].as_str().unwrap().starts_with('m'));
+    for (b, value) in litecoin
+        .iter()
+        .map(|b| (b, 50_0000_0000u64))
+        .chain(dogecoin.iter().map(|b| (b, b["value"].as_u64().unwrap())))
+    {
+        assert_eq!(b["status"], "pending");
         let paid: u64 = b["payouts"]
             .as_array()
             .unwrap()
             .iter()
             .map(|p| p["amount"].as_u64().unwrap())
             .sum();
-        assert_eq!(paid, 50_0000_0000);
+        assert_eq!(paid, value, "{b}");
     }
     let base = format!("http://{}", api.server.local_addr());
     let metrics = api
@@ -387,8 +418,12 @@ async fn window_shares_and_found_blocks() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("p2pool_found_blocks{status=\"pending\"} 10"),
-        "{metrics}"
-    );
+    for chain in ["litecoin-regtest", "dogecoin-regtest"] {
+        assert!(
+            metrics.contains(&format!(
+                "p2pool_found_blocks{{chain=\"{chain}\",status=\"pending\"}} 10"
+            )),
+            "{metrics}"
+        );
+    }
 }

@@ -63,6 +63,20 @@ async fn rebuilt_by(node: &p2pool::node::Node, hash: [u8; 32]) -> Option<Vec<(St
         })
 }
 
+/// An aux block event's payouts `(Dogecoin address, amount)` as `(script hex, amount)`.
+fn as_scripts(payouts: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    let preset = share_chain::Preset::builtin("litecoin-regtest").unwrap();
+    payouts
+        .into_iter()
+        .map(|(address, amount)| {
+            let script =
+                share_chain::address::aux_address_to_script(&address, &preset.aux_chains[0])
+                    .unwrap_or_else(|e| panic!("{address} is not a Dogecoin address: {e}"));
+            (hex::encode(script), amount)
+        })
+        .collect()
+}
+
 /// An accepted aux block: its hash, height and coinbase `(script hex, amount)`.
 type Accepted = ([u8; 32], u32, Vec<(String, u64)>);
 
@@ -157,7 +171,7 @@ async fn dogecoin_blocks_pay_the_window() {
         {
             assert_eq!(chain, "dogecoin-regtest");
             if ok {
-                accepted.push((hash, height, payouts));
+                accepted.push((hash, height, as_scripts(payouts)));
             } else {
                 // Blocks are submitted in parallel: a second one on the same previous block
                 // is a lost race; anything else would be a block dogecoind refused.
@@ -214,6 +228,111 @@ async fn dogecoin_blocks_pay_the_window() {
         "the miner's named Dogecoin address was never paid"
     );
 
+    // The found-blocks list holds every accepted Dogecoin block, followed on dogecoind
+    // (regtest maturity: 60), and `verifyblockpayout` finds each coinbase as prescribed:
+    // from the share chain for blocks from shares, else from the node's own record.
+    let displays: Vec<String> = accepted
+        .iter()
+        .map(|(hash, _, _)| p2pool::blocks::display_hex(*hash))
+        .collect();
+    let listed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let list = common::pool::api_result(&pool.node, "getblocks", json!([500])).await;
+            let settled = displays.iter().all(|h| {
+                list.as_array().unwrap().iter().any(|b| {
+                    b["hash"] == h.as_str()
+                        && b["chain"] == "dogecoin-regtest"
+                        && b["status"] == "immature"
+                })
+            });
+            if settled {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await
+    .expect("every accepted Dogecoin block listed as immature within 30 s");
+    let mut by_share = 0;
+    for (display, (_, height, coinbase)) in displays.iter().zip(&accepted) {
+        let block = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["hash"] == display.as_str())
+            .unwrap();
+        assert_eq!(block["height"], *height, "{block}");
+        let listed_payouts: Vec<(String, u64)> = block["payouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["address"].as_str().unwrap().to_owned(),
+                    p["amount"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(&as_scripts(listed_payouts), coinbase, "{block}");
+        let verdict =
+            common::pool::api_result(&pool.node, "verifyblockpayout", json!([display])).await;
+        assert_eq!(verdict["match"], true, "{verdict}");
+        assert_eq!(verdict["chain"], "dogecoin-regtest");
+        if verdict["basis"] == "share chain" {
+            by_share += 1;
+        }
+    }
+    assert!(by_share > 0, "no block verified from the share chain");
+    // A Dogecoin block mined without the share chain (no AuxPoW) is not one of ours.
+    let plain: serde_json::Value = doge
+        .client()
+        .call(
+            "generatetoaddress",
+            vec![json!(1), json!(common::dogecoind::BURN_ADDRESS)],
+        )
+        .await
+        .expect("generatetoaddress");
+    let answer = common::pool::api_call(&pool.node, "verifyblockpayout", json!([plain[0]])).await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no AuxPoW"),
+        "{answer}"
+    );
+    // A reorg on dogecoind: the newest accepted block turns orphaned in the list.
+    let newest = accepted
+        .iter()
+        .max_by_key(|(_, height, _)| *height)
+        .unwrap();
+    let newest = p2pool::blocks::display_hex(newest.0);
+    let _: serde_json::Value = doge
+        .client()
+        .call("invalidateblock", vec![json!(newest)])
+        .await
+        .expect("invalidateblock");
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let list = common::pool::api_result(&pool.node, "getblocks", json!([500])).await;
+            let status = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["hash"] == newest.as_str())
+                .map(|b| b["status"].clone());
+            if status == Some(json!("orphaned")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await
+    .expect("the invalidated Dogecoin block turns orphaned within 30 s");
+    println!(
+        "{} Dogecoin blocks listed and verified ({by_share} from the share chain)",
+        displays.len()
+    );
+
     // What the API shows miners: the Dogecoin a block found now pays, by Dogecoin address.
     let info = common::pool::api_result(&pool.node, "getpayoutinfo", json!([])).await;
     let aux = &info["aux_payouts"][0];
@@ -233,6 +352,10 @@ async fn dogecoin_blocks_pay_the_window() {
     let origin = format!("http://{}/", pool.node.api_addr().expect("api"));
     let run = common::chromium::run_chromium(&origin, None).await;
     run.assert_clean(&origin);
+    assert!(
+        run.dom.contains("data-block-chain=\"dogecoin-regtest\""),
+        "the found Dogecoin blocks are on the page"
+    );
     let mut shown = 0u64;
     let mut rest = run.dom.as_str();
     while let Some(at) = rest.find("data-chain=\"dogecoin-regtest\"") {
@@ -349,7 +472,7 @@ async fn a_dogecoin_block_from_either_node_pays_both_nodes_miners() {
                     ..
                 } = event
                 {
-                    found[i].push((hash, payouts));
+                    found[i].push((hash, as_scripts(payouts)));
                 }
             }
         }

@@ -126,6 +126,7 @@ pub fn api() -> &'static Api {
             daemon_rpc: None,
             fee: None,
             blocks: Arc::new(p2pool::blocks::FoundBlocks::in_memory()),
+            aux_daemons: Vec::new(),
             hashrates: Arc::new(p2pool::hashrate::Hashrates::new(65_536, 600)),
             history: Arc::new(p2pool::history::History::in_memory()),
             alerts: Default::default(),

@@ -105,8 +105,9 @@ pub struct ConsensusParams {
 }
 
 /// An auxiliary chain the share chain merge-mines (docs/PROTOCOL.md §15): its identity and
-/// the payout rules of its coinbases. Every field is part of the network id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode)]
+/// the payout rules of its coinbases. Every field but `coinbase_maturity` is part of the
+/// network id (see the `Encode` impl).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuxChainParams {
     /// The chain's name, e.g. `dogecoin-regtest`.
@@ -126,6 +127,28 @@ pub struct AuxChainParams {
     pub max_payout_outputs: u32,
     /// Smallest payout output in the chain's base unit (the step's floor, as on the parent).
     pub dust_threshold: u64,
+    /// Confirmations before the chain lets a coinbase be spent (Dogecoin: 240; 60 on
+    /// regtest). Not consensus: only the node's found-block status reads it.
+    pub coinbase_maturity: u32,
+}
+
+/// The network id's encoding of an aux chain: every consensus field, in declaration order
+/// (what the derive would write), without `coinbase_maturity`, which no share-chain rule
+/// reads.
+impl Encode for AuxChainParams {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.chain.encode(encoder)?;
+        self.chain_id.encode(encoder)?;
+        self.strict_chain_id.encode(encoder)?;
+        self.p2pkh_version.encode(encoder)?;
+        self.p2sh_version.encode(encoder)?;
+        self.max_money.encode(encoder)?;
+        self.max_payout_outputs.encode(encoder)?;
+        self.dust_threshold.encode(encoder)
+    }
 }
 
 /// The rules that turn window weights into coinbase amounts (docs/PROTOCOL.md §9), for the
@@ -441,6 +464,32 @@ mod tests {
             let peers =
                 Preset::load(name, Some("bootstrap_peers = [\"/ip4/1.2.3.4/tcp/1\"]\n")).unwrap();
             assert_eq!(peers.network_id(), id);
+            // Each aux chain field but the maturity is consensus.
+            let base = Preset::builtin(name).unwrap();
+            let aux = &base.aux_chains[0];
+            let tweaked = |f: &dyn Fn(&mut AuxChainParams)| {
+                let mut p = base.clone();
+                f(&mut p.aux_chains[0]);
+                p.network_id()
+            };
+            assert_eq!(
+                tweaked(&|a| a.coinbase_maturity += 1),
+                id,
+                "{name}: the aux maturity is not consensus"
+            );
+            let consensus_tweaks: [&dyn Fn(&mut AuxChainParams); 8] = [
+                &|a| a.chain.push('x'),
+                &|a| a.chain_id += 1,
+                &|a| a.strict_chain_id = !a.strict_chain_id,
+                &|a| a.p2pkh_version ^= 1,
+                &|a| a.p2sh_version ^= 1,
+                &|a| a.max_money -= 1,
+                &|a| a.max_payout_outputs += 1,
+                &|a| a.dust_threshold += 1,
+            ];
+            for (i, tweak) in consensus_tweaks.iter().enumerate() {
+                assert_ne!(tweaked(tweak), id, "{name}: aux field {i} of {aux:?}");
+            }
         }
     }
 

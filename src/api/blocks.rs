@@ -1,16 +1,27 @@
 //! The found-blocks methods: `getblocks [count]` (the list kept by [`crate::blocks`]) and
 //! `verifyblockpayout <blockhash>`, which rebuilds the coinbase the share chain prescribes
-//! for a block litecoind holds and compares it with litecoind's, output by output.
+//! for a block its daemon holds and compares it with the daemon's, output by output.
 //!
-//! litecoind is asked for the block's summary and its coinbase alone (`getblock <hash> 1`,
-//! `getrawtransaction <txid> true <hash>`), one verification at a time.
+//! A parent-chain block: litecoind is asked for the block's summary and its coinbase alone
+//! (`getblock <hash> 1`, `getrawtransaction <txid> true <hash>`). It is matched to its share
+//! through the coinbase's last output, the share commitment (`docs/PROTOCOL.md`): so a
+//! block whose coinbase was altered (a different hash than any share) is still checked
+//! against the share it claims to be.
 //!
-//! A block is matched to its share through the coinbase's last output, the share
-//! commitment (`docs/PROTOCOL.md`): so a block whose coinbase was altered (a different
-//! hash than any share) is still checked against the share it claims to be.
+//! An aux block (merged mining, §15), when litecoind does not know the hash: each aux
+//! daemon is asked for the raw block (`getblock <hash> false`), of which only the header, the
+//! AuxPoW and the coinbase are read. The AuxPoW's parent header names the share; the
+//! share's aux block for that chain gives the prescribed coinbase. An aux block whose
+//! proof of work was below the share target is in no share: only the node that found it
+//! knows what it prescribed, from its found-block record, and the answer says so.
+//!
+//! One verification at a time.
 
 use serde_json::{json, Value};
-use share_chain::coinbase::build_coinbase;
+use share_chain::address::aux_address_to_script;
+use share_chain::auxpow::AuxBlockHead;
+use share_chain::coinbase::{build_aux_coinbase, build_coinbase};
+use share_chain::params::AuxChainParams;
 use share_chain::{CoinParams, ShareHash};
 
 use super::methods::{error, Sources, INVALID_PARAMS, NOT_FOUND, UNAVAILABLE};
@@ -25,6 +36,8 @@ static VERIFYING: std::sync::LazyLock<tokio::sync::Semaphore> =
 pub const MAX_BLOCKS_LISTED: u64 = 500;
 /// Most outputs read from a litecoind coinbase (the consensus cap is far lower).
 const MAX_OUTPUTS: usize = 10_000;
+/// Largest raw aux block read back (hex digits): 4 MB, four times Dogecoin's limit.
+const MAX_AUX_BLOCK_HEX: usize = 8_000_000;
 
 pub async fn getblocks(s: &Sources, count: Option<u64>) -> Result<Value, ErrorObjectOwned> {
     let count = count.unwrap_or(20);
@@ -38,7 +51,7 @@ pub async fn getblocks(s: &Sources, count: Option<u64>) -> Result<Value, ErrorOb
         s.blocks
             .newest(count as usize)
             .iter()
-            .map(|b| b.to_json())
+            .map(|b| b.to_json(&s.preset.coin.chain))
             .collect(),
     ))
 }
@@ -50,13 +63,39 @@ struct Output {
     amount: u64,
 }
 
+/// The chain whose addresses name outputs.
+#[derive(Clone, Copy)]
+enum Chain<'a> {
+    Parent(&'a CoinParams),
+    Aux(&'a AuxChainParams),
+}
+
+impl Chain<'_> {
+    fn address(&self, script: &[u8]) -> Option<String> {
+        match self {
+            Chain::Parent(coin) => share_chain::address::script_to_address(script, coin),
+            Chain::Aux(chain) => share_chain::address::aux_script_to_address(script, chain),
+        }
+    }
+}
+
 impl Output {
-    fn to_json(&self, coin: &CoinParams) -> Value {
+    fn to_json(&self, chain: Chain<'_>) -> Value {
         json!({
-            "address": share_chain::address::script_to_address(&self.script, coin),
+            "address": chain.address(&self.script),
             "script": hex::encode(&self.script),
             "amount": self.amount,
         })
+    }
+
+    fn of(tx: &bitcoin::Transaction) -> Vec<Output> {
+        tx.output
+            .iter()
+            .map(|o| Output {
+                script: o.script_pubkey.to_bytes(),
+                amount: o.value.to_sat(),
+            })
+            .collect()
     }
 }
 
@@ -110,7 +149,7 @@ fn share_commitment(outputs: &[Output]) -> Option<[u8; 32]> {
 }
 
 /// Each output that differs, by index.
-fn differences(expected: &[Output], actual: &[Output], coin: &CoinParams) -> Vec<Value> {
+fn differences(expected: &[Output], actual: &[Output], chain: Chain<'_>) -> Vec<Value> {
     let n = expected.len().max(actual.len());
     (0..n)
         .filter_map(|i| {
@@ -118,8 +157,8 @@ fn differences(expected: &[Output], actual: &[Output], coin: &CoinParams) -> Vec
             (e != a).then(|| {
                 json!({
                     "index": i,
-                    "expected": e.map(|o| o.to_json(coin)),
-                    "actual": a.map(|o| o.to_json(coin)),
+                    "expected": e.map(|o| o.to_json(chain)),
+                    "actual": a.map(|o| o.to_json(chain)),
                 })
             })
         })
@@ -129,35 +168,71 @@ fn differences(expected: &[Output], actual: &[Output], coin: &CoinParams) -> Vec
 pub async fn verifyblockpayout(s: &Sources, hash: String) -> Result<Value, ErrorObjectOwned> {
     let parsed = ShareHash::from_display_hex(&hash)
         .map_err(|_| error(INVALID_PARAMS, "blockhash must be 64 hex digits"))?;
-    let Some(rpc) = &s.daemon_rpc else {
-        return Err(error(UNAVAILABLE, "no litecoind to read the block from"));
-    };
-    // One at a time: each is two litecoind calls, and the API is open to miners.
+    let hash = parsed.to_string();
+    if s.daemon_rpc.is_none() && s.aux_daemons.is_empty() {
+        return Err(error(UNAVAILABLE, "no daemon to read the block from"));
+    }
+    // One at a time: each is two daemon calls, and the API is open to miners.
     let _turn = VERIFYING
         .acquire()
         .await
         .map_err(|_| error(UNAVAILABLE, "verification is shut down"))?;
-    let block: Value = match rpc
-        .call("getblock", vec![json!(parsed.to_string()), json!(1)])
-        .await
-    {
-        Ok(b) => b,
-        Err(RpcError::Rpc { code: -5, .. }) => {
-            return Err(error(
-                NOT_FOUND,
-                format!("litecoind does not know block {hash}"),
-            ))
+    let mut unreachable = Vec::new();
+    if let Some(rpc) = &s.daemon_rpc {
+        match rpc
+            .call::<Value>("getblock", vec![json!(hash), json!(1)])
+            .await
+        {
+            Ok(block) => return verify_parent_block(s, rpc, &hash, &block).await,
+            // -5: "Block not found": perhaps an aux block.
+            Err(RpcError::Rpc { code: -5, .. }) => {}
+            Err(e) => unreachable.push(format!("litecoind: {e}")),
         }
-        Err(e) => return Err(error(UNAVAILABLE, format!("litecoind: {e}"))),
-    };
+    }
+    for daemon in &s.aux_daemons {
+        let Some(chain) = daemon.chain() else {
+            unreachable.push(format!("{}: its chain is not known yet", daemon.url()));
+            continue;
+        };
+        match daemon
+            .rpc()
+            // `false`, not 0: Dogecoin Core 1.14 takes a boolean (later versions take both).
+            .call::<String>("getblock", vec![json!(hash), json!(false)])
+            .await
+        {
+            Ok(raw) => return verify_aux_block(s, chain, &hash, &raw).await,
+            Err(RpcError::Rpc { code: -5, .. }) => {}
+            Err(e) => unreachable.push(format!("{}: {e}", chain.chain)),
+        }
+    }
+    if unreachable.is_empty() {
+        Err(error(NOT_FOUND, format!("no daemon knows block {hash}")))
+    } else {
+        Err(error(
+            UNAVAILABLE,
+            format!(
+                "block {hash} not found, and not every daemon could be asked: {}",
+                unreachable.join("; ")
+            ),
+        ))
+    }
+}
+
+/// The answer for a parent-chain block (`block`: litecoind's `getblock <hash> 1`).
+async fn verify_parent_block(
+    s: &Sources,
+    rpc: &crate::daemon::rpc::RpcClient,
+    hash: &str,
+    block: &Value,
+) -> Result<Value, ErrorObjectOwned> {
     let litecoind = |e: &str| error(UNAVAILABLE, format!("litecoind: {e}"));
-    let (prev_block, coinbase_txid) = block_summary(&block).map_err(litecoind)?;
+    let (prev_block, coinbase_txid) = block_summary(block).map_err(litecoind)?;
     // The coinbase alone, not the whole block decoded (`getblock <hash> 2` is megabytes
     // for a full block); with the block hash, litecoind needs no transaction index.
     let coinbase: Value = rpc
         .call(
             "getrawtransaction",
-            vec![json!(coinbase_txid), json!(true), json!(parsed.to_string())],
+            vec![json!(coinbase_txid), json!(true), json!(hash)],
         )
         .await
         .map_err(|e| litecoind(&e.to_string()))?;
@@ -180,18 +255,7 @@ pub async fn verifyblockpayout(s: &Sources, hash: String) -> Result<Value, Error
                 .clone();
             let payouts = index.expected_payouts(&entry.share, &entry.credits);
             let coinbase = build_coinbase(&entry.share.coinbase, &payouts, &commitment);
-            Some((
-                entry.hash,
-                coinbase
-                    .transaction()
-                    .output
-                    .iter()
-                    .map(|o| Output {
-                        script: o.script_pubkey.to_bytes(),
-                        amount: o.value.to_sat(),
-                    })
-                    .collect::<Vec<_>>(),
-            ))
+            Some((entry.hash, Output::of(coinbase.transaction())))
         })
         .await
         .map_err(|_| error(UNAVAILABLE, "the share chain is not running"))?;
@@ -201,15 +265,119 @@ pub async fn verifyblockpayout(s: &Sources, hash: String) -> Result<Value, Error
             "the share chain does not hold the share this block commits to (pruned or unknown)",
         ));
     };
-    let differences = differences(&expected, &actual, &s.preset.coin);
+    let differences = differences(&expected, &actual, Chain::Parent(&s.preset.coin));
     let matched = differences.is_empty();
     if !matched {
-        crate::api::note_payout_mismatch(s, &hash);
+        crate::api::note_payout_mismatch(s, hash);
     }
     Ok(json!({
         "match": matched,
+        "chain": s.preset.coin.chain,
         "block": hash,
         "share": share.to_string(),
+        "basis": "share chain",
+        "outputs": expected.len(),
+        "differences": differences,
+    }))
+}
+
+/// The outputs a found-block record lists (addresses on `chain`, or scripts in hex).
+fn recorded_outputs(payouts: &[crate::blocks::PaidOutput], chain: &AuxChainParams) -> Vec<Output> {
+    payouts
+        .iter()
+        .map(|p| Output {
+            script: aux_address_to_script(&p.address, chain)
+                .ok()
+                .or_else(|| hex::decode(&p.address).ok())
+                .unwrap_or_default(),
+            amount: p.amount,
+        })
+        .collect()
+}
+
+/// The answer for an aux block of `chain` (`raw`: its daemon's `getblock <hash> false`).
+async fn verify_aux_block(
+    s: &Sources,
+    chain: &AuxChainParams,
+    hash: &str,
+    raw: &str,
+) -> Result<Value, ErrorObjectOwned> {
+    let daemon = |e: &str| error(UNAVAILABLE, format!("{}: {e}", chain.chain));
+    if raw.len() > MAX_AUX_BLOCK_HEX {
+        return Err(daemon("the block is larger than any valid one"));
+    }
+    let bytes = hex::decode(raw).map_err(|_| daemon("the block is not hex"))?;
+    let head = AuxBlockHead::decode(&bytes).map_err(|e| daemon(&e.to_string()))?;
+    let Some(auxpow) = head.auxpow else {
+        return Err(error(
+            NOT_FOUND,
+            format!(
+                "block {hash} of {} carries no AuxPoW: it was not merge-mined",
+                chain.chain
+            ),
+        ));
+    };
+    let actual = Output::of(&head.coinbase);
+    let parent = auxpow.parent_header.hash();
+    let chain_id = chain.chain_id;
+    let from_share = s
+        .chain
+        .call(move |c| {
+            let index = c.index_mut();
+            let entry = index.get(&parent)?.clone();
+            let share = &entry.share;
+            let block = share
+                .merged_mining
+                .blocks
+                .iter()
+                .find(|b| b.chain_id == chain_id)?;
+            let payouts = index
+                .aux_window_payouts(
+                    &share.info,
+                    &entry.credits,
+                    share.header.bits,
+                    chain_id,
+                    block.coinbase_value,
+                )
+                .ok()?;
+            let coinbase = build_aux_coinbase(&block.coinbase_script_sig, &payouts);
+            Some(Output::of(coinbase.transaction()))
+        })
+        .await
+        .map_err(|_| error(UNAVAILABLE, "the share chain is not running"))?;
+    let (expected, basis) = match from_share {
+        Some(expected) => (expected, "share chain"),
+        None => {
+            let record = s
+                .blocks
+                .newest(crate::blocks::MAX_BLOCKS)
+                .into_iter()
+                .find(|b| b.hash == hash && b.aux_chain.as_deref() == Some(&chain.chain))
+                .ok_or_else(|| {
+                    error(
+                        NOT_FOUND,
+                        format!(
+                            "the share chain does not hold share {parent}, whose proof of work                              this block carries (pruned, unknown, or not a share), and this                              node did not find the block"
+                        ),
+                    )
+                })?;
+            (
+                recorded_outputs(&record.payouts, chain),
+                "this node's record: the block's proof of work was below the share target, so                  it is in no share and only the node that found it knows what it prescribed",
+            )
+        }
+    };
+    let differences = differences(&expected, &actual, Chain::Aux(chain));
+    let matched = differences.is_empty();
+    if !matched {
+        crate::api::note_payout_mismatch(s, hash);
+    }
+    Ok(json!({
+        "match": matched,
+        "chain": chain.chain,
+        "block": hash,
+        "parent_header": parent.to_string(),
+        "basis": basis,
         "outputs": expected.len(),
         "differences": differences,
     }))
@@ -229,14 +397,48 @@ mod tests {
     #[test]
     fn differences_name_each_output() {
         let coin = share_chain::testkit::regtest_preset("").coin;
+        let chain = Chain::Parent(&coin);
         let expected = [out(1, 10), out(2, 20)];
-        assert!(differences(&expected, &expected, &coin).is_empty());
-        let d = differences(&expected, &[out(1, 9), out(2, 20), out(3, 1)], &coin);
+        assert!(differences(&expected, &expected, chain).is_empty());
+        let d = differences(&expected, &[out(1, 9), out(2, 20), out(3, 1)], chain);
         assert_eq!(d.len(), 2);
         assert_eq!(d[0]["index"], 0);
         assert_eq!(d[0]["expected"]["amount"], 10);
         assert_eq!(d[0]["actual"]["amount"], 9);
         assert_eq!(d[1]["expected"], Value::Null);
+    }
+
+    /// A record's payouts read back as the scripts they were recorded from, whether they
+    /// have an address on the aux chain or were kept as hex.
+    #[test]
+    fn recorded_aux_payouts_read_back() {
+        let chain = share_chain::testkit::regtest_preset("").aux_chains[0].clone();
+        let p2pkh = [&[0x76, 0xa9, 0x14][..], &[7; 20], &[0x88, 0xac]].concat();
+        let p2wpkh = [&[0x00, 0x14][..], &[9; 20]].concat();
+        let payouts = crate::blocks::aux_paid_outputs(
+            &[
+                share_chain::coinbase::Payout {
+                    script: p2pkh.clone(),
+                    amount: 3,
+                },
+                share_chain::coinbase::Payout {
+                    script: p2wpkh.clone(),
+                    amount: 4,
+                },
+            ],
+            &chain,
+        );
+        assert!(payouts[0].address.starts_with('n') || payouts[0].address.starts_with('m'));
+        assert_eq!(payouts[1].address, hex::encode(&p2wpkh));
+        let outputs = recorded_outputs(&payouts, &chain);
+        assert_eq!(outputs, [out_of(&p2pkh, 3), out_of(&p2wpkh, 4)]);
+    }
+
+    fn out_of(script: &[u8], amount: u64) -> Output {
+        Output {
+            script: script.to_vec(),
+            amount,
+        }
     }
 
     #[test]

@@ -204,24 +204,35 @@ pub async fn render(s: &ApiSources) -> Result<String, String> {
 
     let by_status = s.blocks.count_by_status();
     let found = Family::<Vec<(String, String)>, Gauge>::default();
-    for status in [
-        BlockStatus::Pending,
-        BlockStatus::Immature,
-        BlockStatus::Mature,
-        BlockStatus::Orphaned,
-    ] {
-        let n = by_status.get(&status).copied().unwrap_or(0);
-        let label = serde_json::to_value(status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        found
-            .get_or_create(&vec![("status".to_string(), label)])
-            .set(n as i64);
+    let chains =
+        std::iter::once(None).chain(s.preset.aux_chains.iter().map(|a| Some(a.chain.clone())));
+    for chain in chains {
+        for status in [
+            BlockStatus::Pending,
+            BlockStatus::Immature,
+            BlockStatus::Mature,
+            BlockStatus::Orphaned,
+        ] {
+            let n = by_status
+                .get(&(chain.clone(), status))
+                .copied()
+                .unwrap_or(0);
+            let label = serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let name = chain.clone().unwrap_or_else(|| s.preset.coin.chain.clone());
+            found
+                .get_or_create(&vec![
+                    ("chain".to_string(), name),
+                    ("status".to_string(), label),
+                ])
+                .set(n as i64);
+        }
     }
     registry.register(
         "found_blocks",
-        "Blocks the share chain found (any node), by status on the coin daemon.",
+        "Blocks the share chain found (any node), by chain and status on its daemon.",
         found,
     );
 

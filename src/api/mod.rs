@@ -11,8 +11,9 @@
 //! Everything is read from the running parts (the chain thread, the Stratum server's
 //! statistics, the daemon watcher, the network); nothing here changes node state, so the
 //! API can be exposed to miners. Request bodies are bounded and answers are capped.
-//! The server also runs the found-blocks tracker ([`crate::blocks::track`]) and samples the
-//! workers' hashrates ([`crate::hashrate`]) for as long as it runs.
+//! The server samples the workers' hashrates ([`crate::hashrate`]) and watches for alerts
+//! for as long as it runs; the found-blocks list it reads is kept by the node
+//! ([`crate::blocks::track`]), `--rpc` or not.
 
 pub mod assets;
 pub mod blocks;
@@ -73,6 +74,8 @@ pub struct ApiSources {
     pub fee: Option<OperatorFee>,
     /// The blocks the share chain found.
     pub blocks: Arc<FoundBlocks>,
+    /// The aux daemons, to read aux blocks back (`verifyblockpayout`).
+    pub aux_daemons: Vec<Arc<crate::daemon::aux::AuxDaemon>>,
     /// Workers' hashrates, sampled from the Stratum statistics.
     pub hashrates: Arc<Hashrates>,
     /// The pool's and each address's hashrate over time.
@@ -239,7 +242,6 @@ pub enum ApiError {
 pub struct ApiServer {
     addr: SocketAddr,
     task: JoinHandle<()>,
-    tracker: JoinHandle<()>,
     sampler: JoinHandle<()>,
     watcher: JoinHandle<()>,
     /// Saved when the server stops, so a restart keeps the open buckets.
@@ -269,12 +271,6 @@ impl ApiServer {
             .local_addr()
             .map_err(|source| ApiError::Bind { addr, source })?;
         info!(%addr, "JSON-RPC API, dashboard and metrics listening");
-        let tracker = tokio::spawn(crate::blocks::track(
-            tracked.chain.clone(),
-            tracked.preset.clone(),
-            tracked.daemon_rpc.clone(),
-            tracked.blocks.clone(),
-        ));
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 warn!(error = %e, "the API server stopped");
@@ -304,7 +300,6 @@ impl ApiServer {
         Ok(ApiServer {
             addr,
             task,
-            tracker,
             sampler,
             watcher,
             history,
@@ -319,7 +314,6 @@ impl ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         self.task.abort();
-        self.tracker.abort();
         self.sampler.abort();
         self.watcher.abort();
         self.history.flush();

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use share_chain::auxpow::{aux_block_version, encode_aux_block, AuxPow};
-use share_chain::coinbase::{aux_coinbase_script_sig, Payout};
+use share_chain::coinbase::aux_coinbase_script_sig;
 use share_chain::merkle::coinbase_merkle_branch;
 use share_chain::params::AuxChainParams;
 use share_chain::share::AuxBlock;
@@ -105,14 +105,6 @@ impl AuxTemplate {
     }
 }
 
-/// Who an aux block pays, for the logs: `(script hex, amount)`.
-pub fn describe_payouts(payouts: &[Payout]) -> Vec<(String, u64)> {
-    payouts
-        .iter()
-        .map(|p| (hex::encode(&p.script), p.amount))
-        .collect()
-}
-
 /// An aux daemon: its RPC and the chain it mines, learnt from its first template.
 pub struct AuxDaemon {
     rpc: Arc<RpcClient>,
@@ -133,6 +125,11 @@ impl AuxDaemon {
 
     pub fn url(&self) -> &str {
         self.rpc.url()
+    }
+
+    /// Its JSON-RPC client (for reading blocks back: status, payouts).
+    pub fn rpc(&self) -> &RpcClient {
+        &self.rpc
     }
 
     /// The chain it mines, once a template has said.

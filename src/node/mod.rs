@@ -102,7 +102,7 @@ pub enum NodeEvent {
         height: u32,
         accepted: bool,
         result: String,
-        /// Who its coinbase pays: (script hex, amount).
+        /// Who its coinbase pays: (address on the aux chain, or the script's hex; amount).
         payouts: Vec<(String, u64)>,
     },
 }
@@ -263,6 +263,9 @@ impl Node {
             aux_watchers.iter().map(|w| w.daemon.clone()).collect();
         let (events, _) = broadcast::channel(1024);
         let counters = Arc::new(NodeCounters::default());
+        // Kept whether or not the API is served: the list outlives a run without `--rpc`.
+        let found_blocks =
+            Arc::new(FoundBlocks::open(&config.datadir).map_err(NodeError::FoundBlocks)?);
         let (solutions_tx, solutions_rx) = mpsc::unbounded_channel();
         let work = Arc::new(NodeWork::new(
             preset.coin.clone(),
@@ -321,9 +324,8 @@ impl Node {
                     counters: counters.clone(),
                     daemon_rpc: Some(rpc.clone()),
                     fee: config.fee.clone(),
-                    blocks: Arc::new(
-                        FoundBlocks::open(&config.datadir).map_err(NodeError::FoundBlocks)?,
-                    ),
+                    blocks: found_blocks.clone(),
+                    aux_daemons: aux_daemons.clone(),
                     history: Arc::new(History::open(&config.datadir)),
                     alerts: Arc::new(match options.webhook.clone() {
                         Some(url) => Alerts::with_webhook(url),
@@ -343,6 +345,15 @@ impl Node {
 
         let mut tasks = vec![
             aux_merge,
+            tokio::spawn(crate::blocks::track(
+                chain.clone(),
+                preset.clone(),
+                crate::blocks::Daemons {
+                    parent: Some(rpc.clone()),
+                    aux: aux_daemons.clone(),
+                },
+                found_blocks.clone(),
+            )),
             tokio::spawn(feed_jobs(
                 watcher.subscribe(),
                 chain.subscribe(),
@@ -360,6 +371,7 @@ impl Node {
                     aux_daemons,
                     events.clone(),
                     counters.clone(),
+                    found_blocks,
                 )),
                 preset.coin.clone(),
                 publish,

@@ -15,16 +15,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use share_chain::address::script_to_address;
 use share_chain::{CoinParams, Share};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tracing::{error, info, warn};
 
 use super::jobs::NodeWork;
 use super::NodeEvent;
+use crate::blocks::{self, BlockStatus, FoundBlocks};
 use crate::chain_service::ChainHandle;
 use crate::counters::NodeCounters;
-use crate::daemon::aux::{describe_payouts, AuxDaemon};
+use crate::daemon::aux::AuxDaemon;
 use crate::daemon::peer::DaemonPeer;
 use crate::daemon::rpc::{RpcClient, RpcError, SubmitOutcome};
 use crate::stratum::Solution;
@@ -51,10 +51,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn describe(script: &[u8], coin: &CoinParams) -> String {
-    script_to_address(script, coin).unwrap_or_else(|| hex::encode(script))
-}
-
 /// What a block submission needs, shared by the submission tasks.
 pub(super) struct Submitter {
     pub rpc: Arc<RpcClient>,
@@ -64,12 +60,12 @@ pub(super) struct Submitter {
     pub aux: Vec<Arc<AuxDaemon>>,
     pub events: broadcast::Sender<NodeEvent>,
     pub counters: Arc<NodeCounters>,
-    /// The previous block of the last block litecoind accepted: more blocks on it are
-    /// stale, not worth a submitblock (on regtest, where nearly every hash is a block,
-    /// they would flood litecoind).
-    accepted_on: Mutex<Option<[u8; 32]>>,
-    /// The same for each aux chain (on regtest nearly every hash is a Dogecoin block).
-    aux_accepted_on: Mutex<HashMap<String, [u8; 32]>>,
+    /// The found-blocks list, where the aux blocks only this node knows of go.
+    pub blocks: Arc<FoundBlocks>,
+    /// For each chain (`None`: the parent chain), the previous block of the last block its
+    /// daemon accepted: more blocks on it are stale, not worth a submission (on regtest,
+    /// where nearly every hash is a block on every chain, they would flood the daemons).
+    accepted_on: Mutex<HashMap<Option<String>, [u8; 32]>>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -80,6 +76,7 @@ impl Submitter {
         aux: Vec<Arc<AuxDaemon>>,
         events: broadcast::Sender<NodeEvent>,
         counters: Arc<NodeCounters>,
+        blocks: Arc<FoundBlocks>,
     ) -> Self {
         Submitter {
             rpc,
@@ -87,18 +84,21 @@ impl Submitter {
             aux,
             events,
             counters,
-            accepted_on: Mutex::new(None),
-            aux_accepted_on: Mutex::new(HashMap::new()),
+            blocks,
+            accepted_on: Mutex::new(HashMap::new()),
             in_flight: Arc::new(Semaphore::new(MAX_SUBMISSIONS_IN_FLIGHT)),
         }
     }
 
-    fn accepted_on(&self) -> Option<[u8; 32]> {
-        *self.accepted_on.lock().unwrap_or_else(|p| p.into_inner())
+    /// Whether `chain`'s daemon already accepted a block on `prev_block`.
+    fn is_stale(&self, chain: Option<&str>, prev_block: &[u8; 32]) -> bool {
+        lock(&self.accepted_on)
+            .iter()
+            .any(|(c, p)| c.as_deref() == chain && p == prev_block)
     }
 
-    fn set_accepted_on(&self, prev_block: [u8; 32]) {
-        *self.accepted_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(prev_block);
+    fn set_accepted_on(&self, chain: Option<String>, prev_block: [u8; 32]) {
+        lock(&self.accepted_on).insert(chain, prev_block);
     }
 }
 
@@ -136,7 +136,7 @@ pub(super) async fn handle_solutions(
     ));
     while let Some(solution) = solutions.recv().await {
         let payload = &solution.job.payload;
-        let miner = describe(&solution.miner.script, &coin);
+        let miner = blocks::describe_script(&solution.miner.script, &coin);
         let mut extranonce = solution.extranonce1.to_vec();
         extranonce.extend_from_slice(&solution.extranonce2);
         let share = payload.share_for(
@@ -156,7 +156,7 @@ pub(super) async fn handle_solutions(
         if solution.meets_block_target {
             // The block first: every millisecond counts against an orphaned block.
             let prev_block = share.header.prev_block;
-            if submitter.accepted_on() == Some(prev_block) {
+            if submitter.is_stale(None, &prev_block) {
                 drop_solution(
                     &counters,
                     &miner,
@@ -175,7 +175,7 @@ pub(super) async fn handle_solutions(
                                 .share
                                 .payouts
                                 .iter()
-                                .map(|p| (describe(&p.script, &coin), p.amount))
+                                .map(|p| (blocks::describe_script(&p.script, &coin), p.amount))
                                 .collect(),
                         };
                         NodeCounters::add(&counters.blocks_submitted, 1);
@@ -262,7 +262,7 @@ async fn submit_block(submitter: &Submitter, found: FoundBlock) {
     }
     let counters = &submitter.counters;
     if accepted {
-        submitter.set_accepted_on(found.prev_block);
+        submitter.set_accepted_on(None, found.prev_block);
         NodeCounters::add(&counters.blocks_accepted, 1);
         info!(
             block = %found.share_hash,
@@ -314,13 +314,12 @@ fn submit_aux_blocks(
         let Some(daemon) = submitter
             .aux
             .iter()
-            .find(|d| d.chain().is_some_and(|c| c.chain == found.chain))
+            .find(|d| d.chain().is_some_and(|c| c.chain == found.chain.chain))
             .cloned()
         else {
             continue;
         };
-        let stale = lock(&submitter.aux_accepted_on).get(&found.chain) == Some(&found.prev_block);
-        if stale {
+        if submitter.is_stale(Some(&found.chain.chain), &found.prev_block) {
             // Its daemon already took a block on the same previous block: not worth a call.
             continue;
         }
@@ -350,24 +349,39 @@ async fn submit_aux_block(
         Ok(other) => (false, format!("{other:?}")),
         Err(e) => (false, format!("not delivered: {e}")),
     };
-    let mut display = found.hash;
-    display.reverse();
-    let hash = hex::encode(display);
+    let hash = blocks::display_hex(found.hash);
+    let chain = found.chain.chain.clone();
     let counters = &submitter.counters;
     if accepted {
-        lock(&submitter.aux_accepted_on).insert(found.chain.clone(), found.prev_block);
+        submitter.set_accepted_on(Some(chain.clone()), found.prev_block);
         NodeCounters::add(&counters.aux_blocks_accepted, 1);
         info!(
-            chain = %found.chain,
+            %chain,
             block = %hash,
             height = found.height,
             outputs = found.payouts.len(),
             "aux block found by {miner}"
         );
+        submitter.blocks.record_submitted(blocks::FoundBlock {
+            aux_chain: Some(chain.clone()),
+            hash: hash.clone(),
+            parent_header: Some(found.parent_header.to_string()),
+            height: Some(u64::from(found.height)),
+            finder: found.finder.as_deref().map_or_else(
+                || "none".into(),
+                |s| blocks::describe_aux_script(s, &found.chain),
+            ),
+            time: found.time,
+            value: found.value,
+            payouts: blocks::aux_paid_outputs(&found.payouts, &found.chain),
+            status: BlockStatus::Pending,
+            confirmations: 0,
+            seen: now_secs(),
+        });
     } else {
         NodeCounters::add(&counters.aux_blocks_refused, 1);
         error!(
-            chain = %found.chain,
+            %chain,
             block = %hash,
             height = found.height,
             %result,
@@ -375,12 +389,15 @@ async fn submit_aux_block(
         );
     }
     let _ = submitter.events.send(NodeEvent::AuxBlockSubmitted {
-        chain: found.chain,
+        payouts: blocks::aux_paid_outputs(&found.payouts, &found.chain)
+            .into_iter()
+            .map(|p| (p.address, p.amount))
+            .collect(),
+        chain,
         hash: found.hash,
         height: found.height,
         accepted,
         result,
-        payouts: describe_payouts(&found.payouts),
     });
 }
 

@@ -18,7 +18,7 @@ use serde_json::Value;
 /// Dogecoin regtest's first height that takes AuxPoW blocks (`nHeightEffective`).
 pub const AUXPOW_START: u64 = 20;
 /// The regtest P2PKH address (version 0x6f) of the all-zero hash160: no one holds its key.
-const BURN_ADDRESS: &str = "mfWxJ45yp2SFn7UciZyNpvDKrzbhyfKrY8";
+pub const BURN_ADDRESS: &str = "mfWxJ45yp2SFn7UciZyNpvDKrzbhyfKrY8";
 
 /// The dogecoind to run: `$DOGECOIND`, else `dogecoind` if it is on PATH.
 pub fn dogecoind_binary() -> Option<String> {

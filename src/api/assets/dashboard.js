@@ -177,11 +177,12 @@ function renderPayouts(pay) {
 
 function renderBlocks(blocks) {
   rows(document.querySelector("#blocks tbody"), blocks,
-    [[b => b.height, "n"], [b => b.hash, "id"], [b => b.finder, "id"], [b => coins(b.value), "n"],
+    [[b => b.chain], [b => b.height, "n"], [b => b.hash, "id"], [b => b.finder, "id"],
+     [b => coins(b.value), "n"],
      [b => ago(b.time)],
      [b => b.status === "immature" ? `immature (${b.confirmations})` : b.status, null,
       b => ({ class: b.status === "orphaned" ? "bad" : b.status === "pending" ? "warn" : "ok" })]],
-    b => ({ "data-hash": b.hash, "data-status": b.status }));
+    b => ({ "data-hash": b.hash, "data-status": b.status, "data-block-chain": b.chain }));
 }
 
 function workerState(w) {
