@@ -86,14 +86,21 @@ async fn run_without_credentials_uses_litecoinds_default_cookie_or_names_it() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "it ran without credentials: {stderr}");
+    assert!(
+        !out.status.success(),
+        "it ran without credentials: {stderr}"
+    );
     assert!(
         stderr.contains(&expected.display().to_string()),
         "the error names {}: {stderr}",
         expected.display()
     );
     assert!(stderr.contains("--daemon-cookie"), "{stderr}");
-    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
 
     // litecoind's cookie where a stock litecoind on regtest writes it (a link to the
     // running daemon's, as `~/.litecoin` would hold it): the node reaches litecoind.
@@ -126,7 +133,11 @@ async fn run_without_credentials_uses_litecoinds_default_cookie_or_names_it() {
     assert_eq!(info["daemon"]["state"], "Ready", "{info}");
     // The height litecoind itself reports: it is that daemon the node talks to.
     let height = pair.block_count().await;
-    assert_eq!(info["daemon"]["height"].as_u64(), Some(height + 1), "{info}");
+    assert_eq!(
+        info["daemon"]["height"].as_u64(),
+        Some(height + 1),
+        "{info}"
+    );
     let out = running.finish();
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(
