@@ -355,6 +355,88 @@ mod tests {
         assert_eq!(alerts.counts()["worker_offline"], 1);
     }
 
+    /// From hashrate samples to the alert, as the API's watcher does it: Stratum counters
+    /// sampled every 15 s into [`Hashrates`], the workers it flags `low_hashrate` fed to
+    /// [`Watch::check`], over 27 simulated hours.
+    #[test]
+    fn a_worker_whose_hashrate_halves_raises_low_hashrate_once() {
+        use crate::hashrate::{Hashrates, SAMPLE_SECS};
+        use crate::stratum::{StatsSnapshot, WorkerStats};
+        use std::time::{Duration, UNIX_EPOCH};
+
+        const HOUR: u64 = 3_600;
+        let hashrates = Hashrates::new(65_536, 600);
+        let alerts = Alerts::new();
+        let mut watch = Watch::default();
+        let t0 = 1_800_000_000;
+        // Summed accepted difficulty per second: "steady" always 100; "drops" 100 for 24 h,
+        // then 20 (under half), back to 100 at 25 h, then 20 again from 26 h.
+        let rate = |worker: &str, t: u64| match (worker, (t - t0) / HOUR) {
+            ("a.drops", 24 | 26..) => 20.0,
+            _ => 100.0,
+        };
+        let names = ["a.steady", "a.drops"];
+        let mut totals = [0.0f64; 2];
+        let mut low_alerts: Vec<(u64, String)> = Vec::new();
+        let mut t = t0;
+        while t <= t0 + 27 * HOUR {
+            let stats = StatsSnapshot {
+                workers: names
+                    .iter()
+                    .zip(&totals)
+                    .map(|(name, total)| WorkerStats {
+                        username: (*name).into(),
+                        accepted: *total as u64,
+                        accepted_difficulty: *total,
+                        last_accepted: Some(UNIX_EPOCH + Duration::from_secs(t)),
+                        ..WorkerStats::default()
+                    })
+                    .collect(),
+                ..StatsSnapshot::default()
+            };
+            hashrates.sample(t, &stats);
+            // What `watch_alerts` (src/api/mod.rs) observes.
+            let observed = Observed {
+                now: t,
+                workers: names.iter().map(|n| ((*n).into(), Some(t))).collect(),
+                low_hashrate: hashrates
+                    .workers(t, None)
+                    .into_iter()
+                    .filter(|w| w.low_hashrate)
+                    .map(|w| w.username)
+                    .collect(),
+                ..Observed::default()
+            };
+            let before = alerts.counts().get("low_hashrate").copied().unwrap_or(0);
+            watch.check(&observed, 600, &alerts);
+            if alerts.counts().get("low_hashrate").copied().unwrap_or(0) > before {
+                let a = alerts.newest(1).remove(0);
+                assert_eq!(a.kind, "low_hashrate");
+                assert_eq!(a.time, t);
+                assert!(a.message.contains(&a.subject), "{a:?}");
+                low_alerts.push((t - t0, a.subject));
+            }
+            for (i, name) in names.iter().enumerate() {
+                totals[i] += rate(name, t) * SAMPLE_SECS as f64;
+            }
+            t += SAMPLE_SECS;
+        }
+        // A day at a steady rate (the first hour's thin history included) raises nothing;
+        // the drop at 24 h is alerted once, when the 1-hour rate has fallen under half the
+        // day's (after 0.625 h at 20 of 100, give or take a 10-minute sample); the recovery
+        // raises nothing; the second drop at 26 h is alerted again.
+        assert_eq!(low_alerts.len(), 2, "{low_alerts:?}");
+        for ((at, subject), dropped) in low_alerts.iter().zip([24 * HOUR, 26 * HOUR]) {
+            assert_eq!(subject, "a.drops");
+            let after = at - dropped;
+            assert!(
+                (HOUR / 2..=HOUR + HOUR / 4).contains(&after),
+                "raised {after} s after the drop"
+            );
+        }
+        assert!(alerts.newest(10).iter().all(|a| a.kind == "low_hashrate"));
+    }
+
     #[test]
     fn the_list_is_bounded() {
         let alerts = Alerts::new();

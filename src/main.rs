@@ -215,17 +215,24 @@ fn print(table: Result<String, cli::CliError>) -> Result<()> {
     Ok(())
 }
 
-/// litecoind's default cookie file for `chain` (`main`, `test`, `regtest`):
-/// `~/.litecoin[/testnet4|/regtest]/.cookie`.
+/// litecoind's default cookie file for `chain` (`main`, `test`, `regtest`, `signet`):
+/// `$HOME/.litecoin[/testnet4|/regtest|/signet]/.cookie` (`None` without a `$HOME`).
 fn default_cookie(chain: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    let mut path = PathBuf::from(home).join(".litecoin");
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(cookie_in(std::path::Path::new(&home), chain))
+}
+
+/// litecoind's cookie file for `chain` under the home directory `home`: its default
+/// datadir is `home/.litecoin`, with the chain's subdirectory for all but main.
+fn cookie_in(home: &std::path::Path, chain: &str) -> PathBuf {
+    let mut path = home.join(".litecoin");
     match chain {
         "test" => path.push("testnet4"),
         "regtest" => path.push("regtest"),
+        "signet" => path.push("signet"),
         _ => {}
     }
-    Some(path.join(".cookie"))
+    path.join(".cookie")
 }
 
 async fn devnet_command(args: DevnetArgs) -> Result<()> {
@@ -421,4 +428,34 @@ fn aux_daemons(urls: &[String], cookies: &[PathBuf]) -> anyhow::Result<Vec<RpcCo
         bail!("more --aux-daemon-cookie files than --aux-daemon-rpc URLs without credentials");
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2pool::daemon::watcher::daemon_chain_name;
+    use std::path::Path;
+
+    #[test]
+    fn the_default_cookie_is_in_litecoinds_default_datadir_for_each_network() {
+        let home = Path::new("/home/op");
+        for (network, expected) in [
+            ("litecoin", "/home/op/.litecoin/.cookie"),
+            ("litecoin-testnet", "/home/op/.litecoin/testnet4/.cookie"),
+            ("litecoin-regtest", "/home/op/.litecoin/regtest/.cookie"),
+        ] {
+            // The same chain name `run` derives from the preset.
+            let preset = Preset::builtin(network).unwrap();
+            let chain = daemon_chain_name(&preset.coin.chain);
+            assert_eq!(
+                cookie_in(home, chain),
+                Path::new(expected),
+                "{network} ({chain})"
+            );
+        }
+        assert_eq!(
+            cookie_in(home, "signet"),
+            Path::new("/home/op/.litecoin/signet/.cookie")
+        );
+    }
 }
