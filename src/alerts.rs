@@ -399,12 +399,7 @@ mod tests {
             let observed = Observed {
                 now: t,
                 workers: names.iter().map(|n| ((*n).into(), Some(t))).collect(),
-                low_hashrate: hashrates
-                    .workers(t, None)
-                    .into_iter()
-                    .filter(|w| w.low_hashrate)
-                    .map(|w| w.username)
-                    .collect(),
+                low_hashrate: hashrates.low_hashrate_workers(t),
                 ..Observed::default()
             };
             let before = alerts.counts().get("low_hashrate").copied().unwrap_or(0);

@@ -511,15 +511,24 @@ async fn describe_hit(chain: &ChainHandle, preset: &Preset, hit: Hit) -> Vec<Fou
 }
 
 /// A block's status from its daemon's `getblockheader` answer (`None`: it does not know
-/// the block).
-pub fn status_from_header(header: Option<&Value>, maturity: u32) -> (BlockStatus, u64) {
+/// the block), with the daemon's best height. A block off the best chain is orphaned only
+/// once the best chain has reached its height: until then the daemon may hold its header
+/// without having connected it yet (a block relayed over P2P is announced by its header).
+pub fn status_from_header(
+    header: Option<&Value>,
+    maturity: u32,
+    best_height: u64,
+) -> (BlockStatus, u64) {
     let Some(header) = header else {
         return (BlockStatus::Pending, 0);
     };
     match header.get("confirmations").and_then(Value::as_i64) {
         Some(c) if c >= i64::from(maturity) => (BlockStatus::Mature, c as u64),
         Some(c) if c >= 1 => (BlockStatus::Immature, c as u64),
-        _ => (BlockStatus::Orphaned, 0),
+        _ => match header.get("height").and_then(Value::as_u64) {
+            Some(height) if height > best_height => (BlockStatus::Pending, 0),
+            _ => (BlockStatus::Orphaned, 0),
+        },
     }
 }
 
@@ -556,12 +565,24 @@ pub async fn refresh_statuses(daemons: &Daemons, coin: &CoinParams, blocks: &Fou
         .take(STATUS_CHECKS)
         .collect();
     let mut unreachable: Vec<Option<String>> = Vec::new();
+    // Each daemon's best height, asked once per round.
+    let mut best_heights: HashMap<Option<String>, u64> = HashMap::new();
     for block in unsettled {
         if unreachable.contains(&block.aux_chain) {
             continue;
         }
         let Some((rpc, maturity)) = daemons.of(block.aux_chain.as_deref(), coin) else {
             continue;
+        };
+        let best_height = match best_heights.get(&block.aux_chain) {
+            Some(&h) => h,
+            None => match rpc.call::<u64>("getblockcount", vec![]).await {
+                Ok(h) => *best_heights.entry(block.aux_chain.clone()).or_insert(h),
+                Err(_) => {
+                    unreachable.push(block.aux_chain.clone());
+                    continue;
+                }
+            },
         };
         let header = match rpc
             .call::<Value>("getblockheader", vec![json!(block.hash)])
@@ -575,7 +596,7 @@ pub async fn refresh_statuses(daemons: &Daemons, coin: &CoinParams, blocks: &Fou
                 continue;
             }
         };
-        let (status, confirmations) = status_from_header(header.as_ref(), maturity);
+        let (status, confirmations) = status_from_header(header.as_ref(), maturity, best_height);
         // An aux block from a share has no BIP34 height when its chain does not ask for
         // one: its daemon says.
         let height = block.height.or_else(|| {
@@ -672,18 +693,24 @@ mod tests {
 
     #[test]
     fn statuses_follow_confirmations() {
-        assert_eq!(status_from_header(None, 100).0, BlockStatus::Pending);
-        let h = |c: i64| json!({ "confirmations": c });
+        assert_eq!(status_from_header(None, 100, 50).0, BlockStatus::Pending);
+        let h = |c: i64| json!({ "confirmations": c, "height": 50 });
+        // Off the best chain at a height the best chain has reached: orphaned.
         assert_eq!(
-            status_from_header(Some(&h(-1)), 100),
+            status_from_header(Some(&h(-1)), 100, 50),
             (BlockStatus::Orphaned, 0)
         );
+        // A header the daemon has not connected yet (its tip is below it): not yet.
         assert_eq!(
-            status_from_header(Some(&h(3)), 100),
+            status_from_header(Some(&h(-1)), 100, 49),
+            (BlockStatus::Pending, 0)
+        );
+        assert_eq!(
+            status_from_header(Some(&h(3)), 100, 52),
             (BlockStatus::Immature, 3)
         );
         assert_eq!(
-            status_from_header(Some(&h(100)), 100),
+            status_from_header(Some(&h(100)), 100, 149),
             (BlockStatus::Mature, 100)
         );
     }

@@ -251,6 +251,16 @@ impl Hashrates {
     }
 
     /// Every followed worker (or those paying `address`), by username.
+    /// The workers whose 1-hour hashrate is under half their 24-hour average (what the
+    /// `low_hashrate` alert watches).
+    pub fn low_hashrate_workers(&self, now: u64) -> Vec<String> {
+        self.workers(now, None)
+            .into_iter()
+            .filter(|w| w.low_hashrate)
+            .map(|w| w.username)
+            .collect()
+    }
+
     pub fn workers(&self, now: u64, address: Option<&str>) -> Vec<WorkerView> {
         let workers = self.lock();
         let mut out: Vec<WorkerView> = workers

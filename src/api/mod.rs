@@ -162,13 +162,7 @@ async fn watch_alerts(s: Arc<ApiSources>) {
                     (w.username.clone(), last)
                 })
                 .collect(),
-            low_hashrate: s
-                .hashrates
-                .workers(now, None)
-                .into_iter()
-                .filter(|w| w.low_hashrate)
-                .map(|w| w.username)
-                .collect(),
+            low_hashrate: s.hashrates.low_hashrate_workers(now),
             daemon_problem: (!daemon.is_ready()).then(|| format!("{daemon:?}")),
             peers,
             sync_problem,
