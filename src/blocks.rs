@@ -21,7 +21,7 @@
 //! torn last line (a crash mid-append) is skipped on load. At most [`MAX_BLOCKS`] blocks
 //! are kept (the newest), so the file and memory stay bounded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -510,24 +510,29 @@ async fn describe_hit(chain: &ChainHandle, preset: &Preset, hit: Hit) -> Vec<Fou
         .unwrap_or_default()
 }
 
+/// What a daemon's `getblockheader` answer says of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderStatus {
+    Known(BlockStatus, u64),
+    /// Off the best chain above the best height: either the daemon has its header but has
+    /// not connected it yet (a block relayed over P2P is announced by its header), or the
+    /// block was invalidated and nothing has replaced it yet. A second such answer in a row
+    /// says orphaned.
+    OffChainAbove,
+}
+
 /// A block's status from its daemon's `getblockheader` answer (`None`: it does not know
-/// the block), with the daemon's best height. A block off the best chain is orphaned only
-/// once the best chain has reached its height: until then the daemon may hold its header
-/// without having connected it yet (a block relayed over P2P is announced by its header).
-pub fn status_from_header(
-    header: Option<&Value>,
-    maturity: u32,
-    best_height: u64,
-) -> (BlockStatus, u64) {
+/// the block), with the daemon's best height.
+pub fn status_from_header(header: Option<&Value>, maturity: u32, best_height: u64) -> HeaderStatus {
     let Some(header) = header else {
-        return (BlockStatus::Pending, 0);
+        return HeaderStatus::Known(BlockStatus::Pending, 0);
     };
     match header.get("confirmations").and_then(Value::as_i64) {
-        Some(c) if c >= i64::from(maturity) => (BlockStatus::Mature, c as u64),
-        Some(c) if c >= 1 => (BlockStatus::Immature, c as u64),
+        Some(c) if c >= i64::from(maturity) => HeaderStatus::Known(BlockStatus::Mature, c as u64),
+        Some(c) if c >= 1 => HeaderStatus::Known(BlockStatus::Immature, c as u64),
         _ => match header.get("height").and_then(Value::as_u64) {
-            Some(height) if height > best_height => (BlockStatus::Pending, 0),
-            _ => (BlockStatus::Orphaned, 0),
+            Some(height) if height > best_height => HeaderStatus::OffChainAbove,
+            _ => HeaderStatus::Known(BlockStatus::Orphaned, 0),
         },
     }
 }
@@ -557,7 +562,13 @@ impl Daemons {
 
 /// Each unsettled block's status on its daemon (newest first, at most [`STATUS_CHECKS`]);
 /// mature blocks are settled. A daemon that cannot be reached is skipped until next round.
-pub async fn refresh_statuses(daemons: &Daemons, coin: &CoinParams, blocks: &FoundBlocks) {
+/// `off_chain`: the blocks the last round found [`HeaderStatus::OffChainAbove`].
+pub async fn refresh_statuses(
+    daemons: &Daemons,
+    coin: &CoinParams,
+    blocks: &FoundBlocks,
+    off_chain: &mut HashSet<String>,
+) {
     let unsettled: Vec<FoundBlock> = blocks
         .newest(MAX_BLOCKS)
         .into_iter()
@@ -596,7 +607,20 @@ pub async fn refresh_statuses(daemons: &Daemons, coin: &CoinParams, blocks: &Fou
                 continue;
             }
         };
-        let (status, confirmations) = status_from_header(header.as_ref(), maturity, best_height);
+        let (status, confirmations) =
+            match status_from_header(header.as_ref(), maturity, best_height) {
+                HeaderStatus::Known(status, confirmations) => {
+                    off_chain.remove(&block.hash);
+                    (status, confirmations)
+                }
+                HeaderStatus::OffChainAbove if off_chain.contains(&block.hash) => {
+                    (BlockStatus::Orphaned, 0)
+                }
+                HeaderStatus::OffChainAbove => {
+                    off_chain.insert(block.hash.clone());
+                    continue;
+                }
+            };
         // An aux block from a share has no BIP34 height when its chain does not ask for
         // one: its daemon says.
         let height = block.height.or_else(|| {
@@ -630,10 +654,11 @@ pub async fn track(chain: ChainHandle, preset: Preset, daemons: Daemons, blocks:
     let mut changes: watch::Receiver<ChainSummary> = chain.subscribe();
     let mut ticker = tokio::time::interval(STATUS_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut off_chain = HashSet::new();
     loop {
         // Scan until caught up (a restart may leave more than one batch).
         while scan(&chain, &preset, &blocks).await > 0 || has_unscanned(&chain, &blocks).await {}
-        refresh_statuses(&daemons, &preset.coin, &blocks).await;
+        refresh_statuses(&daemons, &preset.coin, &blocks, &mut off_chain).await;
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -693,25 +718,26 @@ mod tests {
 
     #[test]
     fn statuses_follow_confirmations() {
-        assert_eq!(status_from_header(None, 100, 50).0, BlockStatus::Pending);
+        use HeaderStatus::*;
+        assert_eq!(
+            status_from_header(None, 100, 50),
+            Known(BlockStatus::Pending, 0)
+        );
         let h = |c: i64| json!({ "confirmations": c, "height": 50 });
         // Off the best chain at a height the best chain has reached: orphaned.
         assert_eq!(
             status_from_header(Some(&h(-1)), 100, 50),
-            (BlockStatus::Orphaned, 0)
+            Known(BlockStatus::Orphaned, 0)
         );
-        // A header the daemon has not connected yet (its tip is below it): not yet.
-        assert_eq!(
-            status_from_header(Some(&h(-1)), 100, 49),
-            (BlockStatus::Pending, 0)
-        );
+        // Above the best height: not connected yet, or invalidated; one answer cannot tell.
+        assert_eq!(status_from_header(Some(&h(-1)), 100, 49), OffChainAbove);
         assert_eq!(
             status_from_header(Some(&h(3)), 100, 52),
-            (BlockStatus::Immature, 3)
+            Known(BlockStatus::Immature, 3)
         );
         assert_eq!(
             status_from_header(Some(&h(100)), 100, 149),
-            (BlockStatus::Mature, 100)
+            Known(BlockStatus::Mature, 100)
         );
     }
 

@@ -283,6 +283,36 @@ async fn dogecoin_blocks_pay_the_window() {
         }
     }
     assert!(by_share > 0, "no block verified from the share chain");
+    // "Why was I not paid" on Dogecoin: the miner who named a Dogecoin address is paid
+    // there, and the last Dogecoin blocks show it; the one who named none is told why it
+    // gets no Dogecoin.
+    let explained = common::pool::api_result(&pool.node, "explainpayout", json!([named])).await;
+    assert_eq!(
+        explained["aux_addresses"][0],
+        json!({"chain": "dogecoin-regtest", "addresses": [doge_address]}),
+        "{explained}"
+    );
+    let paid_named: u64 = explained["last_blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["chain"] == "dogecoin-regtest")
+        .map(|b| b["paid"].as_u64().unwrap())
+        .sum();
+    assert!(paid_named > 0, "{explained}");
+    let explained = common::pool::api_result(&pool.node, "explainpayout", json!([unnamed])).await;
+    assert_eq!(
+        explained["aux_addresses"][0]["addresses"],
+        json!([]),
+        "{explained}"
+    );
+    assert!(
+        explained["diagnosis"]
+            .to_string()
+            .contains("no dogecoin-regtest address"),
+        "{explained}"
+    );
+
     // A Dogecoin block mined without the share chain (no AuxPoW) is not one of ours.
     let plain: serde_json::Value = doge
         .client()

@@ -1,7 +1,8 @@
 //! `explainpayout <address>`: "why was I not paid". For one payout address: its shares and
 //! where each stands (in the window and for how many more shares, uncle, stale, outside
 //! the window), its rejected submissions, its expected payout now, what the last found
-//! blocks paid it, and a plain diagnosis when it gets nothing.
+//! blocks paid it (on every chain: with merged mining, at the aux addresses its shares
+//! name or its address maps to), and a plain diagnosis when it gets nothing.
 //!
 //! One chain-thread call walks the chain's shares once (bounded by what the chain holds,
 //! the prune depth); at most [`MAX_SHARES_LISTED`] shares are listed, newest first, with
@@ -10,14 +11,15 @@
 use jsonrpsee::types::ErrorObjectOwned;
 use serde_json::{json, Value};
 use share_chain::payout::payout_step;
+use share_chain::script::derived_aux_script;
 use share_chain::target::Target;
 
 use super::methods::{chain_stopped, proportional, Sources};
 
 /// Most shares listed.
 pub const MAX_SHARES_LISTED: usize = 100;
-/// Found blocks looked at for what they paid.
-const BLOCKS_LOOKED_AT: usize = 10;
+/// Found blocks looked at for what they paid (parent and aux blocks together).
+const BLOCKS_LOOKED_AT: usize = 20;
 
 /// What the chain says about one script.
 struct Standing {
@@ -30,6 +32,8 @@ struct Standing {
     total_weight: u128,
     /// Expected hashes for one share at the current share difficulty.
     share_work: u128,
+    /// The aux scripts its shares are paid at (merged mining), newest share's first.
+    aux_scripts: Vec<Vec<u8>>,
 }
 
 fn standing(chain: &share_chain::chain::ChainIndex, script: &[u8]) -> Standing {
@@ -53,7 +57,15 @@ fn standing(chain: &share_chain::chain::ChainIndex, script: &[u8]) -> Standing {
         total_weight: window.map_or(0, |w| w.sums().values().sum()),
         share_work: Target::from_compact(chain.required_bits_for_child(chain.best_hash()))
             .map_or(0, |t| t.work().0),
+        aux_scripts: Vec::new(),
     };
+    for e in &mine {
+        if let Some(aux) = e.share.info.aux_payout_script() {
+            if !st.aux_scripts.contains(&aux) {
+                st.aux_scripts.push(aux);
+            }
+        }
+    }
     for e in mine {
         let (place, depth) = match tip {
             Some(t) if chain.is_ancestor(&e.hash, t.hash) => ("best", t.height - e.height),
@@ -125,6 +137,7 @@ pub async fn explainpayout(
     script: Vec<u8>,
 ) -> Result<Value, ErrorObjectOwned> {
     let now = super::now_secs();
+    let script_of_address = script.clone();
     let st = s
         .chain
         .call(move |c| standing(c.index(), &script))
@@ -141,18 +154,51 @@ pub async fn explainpayout(
     let rates = s.hashrates.address(now, &address);
     let rejected: u64 = workers.iter().map(|w| w.rejected).sum();
     let accepted: u64 = workers.iter().map(|w| w.accepted).sum();
+    // Its addresses on each aux chain: those its shares name, else its own address's aux
+    // form, if it has one (what a share of it would be paid at).
+    let aux_scripts = if st.aux_scripts.is_empty() {
+        derived_aux_script(&script_of_address).into_iter().collect()
+    } else {
+        st.aux_scripts.clone()
+    };
+    let aux_addresses: Vec<(String, Vec<String>)> = s
+        .preset
+        .aux_chains
+        .iter()
+        .map(|chain| {
+            let addresses = aux_scripts
+                .iter()
+                .map(|script| crate::blocks::describe_aux_script(script, chain))
+                .collect();
+            (chain.chain.clone(), addresses)
+        })
+        .collect();
     let blocks: Vec<Value> = s
         .blocks
         .newest(BLOCKS_LOOKED_AT)
         .iter()
         .map(|b| {
+            let paid_to: Vec<&str> = match &b.aux_chain {
+                None => vec![address.as_str()],
+                Some(chain) => aux_addresses
+                    .iter()
+                    .filter(|(c, _)| c == chain)
+                    .flat_map(|(_, a)| a.iter().map(String::as_str))
+                    .collect(),
+            };
             let paid: u64 = b
                 .payouts
                 .iter()
-                .filter(|p| p.address == address)
+                .filter(|p| paid_to.contains(&p.address.as_str()))
                 .map(|p| p.amount)
                 .sum();
-            json!({"hash": b.hash, "height": b.height, "status": b.status, "paid": paid})
+            json!({
+                "chain": b.aux_chain.as_deref().unwrap_or(&s.preset.coin.chain),
+                "hash": b.hash,
+                "height": b.height,
+                "status": b.status,
+                "paid": paid,
+            })
         })
         .collect();
 
@@ -213,6 +259,16 @@ pub async fn explainpayout(
             ));
         }
     }
+    for (chain, addresses) in &aux_addresses {
+        if addresses.is_empty() {
+            diagnosis.push(format!(
+                "no {chain} address: its address has no {chain} form (P2SH, P2WSH and P2TR \
+                 have none) and its shares name none, so it is paid nothing on {chain} (its \
+                 part goes to the rest of the window); a miner names one in its username: \
+                 ADDRESS,AUX_ADDRESS.worker"
+            ));
+        }
+    }
     if rejected > 0 {
         diagnosis.push(format!(
             "{rejected} of its submissions were rejected (stale or dead on arrival, or invalid)"
@@ -236,6 +292,10 @@ pub async fn explainpayout(
         "share_work": st.share_work.to_string(),
         "hashrate": rates.map(|r| r.to_json()),
         "submissions": {"accepted": accepted, "rejected": rejected},
+        "aux_addresses": aux_addresses
+            .iter()
+            .map(|(chain, addresses)| json!({"chain": chain, "addresses": addresses}))
+            .collect::<Vec<_>>(),
         "last_blocks": blocks,
         "diagnosis": diagnosis,
     }))
