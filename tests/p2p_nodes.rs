@@ -6,8 +6,10 @@
 //!   a block whose coinbase pays all three.
 //! - A node started after the others have mined 20+ shares catches up over sync, ends on
 //!   the same tip and builds the same payouts as an old node.
+//! - A peer gossiping a share whose Dogecoin block pays its own miner alone is refused and
+//!   charged; its honest share gets in.
 //!
-//! The two tests run one after the other (a shared lock): each keeps the machine's CPUs
+//! The tests run one after the other (a shared lock): each keeps the machine's CPUs
 //! busy with miners.
 
 use std::collections::HashSet;
@@ -348,4 +350,107 @@ async fn a_late_node_syncs_the_chain() {
         assert_eq!(old, new);
         break;
     }
+}
+
+/// A share whose Dogecoin block pays its own miner the whole reward (docs/PROTOCOL.md §15),
+/// gossiped by a real libp2p peer to a real node: the node refuses it and charges the peer,
+/// while the same peer's honest share, mined the same way on the same chain, gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_paying_its_miner_the_whole_aux_block_is_refused() {
+    use p2pool_network::{NetworkConfig, NetworkEvent, Verdict};
+    use share_chain::testkit::{greedy_aux_share, mine_share, miner};
+
+    let _serial = SERIAL.lock().await;
+    init_logs();
+    let daemons = RegtestPair::start().await.expect("litecoind pair");
+    let node = TestNode::start(&daemons, Vec::new()).await;
+    let address = daemons.new_address("bech32").await.unwrap();
+    let first = node.start_miner(&address);
+    own_shares(&node, 3, Duration::from_secs(60)).await;
+    first.stop().await;
+
+    // The other node: a bare network peer publishing what it is given.
+    let mut config = NetworkConfig::new(preset().network_id());
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    config.enable_kad = false;
+    let (greedy_node, mut events) = p2pool_network::spawn(config).await.expect("network");
+    let judge = greedy_node.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let NetworkEvent::ShareGossip { peer, msg_id, .. } = event {
+                let _ = judge.report_validation(msg_id, peer, Verdict::Ignore).await;
+            }
+        }
+    });
+    greedy_node.dial(node.addrs()[0].clone()).await.unwrap();
+    let node_net = node.node.p2p.as_ref().unwrap().handle().clone();
+    let greedy_id = greedy_node.local_peer_id();
+    wait_for(
+        "the peer in the node's gossip mesh",
+        Duration::from_secs(30),
+        || async {
+            let theirs = greedy_node.peers().await.unwrap_or_default();
+            theirs.iter().any(|p| p.in_mesh)
+        },
+    )
+    .await;
+
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as u32
+    };
+    // Honest: paying the window on both chains. The node takes it as its tip.
+    let tip = node.tip().unwrap();
+    let time = now();
+    let honest = node
+        .node
+        .chain
+        .call(move |c| mine_share(c.index_mut(), Some(tip), &miner(7), time))
+        .await
+        .unwrap();
+    let honest_hash = honest.hash();
+    greedy_node.publish_share(honest.encode()).await.unwrap();
+    wait_for(
+        "the honest share as the node's tip",
+        Duration::from_secs(30),
+        || async { node.tip() == Some(honest_hash) },
+    )
+    .await;
+
+    // Greedy: the same, but its Dogecoin block pays its miner alone.
+    let time = now();
+    let greedy = node
+        .node
+        .chain
+        .call(move |c| greedy_aux_share(c.index_mut(), honest_hash, &miner(7), time))
+        .await
+        .unwrap();
+    let greedy_hash = greedy.hash();
+    greedy_node.publish_share(greedy.encode()).await.unwrap();
+    wait_for(
+        "the greedy peer charged",
+        Duration::from_secs(30),
+        || async {
+            let peers = node_net.peers().await.unwrap_or_default();
+            peers
+                .iter()
+                // One invalid share's penalty (30), decaying from the moment it was charged.
+                .any(|p| p.peer == greedy_id && p.score < -25.0)
+        },
+    )
+    .await;
+    let held = node
+        .node
+        .chain
+        .call(move |c| c.index().get(&greedy_hash).is_some())
+        .await
+        .unwrap();
+    assert!(!held, "the greedy share is not in the node's chain");
+    assert_eq!(
+        node.tip(),
+        Some(honest_hash),
+        "the tip stays the honest share"
+    );
 }

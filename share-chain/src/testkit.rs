@@ -4,13 +4,16 @@
 //! exactly as a node builds them for its miners, and the nonce is ground until the
 //! proof of work meets the share target (about two hashes on the regtest preset).
 
+use crate::aux_work::aux_block_parts;
 use crate::auxpow::aux_block_version;
 use crate::chain::ChainIndex;
-use crate::coinbase::{aux_coinbase_script_sig, coinbase_script_sig};
+use crate::coinbase::{aux_coinbase_script_sig, coinbase_script_sig, Payout};
 use crate::hash::ShareHash;
 use crate::join::PeerChain;
+use crate::merged_mining::AuxTree;
 use crate::params::Preset;
 use crate::pow::pow_hash;
+use crate::script::derived_aux_script;
 use crate::share::{
     AuxBlock, BlockHeader, CoinbaseData, MergedMining, Share, ShareInfo, SHARE_VERSION,
 };
@@ -113,6 +116,42 @@ pub fn mine_share_on_block(
     share
 }
 
+/// Mines a share on `parent` for `miner` at `time` that is valid in every way but one: its
+/// Dogecoin block pays the miner's aux script the whole value instead of the window
+/// (docs/PROTOCOL.md §15), and the coinbase commits to that block. Every peer must refuse
+/// it. `miner`'s script must have an aux form (P2PKH or P2WPKH).
+pub fn greedy_aux_share(
+    index: &mut ChainIndex,
+    parent: ShareHash,
+    miner: &MinerPayout,
+    time: u32,
+) -> Share {
+    let template = index
+        .share_template_on(Some(parent), miner, block_context(50_0000_0000))
+        .expect("template");
+    let block = &template.merged_mining.blocks[0];
+    let everything = [Payout {
+        script: derived_aux_script(&miner.script).expect("a script with an aux form"),
+        amount: block.coinbase_value,
+    }];
+    let (_, header) = aux_block_parts(block, &everything);
+    let tree = AuxTree::new(0, 0, &[(block.chain_id, header.hash().0)]).expect("one leaf");
+    let script_sig = coinbase_script_sig(
+        9,
+        &tree.commitment().to_bytes(),
+        b"/greedy/",
+        &time.to_le_bytes(),
+    );
+    let mut share = template.share(script_sig, 0x2000_0000, time, 0);
+    while !template
+        .share_target
+        .is_met_by(&pow_hash(index.pow, &share.header.to_bytes()))
+    {
+        share.header.nonce = share.header.nonce.wrapping_add(1);
+    }
+    share
+}
+
 /// Mines and connects `n` shares on the best tip, one per share period from `start`,
 /// cycling through `miners` miners. Returns the shares in order.
 pub fn grow_chain(index: &mut ChainIndex, n: usize, miners: u32, start: u32) -> Vec<Share> {
@@ -197,5 +236,28 @@ pub fn synthetic_share(id: u64) -> Share {
                 ..dogecoin_block(1_000_000_000_000 + id % 1000)
             }],
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aux_work::AuxWorkError;
+    use crate::validation::ShareError;
+
+    /// The greedy share breaks §15 and nothing else: the chain refuses it for its aux
+    /// commitment, and takes an honest share mined the same way on the same parent.
+    #[test]
+    fn a_greedy_share_breaks_only_the_aux_rule() {
+        let mut index = ChainIndex::new(&regtest_preset(""));
+        let shares = grow_chain(&mut index, 3, 2, 1_700_000_000);
+        let parent = shares[2].hash();
+        let greedy = greedy_aux_share(&mut index, parent, &miner(1), 1_700_000_100);
+        assert_eq!(
+            index.connect(greedy, 1_700_000_100).map(|_| ()),
+            Err(ShareError::MergedMining(AuxWorkError::CommitmentMismatch))
+        );
+        let honest = mine_share(&mut index, Some(parent), &miner(1), 1_700_000_100);
+        assert!(index.connect(honest, 1_700_000_100).is_ok());
     }
 }

@@ -160,42 +160,17 @@ mod tests {
 
         // A share whose Dogecoin block pays its own miner alone (docs/PROTOCOL.md §15):
         // otherwise valid, proof of work and all, it is rejected and its sender charged.
-        let greedy = greedy_aux_share(&mut scratch, shares[2].hash());
+        let greedy = share_chain::testkit::greedy_aux_share(
+            &mut scratch,
+            shares[2].hash(),
+            &miner(1),
+            1_700_000_500,
+        );
         assert_eq!(
             judge_gossip(&handle, greedy.encode()).await,
             (Verdict::Reject(Misbehaviour::InvalidShare), false)
         );
         let tip = handle.call(|c| c.index().best_hash()).await.unwrap();
         assert_eq!(tip, Some(shares[2].hash()));
-    }
-
-    /// A share on `parent` that commits to an aux block paying its miner everything.
-    fn greedy_aux_share(
-        index: &mut ChainIndex,
-        parent: share_chain::ShareHash,
-    ) -> share_chain::Share {
-        use share_chain::aux_work::aux_block_parts;
-        use share_chain::coinbase::{coinbase_script_sig, Payout};
-        use share_chain::merged_mining::AuxTree;
-        use share_chain::testkit::block_context;
-        let t = index
-            .share_template_on(Some(parent), &miner(1), block_context(50_0000_0000))
-            .unwrap();
-        let block = &t.merged_mining.blocks[0];
-        let all = vec![Payout {
-            script: share_chain::script::derived_aux_script(&t.info.payout_script).unwrap(),
-            amount: block.coinbase_value,
-        }];
-        let (_, header) = aux_block_parts(block, &all);
-        let tree = AuxTree::new(0, 0, &[(block.chain_id, header.hash().0)]).unwrap();
-        let sig = coinbase_script_sig(9, &tree.commitment().to_bytes(), b"/greedy/", &[0; 8]);
-        let mut share = t.share(sig, 0x2000_0000, 1_700_000_500, 0);
-        while !t.share_target.is_met_by(&share_chain::pow::pow_hash(
-            index.pow(),
-            &share.header.to_bytes(),
-        )) {
-            share.header.nonce += 1;
-        }
-        share
     }
 }
