@@ -6,6 +6,11 @@
 //! address, each with its own thread) that connect to their node's Stratum port like any
 //! miner would. Then it prints what happens — shares, blocks, and who each block's coinbase
 //! paid, the miners of every node — until stopped.
+//!
+//! With dogecoind (`--dogecoind PATH`, else `$DOGECOIND` or `dogecoind` on PATH) it also
+//! starts a throw-away regtest dogecoind pair, mined past Dogecoin's AuxPoW start height,
+//! and every node merge-mines it: the Dogecoin blocks found, and who their coinbases paid,
+//! are printed too. Without dogecoind it says so and runs without merged mining.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,7 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::miner::{mine, MinerConfig, MinerStats};
 use crate::node::{DaemonP2p, Node, NodeConfig, NodeError, NodeEvent, NodeOptions};
-use crate::regtest::{RegtestError, RegtestPair};
+use crate::regtest::{find_dogecoind, DogePair, RegtestError, RegtestPair, DOGE_AUXPOW_START};
 
 /// How the devnet runs.
 #[derive(Clone, Debug)]
@@ -28,12 +33,40 @@ pub struct DevnetConfig {
     pub nodes: usize,
     /// Stop after this many blocks (None: until interrupted).
     pub blocks: Option<u64>,
+    /// The dogecoind to merge-mine with.
+    pub dogecoind: Dogecoind,
+}
+
+/// Which dogecoind the devnet merge-mines with, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dogecoind {
+    /// This program.
+    At(String),
+    /// None was named and none was found: no merged mining.
+    NotFound,
+    /// Turned off (`--no-dogecoind`).
+    Off,
+}
+
+impl Dogecoind {
+    /// `$DOGECOIND`, else `dogecoind` on PATH, else [`Dogecoind::NotFound`].
+    pub fn find() -> Dogecoind {
+        find_dogecoind().map_or(Dogecoind::NotFound, Dogecoind::At)
+    }
 }
 
 #[derive(Debug, Error)]
 pub enum DevnetError {
     #[error(transparent)]
     Regtest(#[from] RegtestError),
+    #[error(
+        "cannot start dogecoind ({program}) for merged mining (run the devnet with \
+         --no-dogecoind to go without)"
+    )]
+    Dogecoind {
+        program: String,
+        source: RegtestError,
+    },
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error("{0}")]
@@ -48,11 +81,13 @@ pub struct DevnetNode {
     _datadir: tempfile::TempDir,
 }
 
-/// A running devnet: its nodes (dropped first), its litecoind pair and its miners, which
-/// stop when it is dropped.
+/// A running devnet: its nodes (dropped first), its litecoind pair, its dogecoind pair if
+/// it merge-mines, and its miners, which stop when it is dropped.
 pub struct Devnet {
     pub nodes: Vec<DevnetNode>,
     pub daemons: RegtestPair,
+    /// The dogecoind pair every node merge-mines (None without dogecoind).
+    pub doge: Option<DogePair>,
     stop: Arc<AtomicBool>,
     miners: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -63,6 +98,35 @@ impl Devnet {
     pub async fn start(config: &DevnetConfig) -> Result<Devnet, DevnetError> {
         println!("starting a regtest litecoind pair (127.0.0.1, throw-away data directories)...");
         let daemons = RegtestPair::start().await?;
+        let doge = match &config.dogecoind {
+            Dogecoind::At(program) => {
+                println!(
+                    "starting a regtest dogecoind pair ({program}) for merged mining, and \
+                     mining its first {DOGE_AUXPOW_START} blocks (Dogecoin takes AuxPoW \
+                     blocks from there on)..."
+                );
+                let pair =
+                    DogePair::start(program)
+                        .await
+                        .map_err(|source| DevnetError::Dogecoind {
+                            program: program.clone(),
+                            source,
+                        })?;
+                Some(pair)
+            }
+            Dogecoind::NotFound => {
+                println!(
+                    "dogecoind not found (no --dogecoind, $DOGECOIND unset, none on PATH): \
+                     the devnet runs WITHOUT merged mining. To merge-mine Dogecoin, build \
+                     Dogecoin Core 1.14 and pass --dogecoind PATH."
+                );
+                None
+            }
+            Dogecoind::Off => {
+                println!("--no-dogecoind: the devnet runs without merged mining");
+                None
+            }
+        };
         let preset = Preset::builtin("litecoin-regtest").expect("the regtest preset is built in");
         let mut nodes: Vec<DevnetNode> = Vec::new();
         let count = config.nodes.max(1);
@@ -71,6 +135,7 @@ impl Devnet {
                 .prefix("p2pool-devnet-")
                 .tempdir()?;
             let daemon = if n % 2 == 0 { &daemons.a } else { &daemons.b };
+            let aux = doge.as_ref().map(|d| if n % 2 == 0 { &d.a } else { &d.b });
             let (p2p_listen, peers) = if count == 1 {
                 (Vec::new(), Vec::new())
             } else {
@@ -96,6 +161,7 @@ impl Devnet {
                     api: Some("127.0.0.1:0".parse().expect("a socket address")),
                     // The devnet's litecoind listens on a free port, not regtest's default.
                     daemon_p2p: DaemonP2p::At(([127, 0, 0, 1], daemon.p2p_port).into()),
+                    aux_daemons: aux.map(|d| d.rpc_config()).into_iter().collect(),
                     ..NodeOptions::default()
                 },
             )
@@ -106,6 +172,12 @@ impl Devnet {
                 node.stratum_addr(),
                 datadir.path().display()
             );
+            if let Some(aux) = aux {
+                println!(
+                    "node {n}: merge-mines Dogecoin on dogecoind rpc {}",
+                    aux.url()
+                );
+            }
             if let Some(api) = node.api_addr() {
                 println!(
                     "node {n}: dashboard http://{api}/ (JSON-RPC: POST to the same URL; metrics: /metrics)"
@@ -127,6 +199,17 @@ impl Devnet {
                 let kind = kinds[(n * per_node + i) % kinds.len()];
                 let address = daemons.new_address(kind).await?;
                 println!("node {n} miner {i}: 1 CPU thread paying {address}");
+                if doge.is_some() {
+                    match dogecoin_address(&preset, &address) {
+                        Some(doge_address) => println!(
+                            "node {n} miner {i}: paid on Dogecoin at {doge_address} (the same key)"
+                        ),
+                        None => println!(
+                            "node {n} miner {i}: paid no Dogecoin (a P2SH address has no \
+                             Dogecoin twin; a miner names one as ADDRESS,DOGE_ADDRESS)"
+                        ),
+                    }
+                }
                 let stats = Arc::new(MinerStats::default());
                 let miner = MinerConfig {
                     server: devnet_node.node.stratum_addr(),
@@ -147,6 +230,7 @@ impl Devnet {
         Ok(Devnet {
             nodes,
             daemons,
+            doge,
             stop,
             miners,
         })
@@ -165,6 +249,14 @@ impl Drop for Devnet {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// The Dogecoin address a miner paid at the Litecoin `address` is paid at on the preset's
+/// first aux chain (the address of the same key), if it has one (P2PKH and P2WPKH do).
+pub fn dogecoin_address(preset: &Preset, address: &str) -> Option<String> {
+    let script = share_chain::address::address_to_script(address, &preset.coin).ok()?;
+    let aux = share_chain::script::derived_aux_script(&script)?;
+    share_chain::address::aux_script_to_address(&aux, preset.aux_chains.first()?)
 }
 
 /// Runs the devnet until `shutdown` resolves or the block count is reached.
@@ -191,7 +283,7 @@ pub async fn run(
         }));
     }
     drop(tagged_tx);
-    let mut blocks = 0u64;
+    let (mut blocks, mut aux_blocks) = (0u64, 0u64);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -217,8 +309,21 @@ pub async fn run(
                         break;
                     }
                 }
-                Ok(NodeEvent::AuxBlockSubmitted { chain, height, result, payouts, .. }) => {
-                    println!("node {n}: AUX BLOCK {chain} {height}: {result}; coinbase pays {} outputs", payouts.len());
+                Ok(NodeEvent::AuxBlockSubmitted { chain, hash, height, accepted, result, payouts }) => {
+                    let mut display = hash;
+                    display.reverse();
+                    println!(
+                        "node {n}: {chain} BLOCK {height} {}: {result}; coinbase pays {} outputs:",
+                        hex::encode(display),
+                        payouts.len()
+                    );
+                    let unit = if chain.starts_with("dogecoin") { "DOGE" } else { "coins" };
+                    for (who, amount) in payouts {
+                        println!("    {:>14.8} {unit} {who}", amount as f64 / 1e8);
+                    }
+                    if accepted {
+                        aux_blocks += 1;
+                    }
                 }
                 Ok(NodeEvent::DaemonState(state)) => println!("node {n}: litecoind: {state:?}"),
                 Ok(NodeEvent::Readiness(readiness)) => match readiness.blocker() {
@@ -234,7 +339,12 @@ pub async fn run(
     for f in forwarders {
         f.abort();
     }
+    let merged = devnet.doge.is_some();
     devnet.stop().await;
-    println!("devnet stopped after {blocks} blocks");
+    if merged {
+        println!("devnet stopped after {blocks} blocks and {aux_blocks} Dogecoin blocks");
+    } else {
+        println!("devnet stopped after {blocks} blocks");
+    }
     Ok(())
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use p2pool::cli;
 use p2pool::daemon::{Auth, RpcConfig};
-use p2pool::devnet::{self, DevnetConfig};
+use p2pool::devnet::{self, DevnetConfig, Dogecoind};
 use p2pool::node::{DaemonP2p, Node, NodeConfig, NodeEvent, NodeOptions};
 use p2pool_network::Multiaddr;
 use share_chain::address::address_to_script;
@@ -168,6 +168,13 @@ struct DevnetArgs {
     /// Stop after this many blocks.
     #[arg(long)]
     blocks: Option<u64>,
+    /// The dogecoind to merge-mine Dogecoin with (a regtest pair is started). Default:
+    /// $DOGECOIND, else dogecoind on PATH; without one the devnet runs without merged mining.
+    #[arg(long, value_name = "PATH")]
+    dogecoind: Option<PathBuf>,
+    /// No merged mining, even if dogecoind is found.
+    #[arg(long, conflicts_with = "dogecoind")]
+    no_dogecoind: bool,
 }
 
 fn main() -> Result<()> {
@@ -203,6 +210,8 @@ fn main() -> Result<()> {
                     miners: 3,
                     nodes: 1,
                     blocks: None,
+                    dogecoind: None,
+                    no_dogecoind: false,
                 })
                 .await
             }
@@ -240,6 +249,11 @@ async fn devnet_command(args: DevnetArgs) -> Result<()> {
         miners: args.miners,
         nodes: args.nodes as usize,
         blocks: args.blocks,
+        dogecoind: match (args.no_dogecoind, args.dogecoind) {
+            (true, _) => Dogecoind::Off,
+            (false, Some(path)) => Dogecoind::At(path.display().to_string()),
+            (false, None) => Dogecoind::find(),
+        },
     };
     devnet::run(config, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,9 +1,14 @@
-//! Throw-away litecoind regtest daemons, for the devnet and the end-to-end tests.
+//! Throw-away litecoind and dogecoind regtest daemons, for the devnet and the end-to-end
+//! tests.
 //!
 //! litecoind on regtest serves no block template until it has a peer and while its tip
 //! looks old, so [`RegtestPair`] starts node A (the one the pool mines on, with a wallet)
 //! and node B connected to it, with `-maxtipage` raised. Both listen on 127.0.0.1 only, on
 //! free ports, in temporary data directories, and are killed when dropped.
+//!
+//! [`DogePair`] does the same with dogecoind, for merged mining: Dogecoin Core serves no
+//! block template without a peer either, and takes AuxPoW blocks only from height
+//! [`DOGE_AUXPOW_START`], so the pair mines its first blocks the legacy way.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -28,11 +33,16 @@ pub enum RegtestError {
          `apt-get install litecoind` (Debian/Ubuntu), then run this again."
     )]
     NotInstalled,
-    #[error("cannot start litecoind: {0}")]
-    Spawn(std::io::Error),
-    #[error("litecoind {name} did not come up: {detail}")]
+    #[error("{0} was not found")]
+    NotFound(String),
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("regtest daemon {name} did not come up: {detail}")]
     Startup { name: String, detail: String },
-    #[error("litecoind RPC failed: {0}")]
+    #[error("regtest daemon RPC failed: {0}")]
     Rpc(#[from] RpcError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -93,7 +103,10 @@ impl Daemon {
         auth: DaemonAuth,
         extra_args: &[String],
     ) -> Result<Daemon, RegtestError> {
-        Self::start_program(&litecoind_binary(), name, auth, extra_args).await
+        match Self::start_program(&litecoind_binary(), name, auth, extra_args).await {
+            Err(RegtestError::NotFound(_)) => Err(RegtestError::NotInstalled),
+            started => started,
+        }
     }
 
     /// [`Daemon::start_with`] for another Bitcoin-Core-like daemon `program` (the merged-
@@ -271,8 +284,11 @@ fn spawn(program: &str, args: &[String], datadir: &Path) -> Result<Child, Regtes
         .stderr(log)
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => RegtestError::NotInstalled,
-            _ => RegtestError::Spawn(e),
+            std::io::ErrorKind::NotFound => RegtestError::NotFound(program.to_owned()),
+            _ => RegtestError::Spawn {
+                program: program.to_owned(),
+                source: e,
+            },
         })
 }
 
@@ -347,5 +363,81 @@ impl RegtestPair {
     /// Node A's data directory.
     pub fn datadir(&self) -> PathBuf {
         self.a.datadir().to_path_buf()
+    }
+}
+
+/// Dogecoin regtest's first height that takes AuxPoW blocks (`nHeightEffective`): below it
+/// a merge-mined block is refused ("early-auxpow-block").
+pub const DOGE_AUXPOW_START: u64 = 20;
+/// The Dogecoin regtest P2PKH address (version 0x6f) of the all-zero hash160: no one holds
+/// its key. [`DogePair::start`] mines the legacy blocks to it.
+pub const DOGE_BURN_ADDRESS: &str = "mfWxJ45yp2SFn7UciZyNpvDKrzbhyfKrY8";
+
+/// The dogecoind to run: `$DOGECOIND` (if set and not empty), else `dogecoind` if it is a
+/// file in a directory of `$PATH`. dogecoind is not a Debian package: Dogecoin Core 1.14 is
+/// built by hand.
+pub fn find_dogecoind() -> Option<String> {
+    if let Some(path) = std::env::var_os("DOGECOIND").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path).display().to_string());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("dogecoind"))
+        .find(|candidate| candidate.is_file())
+        .map(|p| p.display().to_string())
+}
+
+/// A dogecoind regtest pair for merged mining: node A (the one merge-mined on, with
+/// `-txindex` so its coinbases can be read back) and node B connected to it, past
+/// [`DOGE_AUXPOW_START`].
+pub struct DogePair {
+    pub a: Daemon,
+    pub b: Daemon,
+    client: RpcClient,
+}
+
+impl DogePair {
+    /// Starts dogecoind `program` twice, waits until B is connected to A (without a peer
+    /// there is no block template), then mines the blocks below [`DOGE_AUXPOW_START`] to
+    /// [`DOGE_BURN_ADDRESS`].
+    pub async fn start(program: &str) -> Result<DogePair, RegtestError> {
+        let auth = DaemonAuth::devnet();
+        let a =
+            Daemon::start_program(program, "doge-a", auth.clone(), &["-txindex=1".into()]).await?;
+        let connect = format!("-connect=127.0.0.1:{}", a.p2p_port);
+        let b = Daemon::start_program(program, "doge-b", auth, &[connect]).await?;
+        let client = a.client()?;
+        let pair = DogePair { a, b, client };
+        let start = Instant::now();
+        loop {
+            let peers: u64 = pair.client.call("getconnectioncount", vec![]).await?;
+            if peers > 0 {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(RegtestError::Startup {
+                    name: "doge-b".into(),
+                    detail: "never connected to doge-a".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _: Value = pair
+            .client
+            .call(
+                "generatetoaddress",
+                vec![json!(DOGE_AUXPOW_START), json!(DOGE_BURN_ADDRESS)],
+            )
+            .await?;
+        Ok(pair)
+    }
+
+    /// A client of node A.
+    pub fn client(&self) -> &RpcClient {
+        &self.client
+    }
+
+    pub async fn block_count(&self) -> Result<u64, RegtestError> {
+        Ok(self.client.call("getblockcount", vec![]).await?)
     }
 }

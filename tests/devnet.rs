@@ -2,18 +2,25 @@
 //! runs) with two nodes, one CPU miner each, on a real regtest litecoind pair. The nodes
 //! peer, each one's shares reach the other's share chain, and a block found pays the
 //! miners of both nodes.
+//!
+//! With dogecoind (`$DOGECOIND` or PATH) the devnet also merge-mines a real regtest
+//! dogecoind pair: each node gets Dogecoin blocks accepted, and one of them pays both
+//! miners at the Dogecoin addresses of their keys, in the coinbase dogecoind holds. Without
+//! dogecoind that part prints SKIPPED.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use p2pool::devnet::{Devnet, DevnetConfig, DevnetNode};
+use p2pool::devnet::{dogecoin_address, Devnet, DevnetConfig, DevnetNode, Dogecoind};
 use p2pool::node::NodeEvent;
 use serde_json::{json, Value};
 use share_chain::address::address_to_script;
+use share_chain::script::derived_aux_script;
 use share_chain::Preset;
 
 mod common;
 
+use common::dogecoind::{coinbase_outputs, dogecoind_or_skip};
 use common::pool::init_logs;
 
 fn script(address: &str) -> Vec<u8> {
@@ -55,21 +62,28 @@ async fn miners_on_best_chain(n: &DevnetNode) -> HashSet<Vec<u8>> {
 async fn a_two_node_devnet_shares_one_chain_and_a_block_pays_both_nodes_miners() {
     init_logs();
     let started = Instant::now();
+    let dogecoind =
+        dogecoind_or_skip("the devnet's merged mining").map_or(Dogecoind::NotFound, Dogecoind::At);
     let devnet = Devnet::start(&DevnetConfig {
         miners: 1,
         nodes: 2,
         blocks: None,
+        dogecoind: dogecoind.clone(),
     })
     .await
     .expect("the devnet starts (litecoind installed?)");
+    assert_eq!(devnet.doge.is_some(), dogecoind != Dogecoind::NotFound);
     assert_eq!(devnet.nodes.len(), 2);
     let mut events: Vec<_> = devnet.nodes.iter().map(|n| n.node.subscribe()).collect();
     let (a, b) = (&devnet.nodes[0], &devnet.nodes[1]);
     assert_eq!((a.miners.len(), b.miners.len()), (1, 1));
     let (miner_a, miner_b) = (a.miners[0].clone(), b.miners[0].clone());
     assert_ne!(miner_a, miner_b);
-    let limit = Duration::from_secs(60);
+    // Starting dogecoind and mining its first blocks takes a few seconds more.
+    let limit = Duration::from_secs(if devnet.doge.is_some() { 75 } else { 60 });
     let deadline = started + limit;
+    // Accepted Dogecoin blocks, by the node that submitted them: (display hash, payouts).
+    let mut aux_found: [Vec<AuxFound>; 2] = [Vec::new(), Vec::new()];
 
     // Peered on loopback.
     while peers(a).await == 0 || peers(b).await == 0 {
@@ -85,17 +99,25 @@ async fn a_two_node_devnet_shares_one_chain_and_a_block_pays_both_nodes_miners()
         );
         for (n, rx) in events.iter_mut().enumerate() {
             while let Ok(event) = rx.try_recv() {
-                if let NodeEvent::BlockSubmitted {
-                    hash,
-                    accepted: true,
-                    payouts,
-                    ..
-                } = event
-                {
-                    let paid: HashSet<&String> = payouts.iter().map(|(who, _)| who).collect();
-                    if paid.contains(&miner_a) && paid.contains(&miner_b) {
-                        break 'found (hash, n);
+                match event {
+                    NodeEvent::BlockSubmitted {
+                        hash,
+                        accepted: true,
+                        payouts,
+                        ..
+                    } => {
+                        let paid: HashSet<&String> = payouts.iter().map(|(who, _)| who).collect();
+                        if paid.contains(&miner_a) && paid.contains(&miner_b) {
+                            break 'found (hash, n);
+                        }
                     }
+                    NodeEvent::AuxBlockSubmitted {
+                        hash,
+                        accepted: true,
+                        payouts,
+                        ..
+                    } => aux_found[n].push((display_hex(hash), payouts)),
+                    _ => {}
                 }
             }
         }
@@ -134,6 +156,94 @@ async fn a_two_node_devnet_shares_one_chain_and_a_block_pays_both_nodes_miners()
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    if let Some(doge) = &devnet.doge {
+        // Each node gets Dogecoin blocks accepted, and one pays both miners at the
+        // Dogecoin addresses of their keys.
+        let preset = Preset::builtin("litecoin-regtest").unwrap();
+        let doge_of = |miner: &str| dogecoin_address(&preset, miner).expect("P2WPKH or P2PKH");
+        let want = [doge_of(&miner_a), doge_of(&miner_b)];
+        let pays_both = |payouts: &[(String, u64)]| {
+            want.iter()
+                .all(|w| payouts.iter().any(|(who, amount)| who == w && *amount > 0))
+        };
+        let aux_deadline = deadline + Duration::from_secs(30);
+        let paying = loop {
+            for (n, rx) in events.iter_mut().enumerate() {
+                while let Ok(event) = rx.try_recv() {
+                    if let NodeEvent::AuxBlockSubmitted {
+                        hash,
+                        accepted: true,
+                        payouts,
+                        ..
+                    } = event
+                    {
+                        aux_found[n].push((display_hex(hash), payouts));
+                    }
+                }
+            }
+            let both = aux_found.iter().flatten().find(|(_, p)| pays_both(p));
+            if let (false, false, Some((hash, payouts))) =
+                (aux_found[0].is_empty(), aux_found[1].is_empty(), both)
+            {
+                break (hash.clone(), payouts.clone());
+            }
+            assert!(
+                Instant::now() < aux_deadline,
+                "Dogecoin blocks accepted: {} via node 0, {} via node 1, none paying {want:?}",
+                aux_found[0].len(),
+                aux_found[1].len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        eprintln!(
+            "Dogecoin blocks accepted: {} via node 0, {} via node 1; {} pays both miners, \
+             after {:?}",
+            aux_found[0].len(),
+            aux_found[1].len(),
+            paying.0,
+            started.elapsed()
+        );
+        // dogecoind's own view: node A holds the block (node B's arrive over Dogecoin's P2P)
+        // and its coinbase pays both miners' Dogecoin scripts what the node said.
+        let client = doge.client();
+        let arrived = Instant::now();
+        while client
+            .call::<Value>("getblockheader", vec![json!(paying.0)])
+            .await
+            .is_err()
+        {
+            assert!(
+                arrived.elapsed() < Duration::from_secs(30),
+                "dogecoind A never got {}",
+                paying.0
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let coinbase = coinbase_outputs(doge, &paying.0).await;
+        for (miner, doge_address) in [&miner_a, &miner_b].into_iter().zip(&want) {
+            let aux = derived_aux_script(&script(miner)).unwrap();
+            let amount = paying
+                .1
+                .iter()
+                .find(|(who, _)| who == doge_address)
+                .map(|(_, amount)| *amount)
+                .unwrap();
+            assert!(
+                coinbase.contains(&(hex::encode(&aux), amount)),
+                "{doge_address} ({miner}) not paid {amount} koinu in {coinbase:?}"
+            );
+        }
+    }
     devnet.stop().await;
     eprintln!("done in {:?}", started.elapsed());
+}
+
+/// An accepted Dogecoin block: its hash (display hex) and who its coinbase paid.
+type AuxFound = (String, Vec<(String, u64)>);
+
+/// A block hash in internal byte order, as daemons display it.
+fn display_hex(mut hash: [u8; 32]) -> String {
+    hash.reverse();
+    hex::encode(hash)
 }

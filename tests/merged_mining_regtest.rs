@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::dogecoind::DogePair;
+use common::dogecoind::{block_count, coinbase_outputs};
 use common::pool::start_pool_with;
 use p2pool::miner::MinerConfig;
 use p2pool::miner::{mine, MinerStats};
@@ -85,10 +85,10 @@ const BLOCKS: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dogecoin_blocks_pay_the_window() {
-    let Some(doge) = DogePair::start().await else {
+    let Some(doge) = common::dogecoind::start().await else {
         return;
     };
-    let doge_start = doge.block_count().await;
+    let doge_start = block_count(&doge).await;
     let pool = start_pool_with(NodeOptions {
         aux_daemons: vec![doge.a.rpc_config()],
         api: Some("127.0.0.1:0".parse().unwrap()),
@@ -183,14 +183,14 @@ async fn dogecoin_blocks_pay_the_window() {
     stop.store(true, Ordering::Relaxed);
 
     // dogecoind took every one: its chain grew by them.
-    assert!(doge.block_count().await >= doge_start + BLOCKS as u64);
+    assert!(block_count(&doge).await >= doge_start + BLOCKS as u64);
     let mut from_shares = 0;
     let mut named_paid = 0;
     for (hash, height, payouts) in &accepted {
         let mut display = *hash;
         display.reverse();
         let display = hex::encode(display);
-        let coinbase = doge.coinbase_outputs(&display).await;
+        let coinbase = coinbase_outputs(&doge, &display).await;
         // Exactly what the node built, all of the value, to the miners' keys.
         assert_eq!(&coinbase, payouts, "block {height} {display}");
         assert!(coinbase
@@ -420,7 +420,7 @@ type Found = ([u8; 32], Vec<(String, u64)>);
 /// chain as any peer does, finds the same coinbase dogecoind holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dogecoin_block_from_either_node_pays_both_nodes_miners() {
-    let Some(doge) = DogePair::start().await else {
+    let Some(doge) = common::dogecoind::start().await else {
         return;
     };
     common::pool::init_logs();
@@ -516,7 +516,7 @@ async fn a_dogecoin_block_from_either_node_pays_both_nodes_miners() {
         for (hash, payouts) in &found[builder] {
             let mut display = *hash;
             display.reverse();
-            let coinbase = doge.coinbase_outputs(&hex::encode(display)).await;
+            let coinbase = coinbase_outputs(&doge, &hex::encode(display)).await;
             assert_eq!(&coinbase, payouts);
             if let Some(rebuilt) = rebuilt_by(checker, *hash).await {
                 assert_eq!(coinbase, rebuilt, "the peer's rebuild");
@@ -565,7 +565,7 @@ async fn accepted_blocks(
 /// `getinfo` shows its state throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_aux_daemon_down_or_restarting_costs_litecoin_nothing() {
-    let Some(mut doge) = DogePair::start().await else {
+    let Some(mut doge) = common::dogecoind::start().await else {
         return;
     };
     doge.a

@@ -134,14 +134,19 @@ function renderInfo(info, pay) {
   setText("block-height", info.daemon.height == null ? "–" :
     `${info.daemon.height} · ${coins(info.daemon.block_value)}`);
   setText("payees", `${n.window_payees} in ${n.window_shares} shares`);
-  setText("peer-count", info.p2p ? (info.p2p.error ? "–" : String(info.p2p.peers)) : "no network");
-  setText("sync", info.sync.state, info.sync.serving ? "ok" : "bad").dataset.state = info.sync.state;
+  setText("peer-count", info.p2p ? (info.p2p.error ? "–" : String(info.p2p.peers)) : "no network")
+    .dataset.peers = info.p2p?.peers ?? "";
+  const sync = setText("sync", info.sync.state, info.sync.serving ? "ok" : "bad");
+  sync.dataset.state = info.sync.state;
+  sync.dataset.serving = String(info.sync.serving);
   const want = pay?.rules?.window_shares;
   const fill = want ? Math.min(1, n.window_shares / want) : 0;
   $("window-progress").value = fill;
   setText("window-fill", want ? `${n.window_shares} / ${want} shares` : "–");
   const joining = info.sync.received != null;
   $("join-row").hidden = !joining;
+  $("join-row").dataset.received = info.sync.received ?? "";
+  $("join-row").dataset.needed = info.sync.needed ?? "";
   if (joining) {
     const needed = info.sync.needed;
     if (needed) $("join-progress").value = Math.min(1, info.sync.received / needed);
@@ -207,12 +212,15 @@ function renderShares(shares) {
     s => ({ "data-hash": s.hash, "data-uncles": s.uncles.length }));
 }
 
+// A peer with several connections (one dialled each way) has an address per connection.
 function renderPeers(peers) {
   rows(document.querySelector("#peers tbody"), peers,
-    [[p => p.peer_id, "id"], [p => p.addrs[0] ?? "–", "id"], [p => p.inbound ? "in" : "out"],
+    [[p => p.peer_id, "id"], [p => p.addrs.length ? p.addrs.join(", ") : "–", "id"],
+     [p => p.inbound ? "in" : "out"],
      [p => p.rtt_ms == null ? "–" : p.rtt_ms.toFixed(1) + " ms", "n"], [p => p.score?.toFixed?.(1) ?? p.score, "n"],
      [p => p.agent ?? "–", "id"]],
-    p => ({ "data-peer": p.peer_id }));
+    p => ({ "data-peer": p.peer_id, "data-addrs": p.addrs.join(" "), "data-direction": p.inbound ? "in" : "out",
+            "data-rtt-ms": p.rtt_ms ?? "", "data-score": p.score ?? "", "data-agent": p.agent ?? "" }));
 }
 
 function renderAlerts(alerts) {
