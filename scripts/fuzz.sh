@@ -14,7 +14,7 @@ seconds="${1:-30}"
 shift || true
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-    targets=(share_decode p2p_codec stratum_line rpc_request)
+    targets=(share_decode p2p_codec stratum_line rpc_request aux_block)
 fi
 target_dir="${FUZZ_TARGET_DIR:-$root/target/fuzz}"
 

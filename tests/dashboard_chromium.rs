@@ -13,11 +13,9 @@
 //! `scripts/deps.sh`); a missing browser fails the test with that instruction.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use p2pool::miner::{mine, MinerStats};
 use p2pool::node::{Node, NodeEvent, NodeOptions};
 use serde_json::json;
 
@@ -25,18 +23,6 @@ mod common;
 
 use common::chromium::{artifacts_dir, chromium, escaped, run_chromium};
 use common::pool::{api_result as result, start_pool_with, wait_quiet, Pool};
-
-/// One CPU miner per address until the flag is set.
-fn start_miners(pool: &Pool, addresses: &[&str]) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for address in addresses {
-        let (config, stop) = (pool.miner(address), stop.clone());
-        tokio::spawn(async move {
-            let _ = mine(config, Arc::new(MinerStats::default()), stop).await;
-        });
-    }
-    stop
-}
 
 /// The share-chain blocks litecoind accepted among the events received so far.
 fn share_blocks(
@@ -67,7 +53,7 @@ fn share_blocks(
 /// returns the newest such block (litecoind's tip: only this node mines on it).
 async fn mine_a_block(pool: &Pool, a: &str, b: &str) -> String {
     let mut events = pool.node.subscribe();
-    let miners = start_miners(pool, &[a, b]);
+    let miners = pool.start_miners(&[a, b]);
     let start = Instant::now();
     let limit = Duration::from_secs(240);
     let (mut blocks, mut shares) = (BTreeSet::new(), BTreeSet::new());

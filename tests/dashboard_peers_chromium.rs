@@ -28,7 +28,7 @@ use tempfile::TempDir;
 mod common;
 
 use common::chromium::{artifacts_dir, chromium, escaped, run_chromium, Run};
-use common::pool::{api_result as result, init_logs, regtest, regtest_miner};
+use common::pool::{api_result as result, init_logs, regtest, regtest_miner, wait_for};
 
 /// A node on `daemon` with its API and the share-chain network on free loopback ports,
 /// dialling `peers`; returns once Stratum serves work.
@@ -57,19 +57,6 @@ async fn start_node(daemon: &Daemon, peers: Vec<Multiaddr>) -> (Node, TempDir) {
     })
     .await;
     (node, datadir)
-}
-
-/// Polls `check` every 100 ms until it holds; fails the test with `what` after `limit`.
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every `getpeerinfo` answer of `node` while `during` ran (ping times and scores move),

@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use p2pool::blocks::display_hex;
 use p2pool::devnet::{dogecoin_address, Devnet, DevnetConfig, DevnetNode, Dogecoind};
 use p2pool::node::NodeEvent;
 use serde_json::{json, Value};
@@ -21,7 +22,7 @@ use share_chain::Preset;
 mod common;
 
 use common::dogecoind::{coinbase_outputs, dogecoind_or_skip};
-use common::pool::init_logs;
+use common::pool::{best_chain_payout_scripts, drain_accepted_aux, init_logs, AcceptedAux};
 
 fn script(address: &str) -> Vec<u8> {
     address_to_script(address, &Preset::builtin("litecoin-regtest").unwrap().coin).unwrap()
@@ -38,24 +39,6 @@ async fn peers(n: &DevnetNode) -> usize {
         .await
         .map(|s| s.connected_peers)
         .unwrap_or(0)
-}
-
-/// The payout scripts of the shares on `n`'s best chain.
-async fn miners_on_best_chain(n: &DevnetNode) -> HashSet<Vec<u8>> {
-    n.node
-        .chain
-        .call(|c| {
-            let index = c.index();
-            match index.best_hash() {
-                Some(best) => index
-                    .ancestors(best)
-                    .map(|e| e.share.info.payout_script.clone())
-                    .collect(),
-                None => HashSet::new(),
-            }
-        })
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,8 +65,8 @@ async fn a_two_node_devnet_shares_one_chain_and_a_block_pays_both_nodes_miners()
     // Starting dogecoind and mining its first blocks takes a few seconds more.
     let limit = Duration::from_secs(if devnet.doge.is_some() { 75 } else { 60 });
     let deadline = started + limit;
-    // Accepted Dogecoin blocks, by the node that submitted them: (display hash, payouts).
-    let mut aux_found: [Vec<AuxFound>; 2] = [Vec::new(), Vec::new()];
+    // Accepted Dogecoin blocks, by the node that submitted them.
+    let mut aux_found: [Vec<AcceptedAux>; 2] = [Vec::new(), Vec::new()];
 
     // Peered on loopback.
     while peers(a).await == 0 || peers(b).await == 0 {
@@ -116,7 +99,7 @@ async fn a_two_node_devnet_shares_one_chain_and_a_block_pays_both_nodes_miners()
                         accepted: true,
                         payouts,
                         ..
-                    } => aux_found[n].push((display_hex(hash), payouts)),
+                    } => aux_found[n].push((hash, payouts)),
                     _ => {}
                 }
             }
@@ -148,7 +131,7 @@ async fn a_two_node_devnet_shares_one_chain_and_a_block_pays_both_nodes_miners()
     // share-chain network (each node's Stratum serves only its own miner).
     for (n, other) in [(a, &miner_b), (b, &miner_a)] {
         let want = script(other);
-        while !miners_on_best_chain(n).await.contains(&want) {
+        while !best_chain_payout_scripts(&n.node).await.contains(&want) {
             assert!(
                 Instant::now() < deadline + Duration::from_secs(10),
                 "{other}'s shares never reached the other node's chain"
@@ -169,24 +152,12 @@ async fn a_two_node_devnet_shares_one_chain_and_a_block_pays_both_nodes_miners()
         };
         let aux_deadline = deadline + Duration::from_secs(30);
         let paying = loop {
-            for (n, rx) in events.iter_mut().enumerate() {
-                while let Ok(event) = rx.try_recv() {
-                    if let NodeEvent::AuxBlockSubmitted {
-                        hash,
-                        accepted: true,
-                        payouts,
-                        ..
-                    } = event
-                    {
-                        aux_found[n].push((display_hex(hash), payouts));
-                    }
-                }
-            }
+            drain_accepted_aux(&mut events, &mut aux_found);
             let both = aux_found.iter().flatten().find(|(_, p)| pays_both(p));
             if let (false, false, Some((hash, payouts))) =
                 (aux_found[0].is_empty(), aux_found[1].is_empty(), both)
             {
-                break (hash.clone(), payouts.clone());
+                break (display_hex(*hash), payouts.clone());
             }
             assert!(
                 Instant::now() < aux_deadline,
@@ -237,13 +208,4 @@ async fn a_two_node_devnet_shares_one_chain_and_a_block_pays_both_nodes_miners()
     }
     devnet.stop().await;
     eprintln!("done in {:?}", started.elapsed());
-}
-
-/// An accepted Dogecoin block: its hash (display hex) and who its coinbase paid.
-type AuxFound = (String, Vec<(String, u64)>);
-
-/// A block hash in internal byte order, as daemons display it.
-fn display_hex(mut hash: [u8; 32]) -> String {
-    hash.reverse();
-    hex::encode(hash)
 }

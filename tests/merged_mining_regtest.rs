@@ -411,9 +411,6 @@ async fn dogecoin_blocks_pay_the_window() {
     println!("screenshot: {}", shot.display());
 }
 
-/// An accepted aux block: its hash and its coinbase's `(script hex, amount)`.
-type Found = ([u8; 32], Vec<(String, u64)>);
-
 /// Two nodes on one share chain (real libp2p on 127.0.0.1), each with its own miner, both
 /// merge-mining the same dogecoind: a Dogecoin block found through either node pays the
 /// other node's miner too, and the node that did not build it, rebuilding it from the share
@@ -477,10 +474,11 @@ async fn a_dogecoin_block_from_either_node_pays_both_nodes_miners() {
 
     // Accepted Dogecoin blocks, by the node that submitted them.
     let mut events = [a.subscribe(), b.subscribe()];
-    let mut found: [Vec<Found>; 2] = [Vec::new(), Vec::new()];
+    let mut found: [Vec<common::pool::AcceptedAux>; 2] = [Vec::new(), Vec::new()];
     let deadline = Instant::now() + Duration::from_secs(240);
-    let pays_both = |blocks: &[Found]| {
+    let pays_both = |blocks: &[common::pool::AcceptedAux]| {
         blocks.iter().any(|(_, payouts)| {
+            let payouts = as_scripts(payouts.clone());
             doge_of
                 .iter()
                 .all(|s| payouts.iter().any(|(script, _)| script == s))
@@ -493,19 +491,7 @@ async fn a_dogecoin_block_from_either_node_pays_both_nodes_miners() {
             found[0].len(),
             found[1].len()
         );
-        for (i, rx) in events.iter_mut().enumerate() {
-            while let Ok(event) = rx.try_recv() {
-                if let NodeEvent::AuxBlockSubmitted {
-                    hash,
-                    accepted: true,
-                    payouts,
-                    ..
-                } = event
-                {
-                    found[i].push((hash, as_scripts(payouts)));
-                }
-            }
-        }
+        common::pool::drain_accepted_aux(&mut events, &mut found);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -517,7 +503,7 @@ async fn a_dogecoin_block_from_either_node_pays_both_nodes_miners() {
             let mut display = *hash;
             display.reverse();
             let coinbase = coinbase_outputs(&doge, &hex::encode(display)).await;
-            assert_eq!(&coinbase, payouts);
+            assert_eq!(coinbase, as_scripts(payouts.clone()));
             if let Some(rebuilt) = rebuilt_by(checker, *hash).await {
                 assert_eq!(coinbase, rebuilt, "the peer's rebuild");
                 checked += 1;

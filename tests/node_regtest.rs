@@ -3,11 +3,9 @@
 //! and after MWEB activation, and each block's coinbase pays both miners in proportion to
 //! the work in the share chain's PPLNS window.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use p2pool::miner::{mine, MinerStats};
 use p2pool::node::NodeEvent;
 use serde_json::{json, Value};
 use share_chain::address::address_to_script;
@@ -19,19 +17,6 @@ mod common;
 
 use common::pool::{start_pool_with, Pool};
 use p2pool::node::NodeOptions;
-
-/// Starts one CPU miner per address; they run until the returned flag is set.
-fn start_miners(pool: &Pool, addresses: &[String]) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for address in addresses {
-        let config = pool.miner(address);
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let _ = mine(config, Arc::new(MinerStats::default()), stop).await;
-        });
-    }
-    stop
-}
 
 /// Waits until both miners have shares on the chain and then for `n` blocks accepted by
 /// litecoind that are also shares (so the share chain holds the coinbase they paid). A
@@ -199,7 +184,7 @@ async fn blocks_pay_every_miner_before_and_after_mweb() {
     }
 
     // Before MWEB: the pool's own blocks, each paying both miners by their work.
-    let miners = start_miners(&pool, &addresses);
+    let miners = pool.start_miners(&addresses);
     let blocks = accepted_share_blocks(&pool, 2, Duration::from_secs(180)).await;
     check_coinbase_pays_window(&pool, &addresses, *blocks.last().unwrap()).await;
     check_api(&pool, &addresses).await;
@@ -230,7 +215,7 @@ async fn blocks_pay_every_miner_before_and_after_mweb() {
         .await
         .expect("peg-in");
 
-    let miners = start_miners(&pool, &addresses);
+    let miners = pool.start_miners(&addresses);
     let blocks = accepted_share_blocks(&pool, 2, Duration::from_secs(180)).await;
     let tip = pool.daemons.block_count().await.unwrap();
     assert!(

@@ -27,6 +27,10 @@ use share_chain::template::MinerPayout;
 use share_chain::{Preset, ShareHash};
 use tokio::sync::Mutex;
 
+mod common;
+
+use common::pool::{best_chain_payout_scripts, wait_for};
+
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
 fn preset() -> Preset {
@@ -108,37 +112,6 @@ impl TestNode {
             let _ = mine(config, Arc::new(MinerStats::default()), flag).await;
         });
         Miner { stop, task }
-    }
-
-    /// The payout scripts of the shares on the node's best chain.
-    async fn miners_on_best_chain(&self) -> HashSet<Vec<u8>> {
-        self.node
-            .chain
-            .call(|c| {
-                let index = c.index();
-                match index.best_hash() {
-                    Some(best) => index
-                        .ancestors(best)
-                        .map(|e| e.share.info.payout_script.clone())
-                        .collect(),
-                    None => HashSet::new(),
-                }
-            })
-            .await
-            .unwrap()
-    }
-}
-
-/// Polls `check` until it holds or `limit` passes (then panics with `what`).
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -251,7 +224,7 @@ async fn three_nodes_mine_one_chain_and_a_block_pays_all() {
     settle(&a, miners).await;
     same_tip(&nodes, Duration::from_secs(30)).await;
     for n in nodes {
-        let on_chain = n.miners_on_best_chain().await;
+        let on_chain = best_chain_payout_scripts(&n.node).await;
         for s in &scripts {
             assert!(
                 on_chain.contains(s),

@@ -8,14 +8,12 @@
 //! - `verifyblockpayout` passes on it and names the output of a sibling block whose
 //!   coinbase was altered (submitted here, with a real scrypt proof of work).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bitcoin::consensus::{deserialize, serialize};
 use bitcoin::{Amount, Block};
 use p2pool::cli::{self, ApiClient};
-use p2pool::miner::{mine, MinerStats};
 use p2pool::node::{Node, NodeConfig, NodeEvent, NodeOptions};
 use serde_json::{json, Value};
 use share_chain::pow::scrypt_1024_1_1;
@@ -33,18 +31,6 @@ fn api_options() -> NodeOptions {
         api: Some("127.0.0.1:0".parse().unwrap()),
         ..NodeOptions::default()
     }
-}
-
-/// One CPU miner per address until the flag is set.
-fn start_miners(pool: &Pool, addresses: &[&str]) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for address in addresses {
-        let (config, stop) = (pool.miner(address), stop.clone());
-        tokio::spawn(async move {
-            let _ = mine(config, Arc::new(MinerStats::default()), stop).await;
-        });
-    }
-    stop
 }
 
 /// The next accepted block that is also a share on the chain.
@@ -177,7 +163,7 @@ async fn found_blocks_are_listed_verified_and_followed() {
     let b = pool.daemons.new_address("legacy").await.unwrap();
 
     // Both miners get work into the window.
-    let miners = start_miners(&pool, &[&a, &b]);
+    let miners = pool.start_miners(&[&a, &b]);
     let start = Instant::now();
     loop {
         let pay = result(&pool.node, "getpayoutinfo", json!([])).await;
@@ -205,7 +191,7 @@ async fn found_blocks_are_listed_verified_and_followed() {
     assert_eq!(pay["rules"]["max_payout_outputs"], 200, "{pay}");
 
     // ...are what the next block `a` finds pays.
-    let miners = start_miners(&pool, &[&a]);
+    let miners = pool.start_miners(&[&a]);
     let found = next_share_block(&pool.node, Duration::from_secs(120)).await;
     miners.store(true, Ordering::Relaxed);
     let parent = pool

@@ -37,6 +37,47 @@ fn main() {
     write(&dir, "child_with_uncle", &base.children[1].encode());
     write(&dir, "synthetic", &synthetic_share(1).encode());
 
+    // Aux blocks as an aux daemon returns them: the AuxPoWs a real Dogecoin Core was given
+    // (share-chain's recorded vectors), in blocks with a coinbase and one more transaction;
+    // and a block without an AuxPoW.
+    let dir = corpus.join("aux_block");
+    let vectors: serde_json::Value = serde_json::from_str(include_str!(
+        "../../share-chain/tests/data/doge_auxpow_vectors.json"
+    ))
+    .expect("the vectors parse");
+    let coinbase = share_chain::coinbase::build_aux_coinbase(
+        &[0x01, 0x15],
+        &[share_chain::coinbase::Payout {
+            script: vec![
+                0x76, 0xa9, 0x14, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0x88,
+                0xac,
+            ],
+            amount: 1_000_000_000_000,
+        }],
+    )
+    .to_bytes();
+    let cases = vectors["cases"].as_array().expect("cases");
+    for (i, auxpow) in cases
+        .iter()
+        .filter_map(|c| c["auxpow"].as_str())
+        .take(4)
+        .enumerate()
+    {
+        let auxpow = hex::decode(auxpow).expect("hex");
+        let mut block = base.shares[0].header.to_bytes().to_vec();
+        block[..4].copy_from_slice(&share_chain::auxpow::aux_block_version(6, 98).to_le_bytes());
+        block.extend(auxpow);
+        block.push(2);
+        block.extend(&coinbase);
+        block.extend(&coinbase);
+        write(&dir, &format!("auxpow_{i}"), &block);
+    }
+    let mut plain = base.shares[0].header.to_bytes().to_vec();
+    plain[..4].copy_from_slice(&6i32.to_le_bytes());
+    plain.push(1);
+    plain.extend(&coinbase);
+    write(&dir, "plain", &plain);
+
     let dir = corpus.join("p2p_codec");
     let limits = SyncLimits::default();
     let hashes: Vec<_> = base.shares.iter().map(|s| s.hash()).collect();

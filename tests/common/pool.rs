@@ -1,9 +1,12 @@
 //! A p2pool node on a throw-away regtest litecoind pair: the setup every node test shares.
 
+use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use p2pool::miner::MinerConfig;
-use p2pool::node::{DaemonP2p, Node, NodeConfig, NodeOptions};
+use p2pool::miner::{mine, MinerConfig, MinerStats};
+use p2pool::node::{DaemonP2p, Node, NodeConfig, NodeEvent, NodeOptions};
 use p2pool::regtest::RegtestPair;
 use serde_json::{json, Value};
 use share_chain::Preset;
@@ -94,6 +97,71 @@ impl Pool {
             server: self.node.stratum_addr(),
             username: format!("{address}.test"),
             ..regtest_miner()
+        }
+    }
+
+    /// One CPU miner per address; they run until the returned flag is set.
+    pub fn start_miners(&self, addresses: &[impl AsRef<str>]) -> Arc<AtomicBool> {
+        let stop = Arc::new(AtomicBool::new(false));
+        for address in addresses {
+            let (config, stop) = (self.miner(address.as_ref()), stop.clone());
+            tokio::spawn(async move {
+                let _ = mine(config, Arc::new(MinerStats::default()), stop).await;
+            });
+        }
+        stop
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; fails the test with `what` after `limit`.
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The payout scripts of the shares on `node`'s best chain.
+pub async fn best_chain_payout_scripts(node: &Node) -> HashSet<Vec<u8>> {
+    node.chain
+        .call(|c| {
+            let index = c.index();
+            match index.best_hash() {
+                Some(best) => index
+                    .ancestors(best)
+                    .map(|e| e.share.info.payout_script.clone())
+                    .collect(),
+                None => HashSet::new(),
+            }
+        })
+        .await
+        .expect("the chain thread")
+}
+
+/// An accepted aux block from a node's events: its hash and payouts `(address, amount)`.
+pub type AcceptedAux = ([u8; 32], Vec<(String, u64)>);
+
+/// Moves the aux blocks accepted so far from each node's `events` into its `found` list.
+pub fn drain_accepted_aux(
+    events: &mut [tokio::sync::broadcast::Receiver<NodeEvent>],
+    found: &mut [Vec<AcceptedAux>],
+) {
+    for (rx, found) in events.iter_mut().zip(found.iter_mut()) {
+        while let Ok(event) = rx.try_recv() {
+            if let NodeEvent::AuxBlockSubmitted {
+                hash,
+                accepted: true,
+                payouts,
+                ..
+            } = event
+            {
+                found.push((hash, payouts));
+            }
         }
     }
 }
