@@ -22,7 +22,7 @@ use crate::orphans::OrphanPool;
 use crate::params::{AuxChainParams, ConsensusParams, NetworkId, PowAlgorithm, Preset};
 use crate::payout::{compute_payouts, payout_seed};
 use crate::pplns::{
-    merge_weights, share_credits, window_work_cap, CapBasis, CreditsLookup, ShareCredits, Window,
+    share_credits, window_work_cap, CapBasis, ChildWindow, CreditsLookup, ShareCredits, Window,
     WindowWeights,
 };
 use crate::retarget::{median_time_past, next_required_bits, RetargetSample};
@@ -56,6 +56,11 @@ impl ChainEntry {
     }
 }
 
+/// The parent a share names, `None` for a chain's first share.
+pub(crate) fn parent_of(info: &ShareInfo) -> Option<ShareHash> {
+    (!info.prev_share.is_zero()).then_some(info.prev_share)
+}
+
 /// A change of best tip.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TipChange {
@@ -63,15 +68,6 @@ pub struct TipChange {
     pub new: ShareHash,
     /// Shares of the old best chain no longer on it (0 when the new tip extends the old).
     pub reorg_depth: u64,
-}
-
-/// Which chain's weights a window is read for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WindowSide {
-    /// By parent-chain script.
-    Parent,
-    /// By aux-chain script (docs/PROTOCOL.md §15).
-    Aux,
 }
 
 /// The tree of shares.
@@ -363,35 +359,47 @@ impl ChainIndex {
         value: u64,
         finder_script: &[u8],
     ) -> Vec<Payout> {
-        let seed = payout_seed(&parent.unwrap_or(ShareHash::ZERO));
-        let rules = self.consensus.payout_rules();
-        self.with_window_weights(parent, own, block_bits, WindowSide::Parent, |weights| {
-            compute_payouts(weights, finder_script, value, &rules, &seed)
+        self.with_child_window(parent, own, block_bits, |this, window| {
+            this.payouts_from(window, parent, value, finder_script)
         })
     }
 
-    /// Calls `f` with the window weights (ascending by script) of a new share with `own`
-    /// credits on `parent` whose header carries `block_bits`, on the parent chain or on the
-    /// aux chains: incremental on the best tip, walked from scratch elsewhere.
-    pub(crate) fn with_window_weights<R>(
+    /// [`ChainIndex::window_payouts`] from a window already read.
+    pub(crate) fn payouts_from(
+        &self,
+        window: &ChildWindow<'_>,
+        parent: Option<ShareHash>,
+        value: u64,
+        finder_script: &[u8],
+    ) -> Vec<Payout> {
+        let seed = payout_seed(&parent.unwrap_or(ShareHash::ZERO));
+        let rules = self.consensus.payout_rules();
+        compute_payouts(window.parent(), finder_script, value, &rules, &seed)
+    }
+
+    /// Calls `f` with the index and the window of a new share with `own` credits on
+    /// `parent` whose header carries `block_bits`: incremental on the best tip, walked from
+    /// scratch elsewhere. One call serves the share's coinbase and all its aux blocks'
+    /// ([`ChildWindow`]), so a validation or a template fits the window once. The index is
+    /// handed back read-only: the window's weights borrow it.
+    pub(crate) fn with_child_window<R>(
         &mut self,
         parent: Option<ShareHash>,
         own: &ShareCredits,
         block_bits: u32,
-        side: WindowSide,
-        f: impl FnOnce(&[(&[u8], u128)]) -> R,
+        f: impl FnOnce(&ChainIndex, &ChildWindow<'_>) -> R,
     ) -> R {
         let basis = self.cap_basis_for_child(parent, block_bits);
         let cap = window_work_cap(basis.bits, &self.consensus);
         match parent {
             Some(p) if self.window.tip() == Some(p) => {
-                let lookup = Lookup(&self.entries);
-                let extras = self.window.extras(own, cap, &lookup, &self.consensus);
-                let weights = match side {
-                    WindowSide::Parent => merge_weights(self.window.sums(), &extras.by_script),
-                    WindowSide::Aux => merge_weights(self.window.aux_sums(), &extras.by_aux_script),
-                };
-                f(&weights)
+                self.window
+                    .balance(cap, &Lookup(&self.entries), &self.consensus);
+                let this = &*self;
+                let extras =
+                    this.window
+                        .balanced_extras(own, &Lookup(&this.entries), &this.consensus);
+                f(this, &ChildWindow::incremental(&this.window, &extras))
             }
             _ => {
                 let ancestors = parent
@@ -399,11 +407,7 @@ impl ChainIndex {
                     .flat_map(|p| self.ancestors(p))
                     .map(|e| e.credits.as_ref());
                 let weights = WindowWeights::from_ancestors(own, ancestors, cap, &self.consensus);
-                let weights: Vec<(&[u8], u128)> = match side {
-                    WindowSide::Parent => weights.iter().collect(),
-                    WindowSide::Aux => weights.iter_aux().collect(),
-                };
-                f(&weights)
+                f(self, &ChildWindow::whole(&weights))
             }
         }
     }

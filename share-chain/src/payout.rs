@@ -129,7 +129,13 @@ pub fn compute_payouts(
     params: &PayoutRules,
     seed: &[u8; 32],
 ) -> Vec<Payout> {
-    split_value(weights, Some(finder_script), value, params, seed)
+    owned(compute_payouts_borrowed(
+        weights,
+        finder_script,
+        value,
+        params,
+        seed,
+    ))
 }
 
 /// [`compute_payouts`] for a finder with no script on this chain (an aux chain whose finder
@@ -143,17 +149,43 @@ pub fn compute_payouts_without_finder(
     params: &PayoutRules,
     seed: &[u8; 32],
 ) -> Vec<Payout> {
+    owned(compute_payouts_without_finder_borrowed(
+        weights, value, params, seed,
+    ))
+}
+
+/// A payout whose script is borrowed from the weights (or the finder): `(script, amount)`.
+/// Checking a share needs only the hash of the coinbase its payouts make, and copying every
+/// script into a [`Payout`] (a few hundred small allocations a coinbase) cost more than
+/// drawing the amounts. The owned functions above are these, copied.
+pub(crate) type BorrowedPayout<'a> = (&'a [u8], u64);
+
+/// [`compute_payouts`], scripts borrowed.
+pub(crate) fn compute_payouts_borrowed<'a>(
+    weights: &[(&'a [u8], u128)],
+    finder_script: &'a [u8],
+    value: u64,
+    params: &PayoutRules,
+    seed: &[u8; 32],
+) -> Vec<BorrowedPayout<'a>> {
+    split_value(weights, Some(finder_script), value, params, seed)
+}
+
+/// [`compute_payouts_without_finder`], scripts borrowed.
+pub(crate) fn compute_payouts_without_finder_borrowed<'a>(
+    weights: &[(&'a [u8], u128)],
+    value: u64,
+    params: &PayoutRules,
+    seed: &[u8; 32],
+) -> Vec<BorrowedPayout<'a>> {
     let mut paid = split_value(weights, None, value, params, seed);
-    let sum: u64 = paid.iter().map(|p| p.amount).sum();
+    let sum: u64 = paid.iter().map(|(_, amount)| amount).sum();
     match paid.first_mut() {
-        Some(first) => first.amount += value - sum,
+        Some((_, amount)) => *amount += value - sum,
         None if value > 0 => {
             // `max_by` keeps the last of equals: walk from the highest script down.
             if let Some((script, _)) = weights.iter().rev().max_by(|a, b| a.1.cmp(&b.1)) {
-                paid.push(Payout {
-                    script: script.to_vec(),
-                    amount: value,
-                });
+                paid.push((*script, value));
             }
         }
         None => {}
@@ -161,13 +193,22 @@ pub fn compute_payouts_without_finder(
     paid
 }
 
-fn split_value(
-    weights: &[(&[u8], u128)],
-    finder_script: Option<&[u8]>,
+fn owned(paid: Vec<BorrowedPayout<'_>>) -> Vec<Payout> {
+    paid.into_iter()
+        .map(|(script, amount)| Payout {
+            script: script.to_vec(),
+            amount,
+        })
+        .collect()
+}
+
+fn split_value<'a>(
+    weights: &[(&'a [u8], u128)],
+    finder_script: Option<&'a [u8]>,
     value: u64,
     params: &PayoutRules,
     seed: &[u8; 32],
-) -> Vec<Payout> {
+) -> Vec<BorrowedPayout<'a>> {
     debug_assert!(
         weights.windows(2).all(|p| p[0].0 < p[1].0),
         "scripts must ascend"
@@ -181,7 +222,9 @@ fn split_value(
     let total: U256 = weights.iter().map(|(_, w)| U256::from(*w)).sum();
 
     let mut finder_extra = bonus;
-    let mut paid: Vec<Payout> = Vec::with_capacity(weights.len().min(1024) + 1);
+    // At most `max_payout_outputs`: every output is at least one of the fewer steps.
+    let outputs = weights.len().min(params.max_payout_outputs as usize);
+    let mut paid: Vec<BorrowedPayout<'a>> = Vec::with_capacity(outputs + 1);
     if total.is_zero() {
         finder_extra = value;
     } else {
@@ -191,28 +234,19 @@ fn split_value(
         draw_steps(weights, total, units, seed, |i, whole| {
             // `whole <= units`, so the product does not overflow.
             if whole > 0 {
-                paid.push(Payout {
-                    script: weights[i].0.to_vec(),
-                    amount: whole * step,
-                });
+                paid.push((weights[i].0, whole * step));
             }
         });
     }
 
     if let (true, Some(finder_script)) = (finder_extra > 0, finder_script) {
-        match paid.iter_mut().find(|p| p.script == finder_script) {
-            Some(p) => p.amount += finder_extra,
-            None => paid.push(Payout {
-                script: finder_script.to_vec(),
-                amount: finder_extra,
-            }),
+        match paid.iter_mut().find(|(script, _)| *script == finder_script) {
+            Some((_, amount)) => *amount += finder_extra,
+            None => paid.push((finder_script, finder_extra)),
         }
     }
-    paid.sort_by(|a, b| {
-        b.amount
-            .cmp(&a.amount)
-            .then_with(|| a.script.cmp(&b.script))
-    });
+    // Unstable sorting gives the same bytes: elements that compare equal are equal.
+    paid.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     paid
 }
 

@@ -18,8 +18,10 @@
 //!
 //! [`WindowWeights`] computes this from scratch, walking the ancestors; [`Window`] keeps it
 //! up to date as the best chain grows, adding the new tip and dropping the oldest share,
-//! so connecting a share does not walk the whole window.
+//! so connecting a share does not walk the whole window. [`ChildWindow`] reads either for
+//! one new share, once for its coinbase and all its aux blocks.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -405,18 +407,94 @@ impl Window {
         chain: &impl CreditsLookup,
         params: &ConsensusParams,
     ) -> WindowWeights {
+        self.balance(cap, chain, params);
+        self.balanced_extras(own, chain, params)
+    }
+
+    /// Re-fits the window to `cap` if it was last balanced to another.
+    pub fn balance(&mut self, cap: u128, chain: &impl CreditsLookup, params: &ConsensusParams) {
         if cap != self.cap {
             self.rebalance(cap, chain, params);
         }
+    }
+
+    /// [`Window::extras`] for the cap the window is balanced to ([`Window::balance`]).
+    /// Split from the balancing so that it borrows the window only to read: the weights
+    /// merged from it can then be read next to the rest of the chain index.
+    pub fn balanced_extras(
+        &self,
+        own: &ShareCredits,
+        chain: &impl CreditsLookup,
+        params: &ConsensusParams,
+    ) -> WindowWeights {
         let mut extras = WindowWeights::default();
         extras.add(own);
         let limit = (params.window_shares as usize).saturating_sub(1);
         if self.full.len() < limit {
             if let Some((_, _, credits)) = self.boundary(chain) {
-                extras.add_scaled(&credits, cap - self.full_weight);
+                extras.add_scaled(&credits, self.cap - self.full_weight);
             }
         }
         extras
+    }
+}
+
+/// The window weights of one new share, on the parent chain and on the aux chains, read
+/// from one balancing of the incremental [`Window`] (or one walk of the ancestors).
+///
+/// A share's coinbase and each of its aux blocks' coinbases pay the same window: the same
+/// shares, cap and scaling, read by parent script or by aux script (docs/PROTOCOL.md §15).
+/// So the window is fitted, and its partial boundary share and the new share's credits
+/// found, once for all of them; each side is merged into one ascending list the first time
+/// it is asked for, and that list serves every aux chain. A share without aux blocks never
+/// merges the aux side.
+#[derive(Debug)]
+pub struct ChildWindow<'a> {
+    /// The incremental window, whose per-script sums `extras` completes; `None` when
+    /// `extras` holds the whole window, walked from scratch.
+    window: Option<&'a Window>,
+    /// What the new share adds to `sums`, or the whole window.
+    extras: &'a WindowWeights,
+    parent: OnceCell<Vec<(&'a [u8], u128)>>,
+    aux: OnceCell<Vec<(&'a [u8], u128)>>,
+}
+
+impl<'a> ChildWindow<'a> {
+    /// The incremental window's sums plus `extras` ([`Window::balanced_extras`]).
+    pub fn incremental(window: &'a Window, extras: &'a WindowWeights) -> Self {
+        ChildWindow {
+            window: Some(window),
+            extras,
+            parent: OnceCell::new(),
+            aux: OnceCell::new(),
+        }
+    }
+
+    /// A window computed whole ([`WindowWeights::from_ancestors`]).
+    pub fn whole(weights: &'a WindowWeights) -> Self {
+        ChildWindow {
+            window: None,
+            extras: weights,
+            parent: OnceCell::new(),
+            aux: OnceCell::new(),
+        }
+    }
+
+    /// The weights by parent-chain script, ascending by script.
+    pub fn parent(&self) -> &[(&'a [u8], u128)] {
+        self.parent.get_or_init(|| match self.window {
+            Some(window) => merge_weights(&window.sums, &self.extras.by_script),
+            None => self.extras.iter().collect(),
+        })
+    }
+
+    /// The weights by aux-chain script, ascending by aux script: the same for every aux
+    /// chain.
+    pub fn aux(&self) -> &[(&'a [u8], u128)] {
+        self.aux.get_or_init(|| match self.window {
+            Some(window) => merge_weights(&window.aux_sums, &self.extras.by_aux_script),
+            None => self.extras.iter_aux().collect(),
+        })
     }
 }
 

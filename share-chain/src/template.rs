@@ -6,7 +6,7 @@
 //! and difficulty change the coinbase: the payouts are the PPLNS window *with* this share
 //! in it, and the finder bonus goes to this miner.
 
-use crate::aux_work::{aux_block_parts, AuxWorkError};
+use crate::aux_work::{aux_block_header, aux_block_parts, AuxWorkError};
 use crate::chain::ChainIndex;
 use crate::coinbase::{build_coinbase, Coinbase, Payout};
 use crate::hash::ShareHash;
@@ -172,30 +172,31 @@ impl ChainIndex {
         };
         // The uncles are candidates the index holds, so none is missing.
         let credits = self.credits_from_held(&info);
-        let payouts = self.window_payouts(
-            parent,
-            &credits,
-            block.bits,
-            block.coinbase_value,
-            &info.payout_script,
-        );
+        // One window serves the coinbase and every aux block's coinbase.
+        let (payouts, aux) =
+            self.with_child_window(parent, &credits, block.bits, |this, window| {
+                let payouts =
+                    this.payouts_from(window, parent, block.coinbase_value, &info.payout_script);
+                let aux: Vec<_> = block
+                    .aux
+                    .iter()
+                    .map(|aux| {
+                        this.aux_payouts_from(window, &info, aux.chain_id, aux.coinbase_value)
+                    })
+                    .collect();
+                (payouts, aux)
+            });
         let mut aux_blocks = Vec::with_capacity(block.aux.len());
         let mut aux_payouts = Vec::with_capacity(block.aux.len());
         let mut leaves = Vec::with_capacity(block.aux.len());
-        for aux in &block.aux {
-            let payouts = match self.aux_window_payouts(
-                &info,
-                &credits,
-                block.bits,
-                aux.chain_id,
-                aux.coinbase_value,
-            ) {
+        for (aux, payouts) in block.aux.iter().zip(aux) {
+            let payouts = match payouts {
                 Ok(payouts) => payouts,
                 // No one in the window can be paid there: mine without it.
                 Err(AuxWorkError::NoPayees(_)) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let (_, header) = aux_block_parts(aux, &payouts);
+            let header = aux_block_header(aux, &payouts);
             leaves.push((aux.chain_id, header.hash().0));
             aux_blocks.push(aux.clone());
             aux_payouts.push(payouts);

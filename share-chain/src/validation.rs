@@ -13,11 +13,12 @@
 use thiserror::Error;
 
 use crate::aux_work::AuxWorkError;
-use crate::chain::{ChainEntry, ChainIndex, TipChange};
+use crate::chain::{parent_of, ChainEntry, ChainIndex, TipChange};
 use crate::coinbase::build_coinbase;
 use crate::hash::ShareHash;
 use crate::merkle::merkle_root_from_branch;
 use crate::pow::pow_hash;
+use crate::pplns::ChildWindow;
 use crate::share::{FormatError, Share};
 use crate::target::{CompactError, Target, Work};
 
@@ -273,12 +274,21 @@ impl ChainIndex {
         let credits = self
             .credits_for(&share.info)
             .map_err(ShareError::UnknownUncle)?;
-        let root = self.expected_merkle_root(share, &credits);
-        if root != share.header.merkle_root {
-            return Err(ShareError::MerkleRootMismatch);
-        }
-        // Its aux blocks pay the window, and they are what the scriptSig commits to (§15).
-        self.check_merged_mining(share, &credits)?;
+        // One window serves the coinbase and every aux block's coinbase.
+        self.with_child_window(
+            parent_of(&share.info),
+            &credits,
+            share.header.bits,
+            |this, window| {
+                if this.merkle_root_from(window, share) != share.header.merkle_root {
+                    return Err(ShareError::MerkleRootMismatch);
+                }
+                // Its aux blocks pay the window, and they are what the scriptSig commits
+                // to (§15).
+                this.check_merged_mining_from(window, share)?;
+                Ok(())
+            },
+        )?;
         Ok(credits)
     }
 
@@ -361,7 +371,22 @@ impl ChainIndex {
         share: &Share,
         credits: &crate::pplns::ShareCredits,
     ) -> [u8; 32] {
-        let payouts = self.expected_payouts(share, credits);
+        self.with_child_window(
+            parent_of(&share.info),
+            credits,
+            share.header.bits,
+            |this, w| this.merkle_root_from(w, share),
+        )
+    }
+
+    /// [`ChainIndex::expected_merkle_root`] from the share's window, already read.
+    fn merkle_root_from(&self, window: &ChildWindow<'_>, share: &Share) -> [u8; 32] {
+        let payouts = self.payouts_from(
+            window,
+            parent_of(&share.info),
+            share.coinbase.value,
+            &share.info.payout_script,
+        );
         let coinbase = build_coinbase(
             &share.coinbase,
             &payouts,
@@ -376,9 +401,8 @@ impl ChainIndex {
         share: &Share,
         credits: &crate::pplns::ShareCredits,
     ) -> Vec<crate::coinbase::Payout> {
-        let parent = (!share.info.prev_share.is_zero()).then_some(share.info.prev_share);
         self.window_payouts(
-            parent,
+            parent_of(&share.info),
             credits,
             share.header.bits,
             share.coinbase.value,
