@@ -51,6 +51,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A chain's last block its daemon accepted from this node.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct LastAccepted {
+    prev_block: [u8; 32],
+    hash: [u8; 32],
+}
+
 /// What a block submission needs, shared by the submission tasks.
 pub(super) struct Submitter {
     pub rpc: Arc<RpcClient>,
@@ -62,10 +69,12 @@ pub(super) struct Submitter {
     pub counters: Arc<NodeCounters>,
     /// The found-blocks list, where the aux blocks only this node knows of go.
     pub blocks: Arc<FoundBlocks>,
-    /// For each chain (`None`: the parent chain), the previous block of the last block its
-    /// daemon accepted: more blocks on it are stale, not worth a submission (on regtest,
-    /// where nearly every hash is a block on every chain, they would flood the daemons).
-    accepted_on: Mutex<HashMap<Option<String>, [u8; 32]>>,
+    /// For each chain (`None`: the parent chain), the last block its daemon accepted from
+    /// us, as `(previous block, hash)`: more blocks on that previous block are stale, not
+    /// worth a submission (on regtest, where nearly every hash is a block on every chain,
+    /// they would flood the daemons), and the same block accepted again (two solutions of
+    /// one job are one aux block) is not counted twice.
+    accepted_on: Mutex<HashMap<Option<String>, LastAccepted>>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -94,11 +103,14 @@ impl Submitter {
     fn is_stale(&self, chain: Option<&str>, prev_block: &[u8; 32]) -> bool {
         lock(&self.accepted_on)
             .iter()
-            .any(|(c, p)| c.as_deref() == chain && p == prev_block)
+            .any(|(c, last)| c.as_deref() == chain && last.prev_block == *prev_block)
     }
 
-    fn set_accepted_on(&self, chain: Option<String>, prev_block: [u8; 32]) {
-        lock(&self.accepted_on).insert(chain, prev_block);
+    /// Notes that `chain`'s daemon accepted block `hash` on `prev_block`; false when that
+    /// very block was the last one noted (already counted).
+    fn note_accepted(&self, chain: Option<String>, prev_block: [u8; 32], hash: [u8; 32]) -> bool {
+        let last = LastAccepted { prev_block, hash };
+        lock(&self.accepted_on).insert(chain, last) != Some(last)
     }
 }
 
@@ -262,8 +274,9 @@ async fn submit_block(submitter: &Submitter, found: FoundBlock) {
     }
     let counters = &submitter.counters;
     if accepted {
-        submitter.set_accepted_on(None, found.prev_block);
-        NodeCounters::add(&counters.blocks_accepted, 1);
+        if submitter.note_accepted(None, found.prev_block, found.share_hash.0) {
+            NodeCounters::add(&counters.blocks_accepted, 1);
+        }
         info!(
             block = %found.share_hash,
             height = found.height,
@@ -353,8 +366,9 @@ async fn submit_aux_block(
     let chain = found.chain.chain.clone();
     let counters = &submitter.counters;
     if accepted {
-        submitter.set_accepted_on(Some(chain.clone()), found.prev_block);
-        NodeCounters::add(&counters.aux_blocks_accepted, 1);
+        if submitter.note_accepted(Some(chain.clone()), found.prev_block, found.hash) {
+            NodeCounters::add(&counters.aux_blocks_accepted, 1);
+        }
         info!(
             %chain,
             block = %hash,
