@@ -3,7 +3,7 @@
 //! litecoind is back. Meanwhile the node's webhook receiver accepts connections and never
 //! answers: neither the alerts nor the mining wait for it.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-use common::pool::{api_result as result, start_pool_with};
+use common::pool::{api_result as result, silent_receiver, start_pool_with};
 
 /// Alerts of `kind` listed by `getalerts` with an id above `after`.
 fn listed(alerts: &Value, kind: &str, after: u64) -> Vec<Value> {
@@ -42,17 +42,7 @@ async fn a_share(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>, limit
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_litecoind_raises_daemon_not_ready_then_daemon_ready() {
     // A webhook receiver that accepts connections and never reads or answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook = format!("http://{}/hook", listener.local_addr().unwrap());
-    let connections = Arc::new(AtomicU32::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::Relaxed);
-            held.push(socket);
-        }
-    });
+    let (webhook, connections) = silent_receiver().await;
     let mut pool = start_pool_with(NodeOptions {
         api: Some("127.0.0.1:0".parse().unwrap()),
         webhook: Some(webhook),

@@ -3,7 +3,9 @@
 //! retried, an alert refused 4 times is dropped and the next one still goes out, and a
 //! receiver that never answers never holds up raising alerts.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -212,17 +214,7 @@ async fn a_receiver_hanging_past_the_timeout_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_never_answers_never_holds_up_alerts() {
     // Accepts connections and never reads or answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let connections = Arc::new(AtomicU32::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::Relaxed);
-            held.push(socket);
-        }
-    });
+    let (url, connections) = common::pool::silent_receiver().await;
     let alerts = Alerts::with_webhook(url);
     raise(&alerts, "a.first");
     // The first delivery is under way (and hangs).

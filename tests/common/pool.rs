@@ -201,3 +201,22 @@ pub async fn wait_quiet(node: &Node, quiet: Duration) {
         tip = now;
     }
 }
+
+/// A webhook receiver that accepts connections and never reads or answers them: its URL,
+/// and how many connections it has taken.
+pub async fn silent_receiver() -> (String, Arc<std::sync::atomic::AtomicU32>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!("http://{}/hook", listener.local_addr().expect("an address"));
+    let connections = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            held.push(socket);
+        }
+    });
+    (url, connections)
+}
