@@ -568,6 +568,25 @@ mod tests {
         (200, body.to_string().into_bytes())
     }
 
+    /// A synced regtest chain's `getblockchaininfo` with best block `tip_hex`.
+    fn chain_info(tip_hex: &str) -> serde_json::Value {
+        serde_json::json!({
+            "chain": "regtest", "blocks": 1, "headers": 1,
+            "bestblockhash": tip_hex, "initialblockdownload": false,
+        })
+    }
+
+    /// An empty regtest template on `tip_hex`.
+    fn template_on(tip_hex: &str) -> serde_json::Value {
+        serde_json::json!({
+            "version": 536870912, "previousblockhash": tip_hex,
+            "transactions": [], "coinbasevalue": 5000000000u64,
+            "target": format!("7fffff{}", "00".repeat(29)), "bits": "207fffff",
+            "curtime": 1700000000u64, "mintime": 1700000000u64, "height": 2,
+            "longpollid": format!("{tip_hex}1"),
+        })
+    }
+
     #[tokio::test]
     async fn falls_back_to_polling_when_long_poll_fails() {
         use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -582,23 +601,14 @@ mod tests {
                 seen.lock().unwrap().push(method.to_owned());
                 let tip_hex = format!("{:02x}", tip.load(Ordering::SeqCst)).repeat(32);
                 match method {
-                    "getblockchaininfo" => ok(serde_json::json!({
-                        "chain": "regtest", "blocks": 1, "headers": 1,
-                        "bestblockhash": tip_hex, "initialblockdownload": false,
-                    })),
+                    "getblockchaininfo" => ok(chain_info(&tip_hex)),
                     "getbestblockhash" => ok(serde_json::json!(tip_hex)),
                     "getblocktemplate" if params[0].get("longpollid").is_some() => {
                         longpolls.fetch_add(1, Ordering::SeqCst);
                         let body = r#"{"result":null,"error":{"code":-1,"message":"no long poll"},"id":1}"#;
                         (500, body.as_bytes().to_vec())
                     }
-                    "getblocktemplate" => ok(serde_json::json!({
-                        "version": 536870912, "previousblockhash": tip_hex,
-                        "transactions": [], "coinbasevalue": 5000000000u64,
-                        "target": format!("7fffff{}", "00".repeat(29)), "bits": "207fffff",
-                        "curtime": 1700000000u64, "mintime": 1700000000u64, "height": 2,
-                        "longpollid": format!("{tip_hex}1"),
-                    })),
+                    "getblocktemplate" => ok(template_on(&tip_hex)),
                     _ => (404, Vec::new()),
                 }
             })
@@ -662,22 +672,13 @@ mod tests {
             Arc::new(move |method: &str, params: &serde_json::Value| {
                 let tip_hex = format!("{:02x}", tip.load(Ordering::SeqCst)).repeat(32);
                 match method {
-                    "getblockchaininfo" => ok(serde_json::json!({
-                        "chain": "regtest", "blocks": 1, "headers": 1,
-                        "bestblockhash": tip_hex, "initialblockdownload": false,
-                    })),
+                    "getblockchaininfo" => ok(chain_info(&tip_hex)),
                     "getbestblockhash" => ok(serde_json::json!(tip_hex)),
                     "getblocktemplate" => {
                         if params[0].get("longpollid").is_some() {
                             longpolls.fetch_add(1, Ordering::SeqCst);
                         }
-                        ok(serde_json::json!({
-                            "version": 536870912, "previousblockhash": tip_hex,
-                            "transactions": [], "coinbasevalue": 5000000000u64,
-                            "target": format!("7fffff{}", "00".repeat(29)), "bits": "207fffff",
-                            "curtime": 1700000000u64, "mintime": 1700000000u64, "height": 2,
-                            "longpollid": format!("{tip_hex}1"),
-                        }))
+                        ok(template_on(&tip_hex))
                     }
                     _ => (404, Vec::new()),
                 }

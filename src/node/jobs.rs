@@ -251,17 +251,7 @@ impl NodeWork {
                     .map(|share| CoinbaseReserve::for_round(&share, height, max_outputs))
             })
             .await;
-        match reserve {
-            Ok(Ok(reserve)) => Some(reserve),
-            Ok(Err(e)) => {
-                error!(error = %e, "cannot build a share template");
-                None
-            }
-            Err(e) => {
-                error!(error = %e, "cannot build a share template");
-                None
-            }
-        }
+        built_or_logged(reserve)
     }
 
     /// `block` fitted for this round: the last fit while the template is the same and its
@@ -497,18 +487,10 @@ impl NodeWork {
             let share = chain
                 .call(move |c| c.index_mut().share_template(&miner, context))
                 .await;
-            let job = match share {
-                Ok(Ok(share)) => job_template(share, block, aux, reserve, clean, generation)
-                    .and_then(|t| prepared_job(t, generation)),
-                Ok(Err(e)) => {
-                    error!(error = %e, "cannot build a share template");
-                    None
-                }
-                Err(e) => {
-                    error!(error = %e, "cannot build a share template");
-                    None
-                }
-            };
+            let job = built_or_logged(share).and_then(|share| {
+                job_template(share, block, aux, reserve, clean, generation)
+                    .and_then(|t| prepared_job(t, generation))
+            });
             let mut cache = lock(&cache);
             if cache.generation == generation {
                 match &job {
@@ -674,6 +656,23 @@ pub(super) async fn feed_jobs(
             changed = chain.changed() => if changed.is_err() { return },
             changed = ready_rx.changed() => if changed.is_err() { return },
             changed = aux.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// A share template built on the chain thread, or `None` with the reason logged (the chain
+/// refused, or its thread is gone).
+fn built_or_logged<T>(
+    built: Result<Result<T, impl std::fmt::Display>, impl std::fmt::Display>,
+) -> Option<T> {
+    let built = built
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match built {
+        Ok(t) => Some(t),
+        Err(e) => {
+            error!(error = %e, "cannot build a share template");
+            None
         }
     }
 }
