@@ -283,6 +283,15 @@ impl FoundBlocks {
     fn contains(&self, hash: &str) -> bool {
         lock(&self.state).blocks.iter().any(|b| b.hash == hash)
     }
+
+    /// The block with `hash` (display order), if listed.
+    pub fn find(&self, hash: &str) -> Option<FoundBlock> {
+        lock(&self.state)
+            .blocks
+            .iter()
+            .find(|b| b.hash == hash)
+            .cloned()
+    }
 }
 
 /// Replaces the block with the same hash (keeping its place), or appends it.

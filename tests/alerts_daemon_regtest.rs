@@ -125,12 +125,7 @@ async fn stopping_litecoind_raises_daemon_not_ready_then_daemon_ready() {
     // Mining goes on, the webhook still hanging on its first alert.
     while events.try_recv().is_ok() {}
     a_share(&mut events, Duration::from_secs(60)).await;
-    let metrics = reqwest::get(format!("http://{}/metrics", pool.node.api_addr().unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::pool::metrics_text(&pool.node).await;
     for kind in ["daemon_not_ready", "daemon_ready"] {
         assert!(
             metrics

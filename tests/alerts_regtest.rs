@@ -142,12 +142,7 @@ async fn a_stopped_worker_raises_an_alert_and_history_survives_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = reqwest::get(format!("http://{}/metrics", pool.node.api_addr().unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::pool::metrics_text(&pool.node).await;
     let offline_alerts = listed
         .as_array()
         .unwrap()

@@ -22,7 +22,9 @@ use share_chain::Preset;
 mod common;
 
 use common::dogecoind::{coinbase_outputs, dogecoind_or_skip};
-use common::pool::{best_chain_payout_scripts, drain_accepted_aux, init_logs, AcceptedAux};
+use common::pool::{
+    best_chain_payout_scripts, drain_accepted_aux, init_logs, paid_scripts, AcceptedAux,
+};
 
 fn script(address: &str) -> Vec<u8> {
     address_to_script(address, &Preset::builtin("litecoin-regtest").unwrap().coin).unwrap()
@@ -111,21 +113,9 @@ async fn a_two_node_devnet_shares_one_chain_and_a_block_pays_both_nodes_miners()
         started.elapsed()
     );
     // litecoind's own view of the block's coinbase.
-    let raw: Value = devnet
-        .daemons
-        .client()
-        .call("getblock", vec![json!(block.to_string()), json!(2)])
-        .await
-        .expect("litecoind has the block");
-    let paid: HashSet<Vec<u8>> = raw["tx"][0]["vout"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|out| out["value"].as_f64().unwrap() > 0.0)
-        .map(|out| hex::decode(out["scriptPubKey"]["hex"].as_str().unwrap()).unwrap())
-        .collect();
-    assert!(paid.contains(&script(&miner_a)), "{raw}");
-    assert!(paid.contains(&script(&miner_b)), "{raw}");
+    let paid = paid_scripts(devnet.daemons.client(), &block.to_string()).await;
+    assert!(paid.contains(&script(&miner_a)), "{paid:?}");
+    assert!(paid.contains(&script(&miner_b)), "{paid:?}");
 
     // Each node's share chain holds the other node's miner's shares: they came over the
     // share-chain network (each node's Stratum serves only its own miner).

@@ -21,7 +21,6 @@ use p2pool::miner::{mine, MinerConfig, MinerStats};
 use p2pool::node::{Node, NodeConfig, NodeEvent};
 use p2pool::regtest::RegtestPair;
 use p2pool_network::Multiaddr;
-use serde_json::{json, Value};
 use share_chain::address::address_to_script;
 use share_chain::template::MinerPayout;
 use share_chain::{Preset, ShareHash};
@@ -29,7 +28,7 @@ use tokio::sync::Mutex;
 
 mod common;
 
-use common::pool::{best_chain_payout_scripts, wait_for};
+use common::pool::{best_chain_payout_scripts, paid_scripts, wait_for};
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
@@ -205,18 +204,7 @@ async fn three_nodes_mine_one_chain_and_a_block_pays_all() {
     };
 
     // litecoind's own view of that block's coinbase.
-    let raw: Value = daemons
-        .client()
-        .call("getblock", vec![json!(block.to_string()), json!(2)])
-        .await
-        .expect("litecoind knows the block");
-    let paid: HashSet<Vec<u8>> = raw["tx"][0]["vout"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|out| out["value"].as_f64().unwrap() > 0.0)
-        .map(|out| hex::decode(out["scriptPubKey"]["hex"].as_str().unwrap()).unwrap())
-        .collect();
+    let paid = paid_scripts(daemons.client(), &block.to_string()).await;
     for s in &scripts {
         assert!(paid.contains(s), "the block's coinbase pays every miner");
     }

@@ -350,9 +350,8 @@ async fn verify_aux_block(
         None => {
             let record = s
                 .blocks
-                .newest(crate::blocks::MAX_BLOCKS)
-                .into_iter()
-                .find(|b| b.hash == hash && b.aux_chain.as_deref() == Some(&chain.chain))
+                .find(hash)
+                .filter(|b| b.aux_chain.as_deref() == Some(&chain.chain))
                 .ok_or_else(|| {
                     error(
                         NOT_FOUND,

@@ -220,3 +220,32 @@ pub async fn silent_receiver() -> (String, Arc<std::sync::atomic::AtomicU32>) {
     });
     (url, connections)
 }
+
+/// The scripts block `hash` (display hex) pays a positive amount in its coinbase, as
+/// litecoind (`client`) holds it.
+pub async fn paid_scripts(client: &p2pool::daemon::RpcClient, hash: &str) -> HashSet<Vec<u8>> {
+    let raw: Value = client
+        .call("getblock", vec![json!(hash), json!(2)])
+        .await
+        .expect("litecoind has the block");
+    raw["tx"][0]["vout"]
+        .as_array()
+        .expect("the coinbase's outputs")
+        .iter()
+        .filter(|out| out["value"].as_f64().unwrap_or(0.0) > 0.0)
+        .map(|out| hex::decode(out["scriptPubKey"]["hex"].as_str().unwrap_or("")).expect("hex"))
+        .collect()
+}
+
+/// `node`'s Prometheus metrics, as text.
+pub async fn metrics_text(node: &Node) -> String {
+    reqwest::get(format!(
+        "http://{}/metrics",
+        node.api_addr().expect("the API is on")
+    ))
+    .await
+    .expect("the API answers")
+    .text()
+    .await
+    .expect("text")
+}
